@@ -72,6 +72,13 @@ class CorpusTune:
 
 
 @dataclasses.dataclass(frozen=True)
+class AlreadyPresent:
+    """A tune the caller already has (passed in `skip`): not parsed, but still counted."""
+
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CorpusFailure:
     source: str
     reason: str
@@ -143,14 +150,25 @@ def _abc_files(collection: str) -> list[Path]:
     return sorted((corpus_root() / COLLECTIONS[collection]).glob("*.abc"))
 
 
-def iter_abc_tunes(collection: str) -> Iterator[CorpusTune | CorpusFailure]:
+def iter_abc_tunes(
+    collection: str, skip: frozenset[str] = frozenset(), limit: int | None = None
+) -> Iterator[CorpusTune | CorpusFailure]:
+    """The first `limit` tunes of one ABC collection; sources in `skip` are not parsed."""
     from symusic import Score
+
+    seen = 0
 
     for path in _abc_files(collection):
         text = path.read_text(encoding="latin-1")
         rel = f"{path.parent.name}/{path.name}"
         for index, tune in enumerate(_split_abc(text)):
             source = f"{rel}#{index}"
+            if limit is not None and seen >= limit:
+                return
+            seen += 1
+            if source in skip:
+                yield AlreadyPresent(source)
+                continue
             headers = _abc_headers(tune)
             try:
                 with _quiet_stdout():
@@ -253,9 +271,18 @@ def count_tunes(collections: Iterable[str]) -> int:
 
 
 def iter_corpus(
-    collections: Iterable[str] | None = None, processes: int = 2
-) -> Iterator[CorpusTune | CorpusFailure]:
-    """Every tune of the chosen collections; chorales are parsed in a pool meanwhile."""
+    collections: Iterable[str] | None = None,
+    processes: int = 2,
+    skip: Iterable[str] = (),
+    per_collection: int | None = None,
+) -> Iterator[CorpusTune | CorpusFailure | AlreadyPresent]:
+    """Every tune of the chosen collections (the first `per_collection` of each), in a fixed order.
+
+    Sources in `skip` come back as AlreadyPresent without being parsed, so a re-run is fast.
+
+    The chorales are parsed in a process pool while this process reads the ABC collections.
+    """
+    skip = frozenset(skip)
     chosen = list(collections or COLLECTIONS)
     unknown = [c for c in chosen if c not in COLLECTIONS]
     if unknown:
@@ -263,15 +290,24 @@ def iter_corpus(
     abc = [c for c in chosen if c != "bach_chorales"]
     if "bach_chorales" not in chosen:
         for collection in abc:
-            yield from iter_abc_tunes(collection)
+            yield from iter_abc_tunes(collection, skip, per_collection)
         return
     import multiprocessing
 
+    chorales = chorale_paths()[:per_collection]
+    present = [AlreadyPresent(f"bach/{p.name}#0") for p in chorales if f"bach/{p.name}#0" in skip]
+    chorales = [p for p in chorales if f"bach/{p.name}#0" not in skip]
+    if not chorales:
+        for collection in abc:
+            yield from iter_abc_tunes(collection, skip, per_collection)
+        yield from present
+        return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(max(1, processes - 1) if abc else processes) as pool:
-        pending = pool.imap(read_chorale, chorale_paths(), chunksize=4)
+        pending = pool.imap(read_chorale, chorales, chunksize=4)
         for collection in abc:
-            yield from iter_abc_tunes(collection)
+            yield from iter_abc_tunes(collection, skip, per_collection)
+        yield from present
         yield from pending
 
 
@@ -289,7 +325,7 @@ def export_midi_folder(out: Path, collections: Iterable[str] | None = None, limi
         writer = csv.writer(handle)
         writer.writerow(["file", "collection", "region", "title", "meter", "key", "source"])
         for item in tqdm(iter_corpus(chosen), total=total, unit="tune", desc="export"):
-            if isinstance(item, CorpusFailure):
+            if not isinstance(item, CorpusTune):
                 continue
             name = f"{item.source_hash[:16]}.mid"
             (out / name).write_bytes(item.midi)

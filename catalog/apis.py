@@ -1,0 +1,188 @@
+"""Thin API views: validate input, call one service or selector, serialize the output."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import filters, generics, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.authtoken.models import Token
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog import selectors, services
+from catalog.filters import TrackFilter
+from catalog.midi import InvalidMidi
+from catalog.permissions import IsStaffOrReadOnly
+from catalog.serializers import (
+    AccountSerializer,
+    RatingInputSerializer,
+    RatingSerializer,
+    RegisterSerializer,
+    TokenInputSerializer,
+    TokenSerializer,
+    TrackSerializer,
+    TrackUpdateSerializer,
+    TrackUploadSerializer,
+)
+from config.api import ScopedThrottle
+from config.errors import ApplicationError
+
+ERRORS = {400: OpenApiResponse(description="Bad input: {error: {status, code, message, fields?}}")}
+
+
+class RegisterApi(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=RegisterSerializer, responses={201: AccountSerializer, 409: None, **ERRORS})
+    def post(self, request):
+        data = _validated(RegisterSerializer, request.data)
+        user, token = services.user_register(**data)
+        body = AccountSerializer({"id": user.pk, "username": user.username, "email": user.email,
+                                  "is_staff": user.is_staff, "token": token}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenApi(APIView):
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=TokenInputSerializer, responses={200: TokenSerializer, **ERRORS})
+    def post(self, request):
+        data = _validated(TokenInputSerializer, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            raise ApplicationError("Unknown username or wrong password.", code="bad_credentials")
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class MeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=AccountSerializer)
+    def get(self, request):
+        user = request.user
+        return Response(AccountSerializer({"id": user.pk, "username": user.username,
+                                           "email": user.email, "is_staff": user.is_staff}).data)
+
+
+class TrackListApi(generics.ListAPIView):
+    """Browse the catalog (anyone); upload a MIDI file (staff)."""
+
+    serializer_class = TrackSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    parser_classes = [MultiPartParser, FormParser]
+    filterset_class = TrackFilter
+    search_fields = ["title", "composer", "collection", "region"]
+    ordering_fields = ["title", "created_at", "duration_seconds", "note_count", "tempo_bpm",
+                       "rating_count", "rating_average"]
+    filter_backends = [*generics.ListAPIView.filter_backends]
+
+    def get_queryset(self):
+        return selectors.track_list()
+
+    @extend_schema(request={"multipart/form-data": TrackUploadSerializer},
+                   responses={201: TrackSerializer, 200: TrackSerializer, **ERRORS})
+    def post(self, request):
+        data = _validated(TrackUploadSerializer, request.data)
+        upload = data.pop("file")
+        if upload.size > request_limit():
+            raise InvalidMidi(f"The file is {upload.size / 1024:.0f} KiB; the limit is "
+                              f"{request_limit() / 1024:.0f} KiB.", code="file_too_large")
+        title = data.pop("title", "") or upload.name.rsplit(".", 1)[0]
+        result = services.track_ingest(midi_bytes=upload.read(), title=title, created_by=request.user,
+                                       source=f"upload:{upload.name}"[:300], **data)
+        track = selectors.track_get(track_id=result.track.pk)
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(TrackSerializer(track, context={"request": request}).data, status=code)
+
+
+class TrackDetailApi(APIView):
+    permission_classes = [IsStaffOrReadOnly]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(responses={200: TrackSerializer, 404: None})
+    def get(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        return Response(TrackSerializer(track, context={"request": request}).data)
+
+    @extend_schema(request=TrackUpdateSerializer, responses={200: TrackSerializer, 404: None, **ERRORS})
+    def patch(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        data = _validated(TrackUpdateSerializer, request.data)
+        services.track_update(track=track, **data)
+        return Response(TrackSerializer(selectors.track_get(track_id=track_id), context={"request": request}).data)
+
+    @extend_schema(responses={204: None, 404: None})
+    def delete(self, request, track_id: int):
+        services.track_delete(track=selectors.track_get(track_id=track_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TrackMidiApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={(200, "audio/midi"): OpenApiTypes.BINARY, 404: None})
+    def get(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        return FileResponse(track.midi_file.open("rb"), content_type="audio/midi", as_attachment=True,
+                            filename=f"{_slug(track.title)}-{track.pk}.mid")
+
+
+class TrackRatingApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: RatingSerializer, 404: None})
+    def get(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        rating = selectors.rating_get(user=request.user, track=track)
+        if rating is None:
+            raise ApplicationError("You have not rated this track.", code="not_rated") from None
+        return Response(RatingSerializer(rating).data)
+
+    @extend_schema(request=RatingInputSerializer, responses={200: RatingSerializer, 201: RatingSerializer, **ERRORS})
+    def put(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        data = _validated(RatingInputSerializer, request.data)
+        rating, created = services.rating_set(user=request.user, track=track, score=data["score"])
+        return Response(RatingSerializer(rating).data, status=201 if created else 200)
+
+    @extend_schema(responses={204: None, 404: None, **ERRORS})
+    def delete(self, request, track_id: int):
+        services.rating_delete(user=request.user, track=selectors.track_get(track_id=track_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MyRatingsApi(generics.ListAPIView):
+    permission_classes = [IsAuthenticated]
+    serializer_class = RatingSerializer
+    filter_backends = [filters.OrderingFilter]
+    ordering_fields = ["updated_at", "score"]
+
+    def get_queryset(self):
+        return selectors.rating_list_for_user(user=self.request.user)
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def request_limit() -> int:
+    from django.conf import settings
+
+    return settings.REFRAIN_MIDI_MAX_BYTES
+
+
+def _slug(title: str) -> str:
+    from django.utils.text import slugify
+
+    return slugify(title)[:60] or "track"

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class User(AbstractUser):
+    """Our own user model from the first migration, so it can grow without a painful swap."""
+
+
+def track_midi_path(track: "Track", filename: str) -> str:
+    # Content-addressed: the hash names the file, two levels of fan-out keep folders small.
+    return f"tracks/midi/{track.content_hash[:2]}/{track.content_hash}.mid"
+
+
+class Track(models.Model):
+    title = models.CharField(max_length=300)
+    composer = models.CharField(max_length=200, blank=True, default="")
+    collection = models.CharField(max_length=100, blank=True, default="")
+    region = models.CharField(max_length=100, blank=True, default="")
+    source = models.CharField(
+        max_length=300, blank=True, default="", help_text="Where the tune came from, e.g. a corpus file and index."
+    )
+    midi_file = models.FileField(upload_to=track_midi_path, max_length=200)
+    content_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the MIDI bytes.")
+    file_size = models.PositiveIntegerField()
+    duration_seconds = models.FloatField()
+    tempo_bpm = models.FloatField()
+    key = models.CharField(max_length=32, blank=True, default="", help_text='e.g. "D major", "A minor".')
+    time_signature = models.CharField(max_length=8, default="4/4")
+    note_count = models.PositiveIntegerField()
+    pitch_min = models.PositiveSmallIntegerField()
+    pitch_max = models.PositiveSmallIntegerField()
+    is_generated = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="tracks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["collection"]),
+            models.Index(fields=["composer"]),
+            models.Index(fields=["region"]),
+            models.Index(fields=["key"]),
+            models.Index(fields=["time_signature"]),
+            models.Index(fields=["is_generated", "-created_at"]),
+            models.Index(fields=["title"]),
+            models.Index(fields=["source"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(pitch_min__lte=models.F("pitch_max")), name="track_pitch_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def pitch_range(self) -> int:
+        return self.pitch_max - self.pitch_min
+
+
+class Rating(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")
+    track = models.ForeignKey(Track, on_delete=models.CASCADE, related_name="ratings")
+    score = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "track"], name="rating_one_per_user_and_track"),
+            models.CheckConstraint(condition=models.Q(score__gte=1, score__lte=5), name="rating_score_1_to_5"),
+        ]
+        indexes = [models.Index(fields=["track", "score"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} rated {self.track_id}: {self.score}"

@@ -1,0 +1,93 @@
+"""API plumbing shared by every app: one error format, pagination, throttles."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, pagination, throttling
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.errors import ApplicationError
+
+
+class Pagination(pagination.PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class _LiveRates:
+    """Read the rate when asked, so settings overrides (tests, env) take effect."""
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class AnonThrottle(_LiveRates, throttling.AnonRateThrottle):
+    pass
+
+
+class UserThrottle(_LiveRates, throttling.UserRateThrottle):
+    pass
+
+
+class ScopedThrottle(_LiveRates, throttling.ScopedRateThrottle):
+    """Per-view scope (`throttle_scope = "generation"`, `"auth"`)."""
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for field, value in detail.items():
+            text = _flatten(value)
+            parts.append(text if field in ("non_field_errors", "detail") else f"{field}: {text}")
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        return " ".join(_flatten(item) for item in detail)
+    return str(detail)
+
+
+def error_body(status: int, code: str, message: str, fields: dict | None = None) -> dict:
+    body = {"status": status, "code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def exception_handler(exc, context):
+    """Every error answers {"error": {"status", "code", "message", "fields"?}}."""
+    if isinstance(exc, ApplicationError):
+        exc = _as_drf(exc)
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
+    fields = detail if isinstance(detail, dict) and not set(detail) <= {"detail"} else None
+    code = getattr(exc, "app_code", None) or _code(exc, detail)
+    response.data = error_body(response.status_code, code, _flatten(detail), fields)
+    return response
+
+
+def _code(exc, detail) -> str:
+    if isinstance(exc, exceptions.ValidationError):
+        return "invalid"
+    codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+    return codes if isinstance(codes, str) else getattr(exc, "default_code", "error")
+
+
+def _as_drf(exc: ApplicationError) -> exceptions.APIException:
+    drf_exc = exceptions.APIException(detail=exc.fields or exc.message)
+    drf_exc.status_code = exc.status_code
+    drf_exc.app_code = exc.code
+    if exc.fields:
+        drf_exc.detail = {"detail": exc.message, **exc.fields}
+    return drf_exc

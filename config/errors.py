@@ -1,0 +1,27 @@
+"""Errors the business logic raises; the API turns each into a 4xx in one format."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    """A request that cannot be honoured for a reason the caller can act on."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.fields = fields or {}
+
+
+class NotFoundError(ApplicationError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ApplicationError):
+    status_code = 409
+    code = "conflict"

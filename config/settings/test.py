@@ -1,0 +1,29 @@
+"""Test settings: the same back ends as configured (SQLite/filesystem by default, or the
+DATABASE_URL/CELERY_BROKER_URL given), isolated runtime folders, fast hashing."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from .base import *  # noqa: F401,F403
+from .base import DATABASES, REST_FRAMEWORK, SECRET_KEY as _SECRET_KEY
+
+SECRET_KEY = _SECRET_KEY or "refrain-test-key"
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="refrain-media-"))
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so that a real Celery worker process sees the test database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("REFRAIN_TEST_SQLITE", str(Path(tempfile.gettempdir()) / "refrain-test.sqlite3"))
+    }
+# Throttling has its own tests; elsewhere the suite must not trip over it.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": "100000/min",
+        "user": "100000/min",
+        "auth": "100000/min",
+        "generation": "100000/min",
+    },
+}
