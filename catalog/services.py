@@ -95,6 +95,19 @@ def track_ingest(
     return IngestResult(track, created=True)
 
 
+def track_refresh_metadata(*, track: Track) -> Track:
+    """Recompute the metadata read from the file; titles and other edited fields are kept."""
+    with track.midi_file.open("rb") as handle:
+        data = handle.read()
+    info = analyze_midi(data, max_seconds=float("inf"), max_notes=10**9)  # stored files stay stored
+    for field in ("duration_seconds", "tempo_bpm", "note_count", "pitch_min", "pitch_max"):
+        setattr(track, field, getattr(info, field))
+    track.file_size = len(data)
+    track.save(update_fields=["duration_seconds", "tempo_bpm", "note_count", "pitch_min", "pitch_max",
+                              "file_size", "updated_at"])
+    return track
+
+
 def track_update(*, track: Track, **fields) -> Track:
     unknown = set(fields) - set(EDITABLE_TRACK_FIELDS)
     if unknown:
