@@ -180,6 +180,10 @@ class IndexStore:
         for path in self.directory.glob("index-*.faiss"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
+        # Temp files of a writer that was killed mid-save (SIGKILL skips the cleanup in _atomic_write);
+        # only the lock holder writes temp files, so none of these is in use.
+        for path in self.directory.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def _previous_file(version: int) -> str:

@@ -45,7 +45,10 @@ def normalized(matrix: FloatArray, *, what: str) -> FloatArray:
 
 def as_ids(ids: npt.ArrayLike | Iterable[int], *, unique: bool) -> IdArray:
     """A 1-D int64 array of track ids; -1 is FAISS's "no result" marker, so ids must be >= 0."""
-    array = np.asarray(list(ids) if not isinstance(ids, np.ndarray) and not hasattr(ids, "__array__") else ids)
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (np.ndarray, Iterable)):
+        raise ValueError(f"ids must be a sequence of integers, got {type(ids).__name__}")
+    # Sets and generators would become 0-d object arrays under np.asarray; go through a list.
+    array = ids if isinstance(ids, np.ndarray) else np.asarray(list(ids))
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     if array.dtype.kind not in "iu":
