@@ -6,9 +6,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Avg, Count
+from django.urls import reverse
+from django.utils.html import format_html
 
 from catalog import services
-from catalog.models import Rating, Track, User
+from catalog.models import Rating, Track, TrackMedia, User
 from config.errors import ApplicationError
 
 admin.site.register(User, UserAdmin)
@@ -64,21 +66,22 @@ class RatingInline(admin.TabularInline):
 
 @admin.register(Track)
 class TrackAdmin(admin.ModelAdmin):
-    list_display = ["title", "composer", "collection", "region", "key", "time_signature",
+    list_display = ["thumbnail", "title", "composer", "collection", "region", "key", "time_signature",
                     "duration", "note_count", "is_generated", "ratings", "created_at"]
     list_filter = ["is_generated", "collection", "region", "time_signature"]
     search_fields = ["title", "composer", "source", "content_hash"]
     list_per_page = 50
     date_hierarchy = "created_at"
-    readonly_fields = ["midi_file", "content_hash", "file_size", "source", "duration_seconds", "tempo_bpm",
+    list_display_links = ["title"]
+    readonly_fields = ["preview", "midi_file", "content_hash", "file_size", "source", "duration_seconds", "tempo_bpm",
                        "note_count", "pitch_min", "pitch_max", "is_generated", "created_by",
                        "created_at", "updated_at", "rating_summary"]
     fields = ["title", "composer", "collection", "region", "key", "time_signature", *readonly_fields]
     inlines = [RatingInline]
-    actions = ["delete_tracks"]
+    actions = ["delete_tracks", "render_media"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_ratings=Count("ratings"), _avg=Avg("ratings__score"))
+        return super().get_queryset(request).select_related("media").annotate(_ratings=Count("ratings"), _avg=Avg("ratings__score"))
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -125,6 +128,37 @@ class TrackAdmin(admin.ModelAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # the built-in bulk delete would skip the files
         return actions
+
+    @admin.action(description="Render audio and piano roll again", permissions=["change"])
+    def render_media(self, request, queryset):
+        for track in queryset:
+            services.track_media_schedule(track=track, force=True)
+        self.message_user(request, f"Queued {queryset.count()} renders.", messages.SUCCESS)
+
+    @admin.display(description="roll")
+    def thumbnail(self, obj) -> str:
+        url = reverse("api:track-pianoroll", kwargs={"track_id": obj.pk})
+        return format_html('<img src="{}?size=thumb" width="120" height="24" alt="" loading="lazy" '
+                           'style="border:1px solid #ddd">', url)
+
+    @admin.display(description="listen and look")
+    def preview(self, obj) -> str:
+        media = getattr(obj, "media", None) if obj.pk else None
+        audio_url = reverse("api:track-audio", kwargs={"track_id": obj.pk})
+        roll_url = reverse("api:track-pianoroll", kwargs={"track_id": obj.pk})
+        if media is not None and media.audio_is_current:
+            audio = format_html(
+                '<audio controls preload="none" src="{}" style="width:100%;max-width:600px"></audio>'
+                '<div class="help">Ogg Vorbis, {} KiB, {} LUFS, rendered in {} s</div>',
+                audio_url, (media.audio_size or 0) // 1024, media.audio_loudness_lufs, media.render_seconds,
+            )
+        elif media is not None and media.audio_status == TrackMedia.AudioStatus.FAILED:
+            audio = format_html('<p class="errornote">The audio could not be rendered: {}</p>', media.audio_error)
+        else:
+            audio = format_html('<p>The audio is being rendered (<a href="{}">check</a>); reload this page in a '
+                                'few seconds, or use the action "Render audio and piano roll again".</p>', audio_url)
+        return format_html('{}<div><img src="{}" width="1200" height="400" alt="piano roll" '
+                           'style="max-width:100%;height:auto;border:1px solid #ddd"></div>', audio, roll_url)
 
     @admin.display(description="duration", ordering="duration_seconds")
     def duration(self, obj) -> str:

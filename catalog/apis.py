@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import filters, generics, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -17,8 +18,10 @@ from catalog import selectors, services
 from catalog.filters import TrackFilter
 from catalog.midi import InvalidMidi
 from catalog.permissions import IsStaffOrReadOnly
+from catalog.rendering.audio import CONTENT_TYPE as AUDIO_CONTENT_TYPE
 from catalog.serializers import (
     AccountSerializer,
+    AudioPendingSerializer,
     RatingInputSerializer,
     RatingSerializer,
     RegisterSerializer,
@@ -29,7 +32,8 @@ from catalog.serializers import (
     TrackUploadSerializer,
 )
 from config.api import ScopedThrottle
-from config.errors import ApplicationError
+from config.errors import ApplicationError, ServiceUnavailableError
+from config.http import FileContentNegotiation, ranged_file_response
 
 ERRORS = {400: OpenApiResponse(description="Bad input: {error: {status, code, message, fields?}}")}
 
@@ -186,3 +190,57 @@ def _slug(title: str) -> str:
     from django.utils.text import slugify
 
     return slugify(title)[:60] or "track"
+
+
+class TrackAudioApi(APIView):
+    """The track rendered to Ogg Vorbis; seekable (single byte ranges). 202 + Retry-After while rendering."""
+
+    permission_classes = [AllowAny]
+    content_negotiation_class = FileContentNegotiation
+
+    @extend_schema(
+        parameters=[OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                                     description="One byte range, e.g. `bytes=0-` or `bytes=1000-1999`.")],
+        responses={
+            (200, "audio/ogg"): OpenApiTypes.BINARY,
+            (206, "audio/ogg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            202: OpenApiResponse(AudioPendingSerializer, description="Rendering; retry after `Retry-After` seconds."),
+            404: OpenApiResponse(description="No such track."),
+            416: OpenApiResponse(description="The range starts past the end of the file."),
+            503: OpenApiResponse(description="The audio could not be rendered; the message says why."),
+        },
+    )
+    def get(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        media = services.track_audio_request(track=track)
+        if media.audio_is_current:
+            return ranged_file_response(request, media.audio_file, content_type=AUDIO_CONTENT_TYPE,
+                                        etag=f"{media.audio_source_hash[:32]}-audio",
+                                        filename=f"{_slug(track.title)}-{track.pk}.ogg")
+        if media.audio_status == media.AudioStatus.FAILED:
+            raise ServiceUnavailableError(f"The audio of this track could not be rendered: {media.audio_error}",
+                                          code="audio_render_failed")
+        retry_after = settings.REFRAIN_AUDIO_RETRY_AFTER
+        body = AudioPendingSerializer({"status": media.audio_status, "retry_after": retry_after,
+                                       "message": f"The audio is being rendered; try again in {retry_after} s."})
+        return Response(body.data, status=status.HTTP_202_ACCEPTED, headers={"Retry-After": str(retry_after)})
+
+
+class TrackPianorollApi(APIView):
+    """The track's notes over time as a PNG (1200x400; `?size=thumb` gives 240x48). Drawn once, then cached."""
+
+    permission_classes = [AllowAny]
+    content_negotiation_class = FileContentNegotiation
+
+    @extend_schema(
+        parameters=[OpenApiParameter("size", OpenApiTypes.STR, enum=["full", "thumb"], required=False)],
+        responses={(200, "image/png"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="No such track.")},
+    )
+    def get(self, request, track_id: int):
+        track = selectors.track_get(track_id=track_id)
+        size = request.query_params.get("size", "full")
+        if size not in ("full", "thumb"):
+            raise ApplicationError("size must be 'full' or 'thumb'.", fields={"size": ["full or thumb"]})
+        image = services.track_pianoroll_ensure(track=track, thumbnail=size == "thumb")
+        return ranged_file_response(request, image, content_type="image/png",
+                                    etag=f"{track.content_hash[:32]}-{size}")

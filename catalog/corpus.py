@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -150,51 +151,56 @@ def _abc_files(collection: str) -> list[Path]:
     return sorted((corpus_root() / COLLECTIONS[collection]).glob("*.abc"))
 
 
-def iter_abc_tunes(
-    collection: str, skip: frozenset[str] = frozenset(), limit: int | None = None
-) -> Iterator[CorpusTune | CorpusFailure]:
-    """The first `limit` tunes of one ABC collection; sources in `skip` are not parsed."""
+@dataclasses.dataclass(frozen=True)
+class _AbcJob:
+    collection: str
+    filename: str
+    source: str
+    index: int
+    text: str
+
+
+def _abc_jobs(collection: str) -> Iterator[_AbcJob]:
+    for path in _abc_files(collection):
+        rel = f"{path.parent.name}/{path.name}"
+        for index, tune in enumerate(_split_abc(path.read_text(encoding="latin-1"))):
+            yield _AbcJob(collection, path.name, f"{rel}#{index}", index, tune)
+
+
+def read_abc_tune(job: _AbcJob) -> CorpusTune | CorpusFailure:
+    """Parse one ABC tune with symusic and keep its header labels."""
     from symusic import Score
 
-    seen = 0
+    headers = _abc_headers(job.text)
+    try:
+        with _quiet_stdout():
+            score = Score.from_abc(job.text)
+        midi = score.dumps_midi()
+    except Exception as exc:  # the parser raises plain RuntimeErrors
+        return CorpusFailure(job.source, f"unparseable ABC: {exc}")
+    if score.note_num() == 0:
+        return CorpusFailure(job.source, "no notes")
+    region = (
+        _essen_region(job.filename, headers.get("O", ""))
+        if job.collection == "essen"
+        else COLLECTION_REGIONS[job.collection]
+    )
+    return CorpusTune(
+        collection=job.collection,
+        region=region,
+        title=headers.get("T", "").strip() or f"{Path(job.filename).stem} #{job.index + 1}",
+        composer=headers.get("C", "").strip() or "Traditional",
+        meter=_meter(headers.get("M", "")),
+        key=headers.get("K", "").strip(),
+        source=job.source,
+        midi=midi,
+    )
 
-    for path in _abc_files(collection):
-        text = path.read_text(encoding="latin-1")
-        rel = f"{path.parent.name}/{path.name}"
-        for index, tune in enumerate(_split_abc(text)):
-            source = f"{rel}#{index}"
-            if limit is not None and seen >= limit:
-                return
-            seen += 1
-            if source in skip:
-                yield AlreadyPresent(source)
-                continue
-            headers = _abc_headers(tune)
-            try:
-                with _quiet_stdout():
-                    score = Score.from_abc(tune)
-                midi = score.dumps_midi()
-            except Exception as exc:  # the parser raises plain RuntimeErrors
-                yield CorpusFailure(source, f"unparseable ABC: {exc}")
-                continue
-            if score.note_num() == 0:
-                yield CorpusFailure(source, "no notes")
-                continue
-            region = (
-                _essen_region(path.name, headers.get("O", ""))
-                if collection == "essen"
-                else COLLECTION_REGIONS[collection]
-            )
-            yield CorpusTune(
-                collection=collection,
-                region=region,
-                title=headers.get("T", "").strip() or f"{path.stem} #{index + 1}",
-                composer=headers.get("C", "").strip() or "Traditional",
-                meter=_meter(headers.get("M", "")),
-                key=headers.get("K", "").strip(),
-                source=source,
-                midi=midi,
-            )
+
+def iter_abc_tunes(collection: str) -> Iterator[CorpusTune | CorpusFailure]:
+    """Every tune of one ABC collection, parsed in this process."""
+    for job in _abc_jobs(collection):
+        yield read_abc_tune(job)
 
 
 def chorale_paths() -> list[Path]:
@@ -258,57 +264,64 @@ def read_chorale(path: Path) -> CorpusTune | CorpusFailure:
     )
 
 
-def count_tunes(collections: Iterable[str]) -> int:
+def count_tunes(collections: Iterable[str], per_collection: int | None = None) -> int:
     """Fast count (no parsing) for progress bars."""
-    total = 0
+    return sum(1 for _ in _jobs(list(collections), per_collection))
+
+
+def _jobs(collections: list[str], per_collection: int | None) -> Iterator[_AbcJob | Path]:
     for collection in collections:
-        if collection == "bach_chorales":
-            total += len(chorale_paths())
-        else:
-            for path in _abc_files(collection):
-                total += len(_split_abc(path.read_text(encoding="latin-1")))
-    return total
+        jobs = chorale_paths() if collection == "bach_chorales" else _abc_jobs(collection)
+        yield from itertools.islice(jobs, per_collection)
+
+
+def _job_source(job: _AbcJob | Path) -> str:
+    return job.source if isinstance(job, _AbcJob) else f"bach/{job.name}#0"
+
+
+def _read(job: _AbcJob | Path) -> CorpusTune | CorpusFailure:
+    return read_abc_tune(job) if isinstance(job, _AbcJob) else read_chorale(job)
+
+
+# Below this many tunes a process pool costs more (spawn, imports) than it saves.
+_POOL_THRESHOLD = 300
 
 
 def iter_corpus(
     collections: Iterable[str] | None = None,
-    processes: int = 2,
+    processes: int | None = None,
     skip: Iterable[str] = (),
     per_collection: int | None = None,
+    limit: int | None = None,
 ) -> Iterator[CorpusTune | CorpusFailure | AlreadyPresent]:
-    """Every tune of the chosen collections (the first `per_collection` of each), in a fixed order.
+    """The first `limit` tunes of the chosen collections (the first `per_collection` of each).
 
     Sources in `skip` come back as AlreadyPresent without being parsed, so a re-run is fast.
-
-    The chorales are parsed in a process pool while this process reads the ABC collections.
+    Parsing runs in a process pool (one process per core) while the caller consumes the results,
+    so a caller that stores each tune works in parallel with the parsing.
     """
-    skip = frozenset(skip)
     chosen = list(collections or COLLECTIONS)
     unknown = [c for c in chosen if c not in COLLECTIONS]
     if unknown:
         raise ValueError(f"unknown collections {unknown}; choose from {sorted(COLLECTIONS)}")
-    abc = [c for c in chosen if c != "bach_chorales"]
-    if "bach_chorales" not in chosen:
-        for collection in abc:
-            yield from iter_abc_tunes(collection, skip, per_collection)
-        return
-    import multiprocessing
+    skip = frozenset(skip)
+    jobs = list(itertools.islice(_jobs(chosen, per_collection), limit))
+    todo = [job for job in jobs if _job_source(job) not in skip]
+    if len(todo) < _POOL_THRESHOLD:
+        results: Iterator = map(_read, todo)
+        pool = None
+    else:
+        import multiprocessing
 
-    chorales = chorale_paths()[:per_collection]
-    present = [AlreadyPresent(f"bach/{p.name}#0") for p in chorales if f"bach/{p.name}#0" in skip]
-    chorales = [p for p in chorales if f"bach/{p.name}#0" not in skip]
-    if not chorales:
-        for collection in abc:
-            yield from iter_abc_tunes(collection, skip, per_collection)
-        yield from present
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(max(1, processes - 1) if abc else processes) as pool:
-        pending = pool.imap(read_chorale, chorales, chunksize=4)
-        for collection in abc:
-            yield from iter_abc_tunes(collection, skip, per_collection)
-        yield from present
-        yield from pending
+        pool = multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
+        results = pool.imap(_read, todo, chunksize=16)
+    try:
+        for job in jobs:
+            source = _job_source(job)
+            yield AlreadyPresent(source) if source in skip else next(results)
+    finally:
+        if pool is not None:
+            pool.terminate()
 
 
 def export_midi_folder(out: Path, collections: Iterable[str] | None = None, limit: int | None = None) -> int:
@@ -319,20 +332,18 @@ def export_midi_folder(out: Path, collections: Iterable[str] | None = None, limi
 
     out.mkdir(parents=True, exist_ok=True)
     chosen = list(collections or COLLECTIONS)
-    total = count_tunes(chosen) if limit is None else limit
+    total = min(count_tunes(chosen), limit or 10**9)
     written = 0
     with open(out / "metadata.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "collection", "region", "title", "meter", "key", "source"])
-        for item in tqdm(iter_corpus(chosen), total=total, unit="tune", desc="export"):
+        for item in tqdm(iter_corpus(chosen, limit=limit), total=total, unit="tune", desc="export"):
             if not isinstance(item, CorpusTune):
                 continue
             name = f"{item.source_hash[:16]}.mid"
             (out / name).write_bytes(item.midi)
             writer.writerow([name, item.collection, item.region, item.title, item.meter, item.key, item.source])
             written += 1
-            if limit is not None and written >= limit:
-                break
     return written
 
 

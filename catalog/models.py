@@ -80,3 +80,54 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} rated {self.track_id}: {self.score}"
+
+
+def track_audio_path(media: "TrackMedia", filename: str) -> str:
+    # Named by the MIDI hash it was rendered from: a changed file gets a new name, never a stale cache.
+    return f"tracks/audio/{media.audio_source_hash[:2]}/{media.audio_source_hash}.ogg"
+
+
+def track_pianoroll_path(media: "TrackMedia", filename: str) -> str:
+    suffix = "-thumb" if filename.endswith("-thumb.png") else ""
+    return f"tracks/pianoroll/{media.pianoroll_source_hash[:2]}/{media.pianoroll_source_hash}{suffix}.png"
+
+
+class TrackMedia(models.Model):
+    """What a track sounds and looks like: rendered audio and piano-roll pictures, cached in storage.
+
+    Each file records the track content_hash it was made from; when that differs from the track's,
+    the file is stale and is made again.
+    """
+
+    class AudioStatus(models.TextChoices):
+        PENDING = "pending", "pending"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+
+    track = models.OneToOneField(Track, on_delete=models.CASCADE, primary_key=True, related_name="media")
+    audio_status = models.CharField(max_length=10, choices=AudioStatus.choices, default=AudioStatus.PENDING)
+    audio_file = models.FileField(upload_to=track_audio_path, max_length=200, blank=True)
+    audio_source_hash = models.CharField(max_length=64, blank=True, default="")
+    audio_error = models.TextField(blank=True, default="")
+    audio_size = models.PositiveIntegerField(null=True, blank=True, help_text="Bytes.")
+    audio_duration_seconds = models.FloatField(null=True, blank=True)
+    audio_loudness_lufs = models.FloatField(null=True, blank=True)
+    render_seconds = models.FloatField(null=True, blank=True, help_text="Wall time of the last audio render.")
+    audio_requested_at = models.DateTimeField(null=True, blank=True)
+    audio_rendered_at = models.DateTimeField(null=True, blank=True)
+    pianoroll_file = models.FileField(upload_to=track_pianoroll_path, max_length=200, blank=True)
+    pianoroll_thumb_file = models.FileField(upload_to=track_pianoroll_path, max_length=200, blank=True)
+    pianoroll_source_hash = models.CharField(max_length=64, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "track media"
+        indexes = [models.Index(fields=["audio_status"])]
+
+    def __str__(self) -> str:
+        return f"media of track {self.track_id}: audio {self.audio_status}"
+
+    @property
+    def audio_is_current(self) -> bool:
+        return (self.audio_status == self.AudioStatus.READY and bool(self.audio_file)
+                and self.audio_source_hash == self.track.content_hash)

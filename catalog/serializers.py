@@ -12,6 +12,8 @@ class TrackSerializer(serializers.ModelSerializer):
     rating_count = serializers.IntegerField(read_only=True, default=0)
     rating_average = serializers.FloatField(read_only=True, allow_null=True, default=None)
     midi_url = serializers.SerializerMethodField()
+    audio_url = serializers.SerializerMethodField()
+    pianoroll_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Track
@@ -19,14 +21,29 @@ class TrackSerializer(serializers.ModelSerializer):
             "id", "title", "composer", "collection", "region", "source", "is_generated",
             "duration_seconds", "tempo_bpm", "key", "time_signature", "note_count",
             "pitch_min", "pitch_max", "file_size", "content_hash", "rating_count",
-            "rating_average", "midi_url", "created_at", "updated_at",
+            "rating_average", "midi_url", "audio_url", "pianoroll_url", "created_at", "updated_at",
         ]
         read_only_fields = fields
 
     def get_midi_url(self, track: Track) -> str:
-        path = reverse("api:track-midi", kwargs={"track_id": track.pk})
+        return self._url("api:track-midi", track)
+
+    def get_audio_url(self, track: Track) -> str:
+        return self._url("api:track-audio", track)
+
+    def get_pianoroll_url(self, track: Track) -> str:
+        return self._url("api:track-pianoroll", track)
+
+    def _url(self, name: str, track: Track) -> str:
+        path = reverse(name, kwargs={"track_id": track.pk})
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+class AudioPendingSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text='"pending" while the audio is rendered.')
+    retry_after = serializers.IntegerField(help_text="Seconds to wait before asking again (also the Retry-After header).")
+    message = serializers.CharField()
 
 
 class TrackUploadSerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 
@@ -11,10 +12,13 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from catalog import rendering
+
 from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter
-from catalog.models import Rating, Track, User
+from catalog.models import Rating, Track, TrackMedia, User
 from config.errors import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ def track_ingest(
     try:
         with transaction.atomic():
             track.save()
+            track_media_schedule(track=track)  # audio render enqueued once the row is committed
     except IntegrityError:
         track.midi_file.delete(save=False)
         winner = Track.objects.filter(content_hash=content_hash).first()
@@ -131,11 +136,15 @@ def track_update(*, track: Track, **fields) -> Track:
 
 
 def track_delete(*, track: Track) -> None:
-    """Delete the row, then its file once the deletion is committed."""
+    """Delete the row, then its files (MIDI, rendered audio, piano rolls) once the deletion is committed."""
     midi_file = track.midi_file
+    media = TrackMedia.objects.filter(track=track).first()
+    media_files = [f for f in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file) if f] if media else []
     with transaction.atomic():
         track.delete()
         transaction.on_commit(lambda: midi_file.storage.delete(midi_file.name))
+        for media_file in media_files:
+            transaction.on_commit(functools.partial(media_file.storage.delete, media_file.name))
 
 
 def rating_set(*, user: User, track: Track, score: int) -> tuple[Rating, bool]:
@@ -165,3 +174,155 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
         user.save()
         token = Token.objects.create(user=user)
     return user, token.key
+
+
+# --- Track media: rendered audio and piano rolls (catalog.rendering does the drawing and synthesis) ---
+
+
+def track_media_schedule(*, track: Track, force: bool = False) -> TrackMedia:
+    """Mark the track's audio as pending and enqueue its render (queue cpu) once this transaction commits."""
+    media, _ = TrackMedia.objects.get_or_create(track=track)
+    media.audio_status = TrackMedia.AudioStatus.PENDING
+    media.audio_error = ""
+    media.audio_requested_at = timezone.now()
+    media.save(update_fields=["audio_status", "audio_error", "audio_requested_at", "updated_at"])
+    transaction.on_commit(functools.partial(_enqueue_render, track.pk, force))
+    return media
+
+
+def _enqueue_render(track_id: int, force: bool) -> None:
+    from catalog.tasks import track_render_audio  # tasks import this module
+
+    try:
+        track_render_audio.delay(track_id, force=force)
+    except Exception:  # noqa: BLE001 - a broker outage must not fail the upload that is already stored
+        logger.exception("Could not enqueue the audio render of track %s; the audio endpoint will retry "
+                         "after REFRAIN_AUDIO_PENDING_TIMEOUT.", track_id)
+
+
+def track_audio_request(*, track: Track) -> TrackMedia:
+    """The track's media for the audio endpoint; enqueues a render when there is none yet, when the
+    file changed since the last one, or when a pending render looks lost."""
+    media = TrackMedia.objects.filter(track=track).first()
+    if media is not None:
+        media.track = track
+        if media.audio_is_current:
+            return media
+        same_file = media.audio_source_hash == track.content_hash
+        if media.audio_status == TrackMedia.AudioStatus.FAILED and same_file:
+            return media  # the same bytes would fail again; staff can re-render from the admin
+        if media.audio_status == TrackMedia.AudioStatus.PENDING and media.audio_requested_at and (
+            (timezone.now() - media.audio_requested_at).total_seconds() < settings.REFRAIN_AUDIO_PENDING_TIMEOUT
+        ):
+            return media
+    return track_media_schedule(track=track)
+
+
+def track_media_render(*, track: Track, force: bool = False) -> TrackMedia:
+    """Render the audio and piano rolls of the track's current file (skipped when already current).
+
+    A MIDI file that cannot be rendered marks the audio failed, with the reason; a missing SoundFont
+    or program (a deployment problem) marks it failed and raises as well, so the worker log says so.
+    """
+    media, _ = TrackMedia.objects.get_or_create(track=track)
+    media.track = track
+    source_hash = track.content_hash
+    with track.midi_file.open("rb") as handle:
+        midi_bytes = handle.read()
+    if force or not _pianorolls_current(media):
+        _store_pianorolls(media, midi_bytes)
+    if media.audio_is_current and not force:
+        return media
+    try:
+        rendered = rendering.render_audio(
+            midi_bytes,
+            soundfont=settings.REFRAIN_SOUNDFONT,
+            bitrate_kbps=settings.REFRAIN_AUDIO_BITRATE_KBPS,
+            sample_rate=settings.REFRAIN_AUDIO_SAMPLE_RATE,
+            target_lufs=settings.REFRAIN_AUDIO_TARGET_LUFS,
+            peak_ceiling_dbfs=settings.REFRAIN_AUDIO_PEAK_CEILING_DBFS,
+        )
+    except rendering.AudioRenderError as exc:
+        logger.warning("Audio render of track %s failed: %s", track.pk, exc)
+        _update_media(media, audio_status=TrackMedia.AudioStatus.FAILED, audio_error=str(exc)[:2000],
+                      audio_source_hash=source_hash)
+        if isinstance(exc, (rendering.SoundFontMissing, rendering.RendererMissing)):
+            raise
+        return media
+    old_name = media.audio_file.name if media.audio_file else ""
+    media.audio_source_hash = source_hash
+    name = _store_file(media.audio_file, rendered.data)
+    _update_media(
+        media,
+        audio_status=TrackMedia.AudioStatus.READY,
+        audio_file=name,
+        audio_source_hash=source_hash,
+        audio_error="",
+        audio_size=len(rendered.data),
+        audio_duration_seconds=round(rendered.duration_seconds, 3),
+        audio_loudness_lufs=rendered.loudness_lufs,
+        render_seconds=round(rendered.render_seconds, 3),
+        audio_rendered_at=timezone.now(),
+    )
+    if old_name and old_name != name:
+        media.audio_file.storage.delete(old_name)
+    logger.info("Rendered track %s: %.1f s of audio in %.2f s, %d KiB, %.1f LUFS", track.pk,
+                rendered.duration_seconds, rendered.render_seconds, len(rendered.data) // 1024,
+                rendered.loudness_lufs)
+    return media
+
+
+def track_pianoroll_ensure(*, track: Track, thumbnail: bool = False):
+    """The track's piano-roll PNG (a FieldFile), drawn now if missing or made from an older file."""
+    media, _ = TrackMedia.objects.get_or_create(track=track)
+    media.track = track
+    if not _pianorolls_current(media):
+        with track.midi_file.open("rb") as handle:
+            _store_pianorolls(media, handle.read())
+    return media.pianoroll_thumb_file if thumbnail else media.pianoroll_file
+
+
+def _pianorolls_current(media: TrackMedia) -> bool:
+    if media.pianoroll_source_hash != media.track.content_hash:
+        return False
+    files = (media.pianoroll_file, media.pianoroll_thumb_file)
+    return all(f and f.storage.exists(f.name) for f in files)
+
+
+def _store_pianorolls(media: TrackMedia, midi_bytes: bytes) -> None:
+    old = {f.name for f in (media.pianoroll_file, media.pianoroll_thumb_file) if f}
+    media.pianoroll_source_hash = media.track.content_hash
+    full = _store_file(media.pianoroll_file, rendering.render_pianoroll(midi_bytes, title=media.track.title),
+                       filename="pianoroll.png")
+    thumb = _store_file(media.pianoroll_thumb_file, rendering.render_pianoroll(midi_bytes, thumbnail=True),
+                        filename="pianoroll-thumb.png")
+    _update_media(media, pianoroll_file=full, pianoroll_thumb_file=thumb,
+                  pianoroll_source_hash=media.pianoroll_source_hash)
+    for name in old - {full, thumb}:
+        media.pianoroll_file.storage.delete(name)
+
+
+def _store_file(field_file, data: bytes, filename: str = "") -> str:
+    """Write `data` under the field's upload_to name, replacing what is there; returns the name."""
+    name = field_file.field.generate_filename(field_file.instance, filename or "file")
+    storage = field_file.storage
+    if storage.exists(name):
+        storage.delete(name)  # storages never overwrite; the content under this name is being replaced
+    saved = storage.save(name, ContentFile(data))
+    field_file.name = saved
+    return saved
+
+
+def _update_media(media: TrackMedia, **fields) -> None:
+    """Write only these columns; if the track was deleted meanwhile, remove the files just written."""
+    fields["updated_at"] = timezone.now()
+    updated = TrackMedia.objects.filter(pk=media.pk).update(**fields)
+    for name, value in fields.items():
+        if name in ("audio_file", "pianoroll_file", "pianoroll_thumb_file"):
+            getattr(media, name).name = value
+        else:
+            setattr(media, name, value)
+    if not updated:
+        for field_file in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file):
+            if field_file and field_file.name in fields.values():
+                field_file.storage.delete(field_file.name)

@@ -15,3 +15,12 @@ def track_refresh_metadata(track_id: int) -> None:
     if track is None:
         return  # deleted meanwhile: nothing to do
     services.track_refresh_metadata(track=track)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def track_render_audio(track_id: int, force: bool = False) -> None:
+    """Render a track's audio and piano rolls (queue cpu, the default); skipped when already current."""
+    track = Track.objects.filter(pk=track_id).first()
+    if track is None:
+        return  # deleted meanwhile: nothing to do
+    services.track_media_render(track=track, force=force)

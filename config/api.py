@@ -7,7 +7,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, pagination, throttling
 from rest_framework.settings import api_settings
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.errors import ApplicationError
 
@@ -57,6 +56,9 @@ def error_body(status: int, code: str, message: str, fields: dict | None = None)
 
 def exception_handler(exc, context):
     """Every error answers {"error": {"status", "code", "message", "fields"?}}."""
+    # Imported here: rest_framework.views reads the throttle setting, which names this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, ApplicationError):
         exc = _as_drf(exc)
     elif isinstance(exc, DjangoValidationError):

@@ -25,3 +25,10 @@ class NotFoundError(ApplicationError):
 class ConflictError(ApplicationError):
     status_code = 409
     code = "conflict"
+
+
+class ServiceUnavailableError(ApplicationError):
+    """Our side cannot produce this right now (a failed render, a missing dependency): a 503."""
+
+    status_code = 503
+    code = "unavailable"

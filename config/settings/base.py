@@ -199,3 +199,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Audio and piano-roll rendering (catalog.rendering; worker on the `cpu` queue) ---
+# Debian: fluidsynth, fluid-soundfont-gm (or timgm6mb-soundfont), vorbis-tools. default-GM.sf2 is the
+# Debian alternatives link that either SoundFont package installs.
+REFRAIN_SOUNDFONT = os.environ.get("REFRAIN_SOUNDFONT", "/usr/share/sounds/sf2/default-GM.sf2")
+REFRAIN_AUDIO_BITRATE_KBPS = env_int("REFRAIN_AUDIO_BITRATE_KBPS", 96)  # Ogg Vorbis, stereo, nominal
+REFRAIN_AUDIO_SAMPLE_RATE = env_int("REFRAIN_AUDIO_SAMPLE_RATE", 44100)
+REFRAIN_AUDIO_TARGET_LUFS = float(os.environ.get("REFRAIN_AUDIO_TARGET_LUFS", "-16"))
+REFRAIN_AUDIO_PEAK_CEILING_DBFS = float(os.environ.get("REFRAIN_AUDIO_PEAK_CEILING_DBFS", "-1.5"))
+# While a render is pending the audio endpoint answers 202 with this Retry-After (seconds).
+REFRAIN_AUDIO_RETRY_AFTER = env_int("REFRAIN_AUDIO_RETRY_AFTER", 5)
+# A render still pending after this long is assumed lost (purged queue, dead worker) and re-enqueued.
+REFRAIN_AUDIO_PENDING_TIMEOUT = env_int("REFRAIN_AUDIO_PENDING_TIMEOUT", 15 * 60)

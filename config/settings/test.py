@@ -11,6 +11,7 @@ from .base import DATABASES, REST_FRAMEWORK, SECRET_KEY as _SECRET_KEY
 SECRET_KEY = _SECRET_KEY or "refrain-test-key"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STATIC_ROOT = Path(tempfile.mkdtemp(prefix="refrain-static-"))
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="refrain-media-"))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so that a real Celery worker process sees the test database.
@@ -27,3 +28,22 @@ REST_FRAMEWORK = {
         "generation": "100000/min",
     },
 }
+
+# A real worker started by the tests must see the test database and the test files: the tests
+# pass these to its environment (tests/conftest.py, fixture `celery_worker`).
+if os.environ.get("REFRAIN_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["REFRAIN_TEST_DB_NAME"]
+
+# Never share a broker folder with a `make run` worker, which would take the tests' tasks.
+from .base import CELERY_BROKER_URL  # noqa: E402
+
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    BROKER_DIR = Path(os.environ.get("REFRAIN_TEST_BROKER_DIR") or tempfile.mkdtemp(prefix="refrain-broker-"))
+    for _sub in ("queue", "processed"):
+        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }

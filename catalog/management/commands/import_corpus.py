@@ -34,19 +34,15 @@ class Command(BaseCommand):
             raise CommandError("--limit and --per-collection must be positive.")
         started = time.perf_counter()
         present = selectors.corpus_sources_present(collections=chosen)
-        expected = corpus.count_tunes(chosen)
-        if per_collection:
-            expected = min(expected, per_collection * len(chosen))
-        if limit:
-            expected = min(expected, limit)
+        expected = min(corpus.count_tunes(chosen, per_collection), limit or 10**9)
         counts: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         per_collection_added: Counter[str] = Counter()
         bar = tqdm(total=max(expected, 0), unit="tune", desc="import", disable=no_progress)
-        tunes = corpus.iter_corpus(chosen, skip=present, per_collection=per_collection)
+        tunes = corpus.iter_corpus(chosen, skip=present, per_collection=per_collection, limit=limit)
         try:
-            while limit is None or counts.total() < limit:
-                batch = _take(tunes, BATCH if limit is None else min(BATCH, limit - counts.total()))
+            while True:
+                batch = _take(tunes, BATCH)
                 if not batch:
                     break
                 with transaction.atomic():

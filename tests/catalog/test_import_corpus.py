@@ -1,0 +1,41 @@
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.models import Track
+
+pytestmark = pytest.mark.django_db
+
+
+def test_import_a_subset_twice_adds_nothing_the_second_time(tmp_path, media_files):
+    report = tmp_path / "import.json"
+    call_command("import_corpus", "--collections", "essen", "oneills1850", "--per-collection", "6",
+                 "--json", str(report), "--no-progress")
+    first = json.loads(report.read_text())
+    assert first["added"] + first["duplicates"] + first["skipped"] == 12
+    assert first["added"] >= 10
+    assert Track.objects.count() == first["added"] and len(media_files()) == first["added"]
+    essen = Track.objects.filter(collection="essen").first()
+    assert essen.region and essen.title and essen.time_signature and essen.key
+    assert Track.objects.filter(collection="oneills1850", region="Irish").exists()
+
+    call_command("import_corpus", "--collections", "essen", "oneills1850", "--per-collection", "6",
+                 "--json", str(report), "--no-progress")
+    second = json.loads(report.read_text())
+    assert second["added"] == 0 and second["already_present"] == first["added"]
+    assert Track.objects.count() == first["added"]
+
+
+def test_limit_takes_the_first_tunes_and_chorales_import(tmp_path):
+    call_command("import_corpus", "--collections", "bach_chorales", "--limit", "2", "--no-progress")
+    chorales = list(Track.objects.filter(collection="bach_chorales"))
+    assert len(chorales) == 2
+    assert all(t.composer == "J. S. Bach" and t.note_count > 100 for t in chorales)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(CommandError):
+        call_command("import_corpus", "--limit", "0", "--no-progress")
+    with pytest.raises(CommandError):
+        call_command("import_corpus", "--collections", "nonexistent")

@@ -1,0 +1,182 @@
+"""Fixtures shared by the whole suite: MIDI bytes made with pretty_midi, users, API clients."""
+
+from __future__ import annotations
+
+import io
+
+import pretty_midi
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+
+def make_midi(
+    pitches: list[int] | None = None,
+    *,
+    step: float = 0.25,
+    numerator: int = 4,
+    denominator: int = 4,
+    tempo: float = 120.0,
+    program: int = 0,
+    key_number: int | None = None,
+) -> bytes:
+    """A small, valid monophonic melody as Standard MIDI File bytes."""
+    pitches = pitches if pitches is not None else [60, 62, 64, 65, 67, 65, 64, 62]
+    pm = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    pm.time_signature_changes.append(pretty_midi.TimeSignature(numerator, denominator, 0.0))
+    if key_number is not None:
+        pm.key_signature_changes.append(pretty_midi.KeySignature(key_number, 0.0))
+    instrument = pretty_midi.Instrument(program=program)
+    for i, pitch in enumerate(pitches):
+        instrument.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=i * step, end=(i + 1) * step))
+    pm.instruments.append(instrument)
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def isolated_media(settings, tmp_path):
+    """Each test gets its own MEDIA_ROOT, so leftovers are visible and never shared."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def midi_bytes():
+    return make_midi
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="listener", password="a-long-passphrase-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="someone-else", password="a-long-passphrase-2")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user(username="curator", password="a-long-passphrase-3", is_staff=True)
+
+
+def _client_for(user) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def user_client(user):
+    return _client_for(user)
+
+
+@pytest.fixture
+def other_client(other_user):
+    return _client_for(other_user)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return _client_for(staff)
+
+
+@pytest.fixture
+def track_factory(db, midi_bytes):
+    """Ingest a distinct melody per call through the real ingestion service."""
+    from catalog import services
+
+    counter = {"n": 0}
+
+    def create(**overrides):
+        counter["n"] += 1
+        n = counter["n"]
+        data = overrides.pop("midi", None) or midi_bytes([60 + (n % 12), 62, 64 + (n % 5), 67, 55 + n % 20])
+        overrides.setdefault("title", f"Tune {n}")
+        return services.track_ingest(midi_bytes=data, **overrides).track
+
+    return create
+
+
+@pytest.fixture
+def media_files(settings):
+    """All files under MEDIA_ROOT (to prove nothing is left behind)."""
+    from pathlib import Path
+
+    def files() -> list[Path]:
+        root = Path(settings.MEDIA_ROOT)
+        return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+    return files
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings):
+    """A real `celery worker` process on the configured broker, sharing the test database and files.
+
+    Yields a handle with `.log()` (what the worker printed) and `.process`.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from django.db import connection
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "REFRAIN_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if getattr(settings, "BROKER_DIR", None):
+        env["REFRAIN_TEST_BROKER_DIR"] = str(settings.BROKER_DIR)
+    log_path = Path(settings.MEDIA_ROOT).parent / "worker.log"
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "cpu,gpu", "-P", "solo",
+         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", "test@%h"],
+        env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+    class Handle:
+        def __init__(self):
+            self.process = process
+
+        def log(self) -> str:
+            return log_path.read_text()
+
+        def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                result = predicate()
+                if result:
+                    return result
+                if process.poll() is not None:
+                    raise AssertionError(f"worker exited ({process.returncode}) before {what}:\n{self.log()[-3000:]}")
+                time.sleep(0.2)
+            raise AssertionError(f"timed out waiting for {what}; worker log:\n{self.log()[-3000:]}")
+
+    handle = Handle()
+    handle.wait_for(lambda: "ready." in handle.log(), timeout=90, what="worker start-up")
+    try:
+        yield handle
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_file.close()
