@@ -1,0 +1,19 @@
+"""MusicVAE-class latent model of monophonic melodies, in plain PyTorch (no Django import here).
+
+representation  MIDI <-> tokens on a 16th-note grid
+data            folder of MIDI files -> cached melodies -> split, windows, transposition
+config          model/training configs as dataclasses (mel_2bar, mel_16bar, mel_tiny)
+model           encoder, flat and hierarchical decoders, loss with free bits
+train           training loop (python -m generation.vae.train)
+evaluate        test-split metrics vs baselines (python -m generation.vae.evaluate)
+baselines       n-gram Markov model and LSTM language model
+metrics         MGEval-style overlap areas, scale consistency
+attributes      attribute values and latent attribute vectors
+checkpoint      what a checkpoint file contains; safe loading
+sample          inference API: MelodyVAE.encode/sample/decode/interpolate/similar/steer
+"""
+
+from .checkpoint import CheckpointError
+from .representation import MelodyError
+
+__all__ = ["CheckpointError", "MelodyError"]

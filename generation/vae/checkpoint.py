@@ -1,0 +1,87 @@
+"""The one place that says what a checkpoint file contains.
+
+A checkpoint is a plain dict saved with torch.save and read with torch.load(weights_only=True),
+so loading never unpickles arbitrary objects:
+
+    {
+      "format": "refrain-musicvae",   # refuses files that are not ours
+      "version": 1,
+      "config": {...},                # ModelConfig.to_dict(): only str/int/float/bool
+      "state_dict": {...},            # model weights
+      "attributes": {"names": [...], "vectors": Tensor[n_attr, z_dim]},   # optional
+      "metrics": {...},               # optional, small JSON-able numbers
+      "train_state": {...},           # optional, resume only: optimizer, step, epoch, RNG
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .model import MusicVAE
+
+FORMAT = "refrain-musicvae"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is missing, unreadable, or not a Refrain MusicVAE checkpoint."""
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: MusicVAE,
+    *,
+    attributes: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write atomically (temp file, then rename); `half` stores weights in fp16 to halve the size."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    blob: dict[str, Any] = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state}
+    if attributes is not None:
+        blob["attributes"] = attributes
+    if metrics is not None:
+        blob["metrics"] = metrics
+    if train_state is not None:
+        blob["train_state"] = train_state
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, disallowed globals
+        raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a Refrain MusicVAE checkpoint (missing format tag {FORMAT!r})")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {blob.get('version')}, this code reads {VERSION}")
+    return blob
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MusicVAE, dict[str, Any]]:
+    """Model in eval mode (float32) plus the raw checkpoint dict."""
+    blob = read_checkpoint(path)
+    cfg = ModelConfig.from_dict(blob["config"])
+    model = MusicVAE(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
+    return model.to(device).eval(), blob
