@@ -166,15 +166,20 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = Path(os.environ.get("REFRAIN_BROKER_DIR", VAR_DIR / "broker"))
+
+
+def filesystem_transport_options(broker_dir: Path) -> dict:
+    """kombu's filesystem transport: messages and exchange bindings as files in one folder."""
+    folders = {"data_folder_in": "queue", "data_folder_out": "queue", "processed_folder": "processed",
+               "control_folder": "control"}
+    options = {key: str(broker_dir / sub) for key, sub in folders.items()}
+    for folder in set(options.values()):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return {**options, "store_processed": False}
+
+
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "store_processed": False,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_DIR)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {

@@ -35,15 +35,8 @@ if os.environ.get("REFRAIN_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["REFRAIN_TEST_DB_NAME"]
 
 # Never share a broker folder with a `make run` worker, which would take the tests' tasks.
-from .base import CELERY_BROKER_URL  # noqa: E402
+from .base import CELERY_BROKER_URL, filesystem_transport_options  # noqa: E402
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = Path(os.environ.get("REFRAIN_TEST_BROKER_DIR") or tempfile.mkdtemp(prefix="refrain-broker-"))
-    for _sub in ("queue", "processed"):
-        (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(BROKER_DIR / "queue"),
-        "data_folder_out": str(BROKER_DIR / "queue"),
-        "processed_folder": str(BROKER_DIR / "processed"),
-        "store_processed": False,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_DIR)

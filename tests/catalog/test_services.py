@@ -148,3 +148,20 @@ def test_selectors_annotate_ratings(user, other_user, track_factory):
     with pytest.raises(NotFoundError):
         selectors.track_get(track_id=999_999)
     assert [r.score for r in selectors.rating_list_for_user(user=user)] == [5]
+
+
+def test_demo_users_only_with_debug(settings, capsys):
+    from django.core.management import CommandError, call_command
+
+    from catalog.models import User
+
+    settings.DEBUG = False
+    with pytest.raises(CommandError):
+        call_command("create_demo_users")
+    settings.DEBUG = True
+    call_command("create_demo_users")
+    call_command("create_demo_users")  # idempotent
+    admin, demo = User.objects.get(username="admin"), User.objects.get(username="demo")
+    assert admin.is_staff and not demo.is_staff
+    assert demo.check_password("refrain-listener-demo")
+    assert "token=" in capsys.readouterr().out

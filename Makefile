@@ -1,0 +1,65 @@
+# Refrain: two commands do all the set-up on a fresh machine.
+#   make run    the platform on the embedded default (SQLite + Celery filesystem transport + a real worker)
+#   make test   the whole suite (set DATABASE_URL / CELERY_BROKER_URL for PostgreSQL / Redis)
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+REQS := requirements/base.txt requirements/dev.txt
+STAMP := $(VENV)/.installed
+APT_PACKAGES := fluidsynth fluid-soundfont-gm vorbis-tools
+DEMO_PER_COLLECTION ?= 40
+
+.PHONY: run test install system-deps migrate demo-data import-full check-deploy compose-config clean
+
+run: install system-deps migrate demo-data
+	@bin/run-dev
+
+test: install system-deps
+	@$(PY) manage.py check --settings=config.settings.test >/dev/null
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	@touch $(STAMP)
+
+# Audio rendering needs FluidSynth, a General MIDI SoundFont and an Ogg Vorbis encoder.
+system-deps:
+	@if command -v fluidsynth >/dev/null && command -v oggenc >/dev/null && [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing $(APT_PACKAGES) (audio rendering)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	else \
+		echo "Audio rendering needs: $(APT_PACKAGES) (Debian/Ubuntu package names). Install them and re-run."; exit 1; \
+	fi
+
+migrate: install
+	@$(PY) manage.py migrate --noinput -v0
+
+demo-data: migrate
+	@$(PY) manage.py import_corpus --per-collection $(DEMO_PER_COLLECTION)
+	@echo "Demo accounts:"
+	@$(PY) manage.py create_demo_users
+
+# The whole corpus (about 13,000 tunes); prints the time it took and writes var/import.json.
+import-full: migrate
+	$(PY) manage.py import_corpus --json var/import.json
+
+check-deploy: install
+	SECRET_KEY=$$($(PY) -c "import secrets; print(secrets.token_urlsafe(60))") ALLOWED_HOSTS=refrain.example.com \
+		$(PY) manage.py check --deploy --settings=config.settings.production --fail-level WARNING
+
+# Validates the compose file (docker compose v2, or docker-compose v1 where only that is installed).
+compose-config:
+	@SECRET_KEY=$${SECRET_KEY:-validate-only} sh -c 'if docker compose version >/dev/null 2>&1; then \
+		docker compose -f docker/compose.yaml config --quiet; else docker-compose -f docker/compose.yaml config --quiet; fi' \
+		&& echo "docker/compose.yaml is valid"
+
+clean:
+	rm -rf var .pytest_cache .hypothesis
