@@ -16,7 +16,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="refra
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so that a real Celery worker process sees the test database.
     DATABASES["default"]["TEST"] = {
-        "NAME": os.environ.get("REFRAIN_TEST_SQLITE", str(Path(tempfile.gettempdir()) / "refrain-test.sqlite3"))
+        # One file per test run: concurrent runs on one machine must not share a database.
+        "NAME": os.environ.get("REFRAIN_TEST_SQLITE") or str(Path(tempfile.mkdtemp(prefix="refrain-db-")) / "test.sqlite3")
     }
 # Throttling has its own tests; elsewhere the suite must not trip over it.
 REST_FRAMEWORK = {
