@@ -168,26 +168,20 @@ def _k_weighting_power(n: int, sample_rate: int) -> np.ndarray:
         z = np.exp(-1j * 2 * np.pi * np.fft.rfftfreq(n, 1 / sample_rate) / sample_rate)
         return (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
 
-    # Shelf: +4 dB above ~1.7 kHz (head effects); high pass at ~38 Hz. Constants from BS.1770's
-    # analogue prototypes, so that the filter is right at any sample rate, not only 48 kHz.
-    gain_db, q, fc = 3.999843853973347, 0.7071752369554196, 1681.974450955533
-    big_a = 10 ** (gain_db / 40)
-    w0 = 2 * np.pi * fc / sample_rate
-    alpha = np.sin(w0) / (2 * q)
-    cos = np.cos(w0)
-    shelf = biquad(
-        [big_a * ((big_a + 1) + (big_a - 1) * cos + 2 * np.sqrt(big_a) * alpha),
-         -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
-         big_a * ((big_a + 1) + (big_a - 1) * cos - 2 * np.sqrt(big_a) * alpha)],
-        [(big_a + 1) - (big_a - 1) * cos + 2 * np.sqrt(big_a) * alpha,
-         2 * ((big_a - 1) - (big_a + 1) * cos),
-         (big_a + 1) - (big_a - 1) * cos - 2 * np.sqrt(big_a) * alpha],
-    )
-    q, fc = 0.5003270373238773, 38.13547087602444
-    w0 = 2 * np.pi * fc / sample_rate
-    alpha = np.sin(w0) / (2 * q)
-    cos = np.cos(w0)
-    high_pass = biquad([(1 + cos) / 2, -(1 + cos), (1 + cos) / 2], [1 + alpha, -2 * cos, 1 - alpha])
+    # Shelf: +4 dB above ~1.7 kHz (head effects); high pass at ~38 Hz. Derived from BS.1770's analogue
+    # prototypes as libebur128 does, so the filter is right at any rate (it gives the standard's
+    # published coefficients at 48 kHz).
+    f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
+    k = np.tan(np.pi * f0 / sample_rate)
+    vh = 10 ** (gain_db / 20)
+    vb = vh**0.4996667741545416
+    a0 = 1 + k / q + k * k
+    shelf = biquad([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0],
+                   [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    f0, q = 38.13547087602444, 0.5003270373238773
+    k = np.tan(np.pi * f0 / sample_rate)
+    a0 = 1 + k / q + k * k
+    high_pass = biquad([1.0, -2.0, 1.0], [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
     return np.abs(shelf * high_pass) ** 2
 
 
