@@ -35,12 +35,11 @@ def parse_byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
             return False
         return max(0, size - length), size - 1
     start = int(first)
-    end = size - 1 if last == "" else int(last)
-    if end < start:
+    if last != "" and int(last) < start:
         return None  # invalid per RFC 9110: ignore the header
     if start >= size:
         return False
-    return start, min(end, size - 1)
+    return start, size - 1 if last == "" else min(int(last), size - 1)
 
 
 def ranged_file_response(request, field_file, *, content_type: str, etag: str, filename: str = "",
