@@ -99,7 +99,7 @@ class LSTMLanguageModel(nn.Module):
             bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.close()
         self.eval()
-        return {"steps": steps, "minutes": (time.time() - t0) / 60, "final_loss": float(loss)}
+        return {"steps": steps, "minutes": (time.time() - t0) / 60, "final_loss": float(loss.detach())}
 
     @torch.no_grad()
     def sample(self, n: int, length: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:

@@ -210,7 +210,8 @@ def train(
             step += 1
             windows_seen += len(x)
             for k in run:
-                run[k] = 0.98 * run[k] + 0.02 * float(m[k]) if step > 1 else float(m[k])
+                val = float(m[k].detach())
+                run[k] = 0.98 * run[k] + 0.02 * val if step > 1 else val
             if step % 20 == 0:
                 hist.steps.append(step)
                 for k in run:
