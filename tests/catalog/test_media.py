@@ -283,3 +283,16 @@ def test_a_cpu_worker_without_a_soundfont_refuses_to_start(settings, tmp_path):
         assert check_audio_renderer_on_worker_start(instance=_FakeWorker(["gpu"])) is None
     finally:
         app.amqp.queues.select(None)
+
+
+@requires_renderer
+@pytest.mark.worker
+def test_ingestion_renders_audio_on_a_real_cpu_worker(celery_worker, corpus_midi, anon_client):  # noqa: F811
+    track = services.track_ingest(midi_bytes=corpus_midi, title="Essen tune", is_generated=True).track
+    celery_worker.wait_for(
+        lambda: TrackMedia.objects.filter(track=track, audio_status="ready").exists(),
+        timeout=90, what="the worker to render the audio",
+    )
+    response = anon_client.get(audio_url(track.pk), HTTP_RANGE="bytes=0-3")
+    assert response.status_code == 206 and response.content == b"OggS"
+    assert "track_render_audio" in celery_worker.log()
