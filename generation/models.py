@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -28,3 +29,61 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk}{' (active)' if self.is_active else ''}"
+
+
+class GenerationJob(models.Model):
+    """A request for new melodies. The database row is the truth; Celery messages only wake workers."""
+
+    class Kind(models.TextChoices):
+        SAMPLE = "sample", "from the prior"
+        SIMILAR = "similar", "near a track"
+        INTERPOLATE = "interpolate", "between two tracks"
+        STEER = "steer", "a track moved along an attribute"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generation_jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    params = models.JSONField(default=dict)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A running job whose lease has expired was abandoned by a dead worker and may be claimed again.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    batch_id = models.UUIDField(null=True, blank=True, help_text="The decode pass this job was part of.")
+    batch_jobs = models.PositiveIntegerField(default=0, help_text="How many jobs shared that decode pass.")
+    tracks = models.ManyToManyField("catalog.Track", blank=True, related_name="generation_jobs")
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["owner", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job #{self.pk} ({self.status})"
+
+
+class GeneratedTrack(models.Model):
+    """Where a generated catalog track came from: job, model version, parents, latent vector."""
+
+    track = models.OneToOneField("catalog.Track", on_delete=models.CASCADE, related_name="generation")
+    job = models.ForeignKey(GenerationJob, null=True, on_delete=models.SET_NULL, related_name="outputs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="generated_tracks")
+    parents = models.ManyToManyField("catalog.Track", blank=True, related_name="children")
+    latent = models.JSONField(help_text="The z the melody was decoded from.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"generated track {self.track_id} (job {self.job_id})"

@@ -119,64 +119,120 @@ def media_files(settings):
     return files
 
 
-@pytest.fixture
-def celery_worker(transactional_db, settings):
-    """A real `celery worker` process on the configured broker, sharing the test database and files.
+class WorkerHandle:
+    """A `celery worker` process started by a test, with its log."""
 
-    Yields a handle with `.log()` (what the worker printed) and `.process`.
-    """
+    def __init__(self, process, log_path):
+        self.process = process
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition", poll: float = 0.1):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited ({self.process.returncode}) before {what}:\n{self.log()[-3000:]}")
+            time.sleep(poll)
+        raise AssertionError(f"timed out waiting for {what}; worker log:\n{self.log()[-3000:]}")
+
+    def kill9(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def start_worker(transactional_db, settings):
+    """Start real `celery worker` processes on the configured broker, sharing the test database and
+    files; extra keyword arguments become environment variables (settings) of that worker."""
     import os
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from django.db import connection
 
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "REFRAIN_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if getattr(settings, "BROKER_DIR", None):
-        env["REFRAIN_TEST_BROKER_DIR"] = str(settings.BROKER_DIR)
-    log_path = Path(settings.MEDIA_ROOT).parent / "worker.log"
-    log_file = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "cpu,gpu", "-P", "solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO", "-n", "test@%h"],
-        env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    started: list[WorkerHandle] = []
 
-    class Handle:
-        def __init__(self):
-            self.process = process
+    def start(name: str = "test", queues: str = "cpu,gpu", **extra_env: str) -> WorkerHandle:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "REFRAIN_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            **{k: str(v) for k, v in extra_env.items()},
+        }
+        if getattr(settings, "BROKER_DIR", None):
+            env["REFRAIN_TEST_BROKER_DIR"] = str(settings.BROKER_DIR)
+        log_path = Path(settings.MEDIA_ROOT).parent / f"worker-{name}-{len(started)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "solo",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO",
+             "-n", f"{name}{len(started)}@%h"],
+            env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        handle = WorkerHandle(process, log_path)
+        started.append(handle)
+        handle.wait_for(lambda: "ready." in handle.log(), timeout=90, what="worker start-up")
+        return handle
 
-        def log(self) -> str:
-            return log_path.read_text()
+    yield start
+    for handle in started:
+        handle.stop()
 
-        def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                result = predicate()
-                if result:
-                    return result
-                if process.poll() is not None:
-                    raise AssertionError(f"worker exited ({process.returncode}) before {what}:\n{self.log()[-3000:]}")
-                time.sleep(0.2)
-            raise AssertionError(f"timed out waiting for {what}; worker log:\n{self.log()[-3000:]}")
 
-    handle = Handle()
-    handle.wait_for(lambda: "ready." in handle.log(), timeout=90, what="worker start-up")
-    try:
-        yield handle
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
+@pytest.fixture
+def celery_worker(start_worker):
+    """One real worker consuming both queues."""
+    return start_worker()
+
+
+# --- a small model registered as the active version (generation and recommendation tests) ---
+# Untrained weights still decode to real, varied melodies, which is all the platform tests need;
+# the model's quality is tested in tests/generation/vae and measured in generation/checkpoints.
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path_factory):
+    import torch
+
+    from generation.vae.attributes import ATTRIBUTES
+    from generation.vae.checkpoint import save_checkpoint
+    from generation.vae.config import MEL_TINY
+    from generation.vae.model import MusicVAE
+
+    torch.manual_seed(7)
+    cfg = MEL_TINY.with_overrides(name="mel_test", seq_len=64, bar_len=16, hierarchical=True,
+                                  conductor_hidden=32, conductor_dim=16)
+    model = MusicVAE(cfg)
+    vectors = torch.randn(len(ATTRIBUTES), cfg.z_dim)
+    path = tmp_path_factory.mktemp("ckpt") / "mel_test.pt"
+    save_checkpoint(path, model, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
+    return path
+
+
+@pytest.fixture
+def model_version(db, tiny_checkpoint):
+    from generation import services
+
+    return services.model_version_register(name="mel_test", checkpoint_path=str(tiny_checkpoint))

@@ -183,7 +183,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
-    "generation.tasks.*": {"queue": "gpu"},
+    "generation.tasks.run_generation": {"queue": "gpu"},
     "recommend.tasks.embed_*": {"queue": "gpu"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -217,3 +217,14 @@ REFRAIN_AUDIO_PEAK_CEILING_DBFS = float(os.environ.get("REFRAIN_AUDIO_PEAK_CEILI
 REFRAIN_AUDIO_RETRY_AFTER = env_int("REFRAIN_AUDIO_RETRY_AFTER", 5)
 # A render still pending after this long is assumed lost (purged queue, dead worker) and re-enqueued.
 REFRAIN_AUDIO_PENDING_TIMEOUT = env_int("REFRAIN_AUDIO_PENDING_TIMEOUT", 15 * 60)
+
+# --- Generation (generation.services, generation.tasks) ---
+GENERATION_MAX_COUNT = env_int("GENERATION_MAX_COUNT", 16)  # melodies per job
+GENERATION_MAX_BATCH_JOBS = env_int("GENERATION_MAX_BATCH_JOBS", 64)  # jobs decoded in one pass
+GENERATION_BATCH_WAIT_MS = env_int("GENERATION_BATCH_WAIT_MS", 20)  # let a burst of jobs gather
+GENERATION_LEASE_SECONDS = env_int("GENERATION_LEASE_SECONDS", 300)  # a dead worker's job is retaken after this
+GENERATION_PENDING_STALE_SECONDS = env_int("GENERATION_PENDING_STALE_SECONDS", 30)  # re-wake pending jobs after
+GENERATION_DEVICE = os.environ.get("GENERATION_DEVICE", "")  # "" = CUDA when available, else CPU
+CELERY_BEAT_SCHEDULE = {
+    "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
+}

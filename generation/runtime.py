@@ -1,0 +1,41 @@
+"""The model in a worker process: loaded once per process and model version, then reused.
+
+Jobs name the model version they were created under, so activating another version takes effect
+at the next job without restarting workers: its checkpoint is loaded on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+
+from generation.models import ModelVersion
+from generation.selectors import model_version_checkpoint_file
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_loaded: dict[int, object] = {}  # model version id -> MelodyVAE
+loads = 0  # how many checkpoints this process has loaded (observable in tests and logs)
+KEEP = 2  # versions kept in memory: the active one and the one before (jobs still queued for it)
+
+
+def vae_for(model_version: ModelVersion):
+    """The MelodyVAE of a model version, on CUDA when available (or GENERATION_DEVICE), else CPU."""
+    global loads
+    with _lock:
+        vae = _loaded.get(model_version.pk)
+        if vae is None:
+            from generation.vae.sample import MelodyVAE  # torch is imported by workers only
+
+            path = model_version_checkpoint_file(model_version=model_version)
+            vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None)
+            vae.model.eval()
+            while len(_loaded) >= KEEP:
+                _loaded.pop(next(iter(_loaded)))
+            _loaded[model_version.pk] = vae
+            loads += 1
+            logger.info("loaded model version %s from %s on %s", model_version.pk, path, vae.device)
+        return vae

@@ -1,0 +1,38 @@
+"""Generation tasks: thin; the work is in generation.services.
+
+run_generation goes to the `gpu` queue (solo pool, one process per GPU, the model loaded once per
+process); recovery is housekeeping on `cpu`.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.db import InterfaceError, OperationalError
+
+from generation import services
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),  # the database blinked: transient
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def run_generation(job_id: int) -> None:
+    services.generation_jobs_run(job_id=job_id)
+
+
+@shared_task(ignore_result=True)
+def recover_generation_jobs() -> int:
+    return services.generation_jobs_recover()
+
+
+@worker_ready.connect
+def _recover_on_start(sender=None, **kwargs) -> None:
+    """A worker that starts after a crash picks up the jobs the dead one left behind."""
+    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
+    if not queues or "gpu" in queues:
+        services.generation_jobs_recover()

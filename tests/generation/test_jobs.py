@@ -1,0 +1,197 @@
+"""Generation jobs: validation, in-process runs, micro-batching, idempotency, permissions."""
+
+import io
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from catalog.models import Track
+from config.errors import ApplicationError
+from generation import runtime, services
+from generation.models import GeneratedTrack, GenerationJob
+from generation.vae.representation import canonicalize, midi_to_tokens
+
+pytestmark = pytest.mark.django_db
+
+
+def create(user, kind="sample", **params):
+    return services.generation_job_create(owner=user, kind=kind, params=params)
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    """Jobs are run in-process here: do not send wake-up messages to a broker."""
+    sent = []
+    monkeypatch.setattr(services, "_wake_worker", sent.append)
+    return sent
+
+
+@pytest.mark.parametrize("kind, params, field", [
+    ("sample", {"count": 0}, "count"),
+    ("sample", {"count": 999}, "count"),
+    ("sample", {"temperature": 3.5}, "temperature"),
+    ("sample", {"track_id": 1}, "track_ids"),
+    ("similar", {}, "track_ids"),
+    ("similar", {"track_id": 987654}, "track_ids"),
+    ("interpolate", {"track_ids": [1]}, "track_ids"),
+    ("steer", {"track_id": "T", "attribute": "loudness"}, "attribute"),
+    ("dance", {}, "kind"),
+])
+def test_bad_parameters_are_refused_and_store_nothing(user, model_version, track_factory, no_broker,
+                                                      kind, params, field):
+    track = track_factory()
+    if params.get("track_id") == "T":
+        params["track_id"] = track.pk
+    with pytest.raises(ApplicationError) as excinfo:
+        create(user, kind, **params)
+    assert field in excinfo.value.fields
+    assert not GenerationJob.objects.exists() and no_broker == []
+
+
+def test_a_job_runs_and_its_tracks_are_real_catalog_tracks(user, model_version, no_broker,
+                                                           django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = create(user, "sample", count=3, temperature=0.0, seed=11)
+    assert no_broker == [job.pk] and job.status == "pending" and job.model_version == model_version
+    services.generation_jobs_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    assert job.progress == 100 and job.attempts == 1 and job.timings["decode_ms"] > 0
+    tracks = list(job.tracks.all())
+    assert 1 <= len(tracks) <= 3 and all(t.is_generated and t.created_by == user for t in tracks)
+    vae = runtime.vae_for(model_version)
+    for track in tracks:
+        origin = GeneratedTrack.objects.get(track=track)
+        assert origin.job == job and origin.model_version == model_version
+        midi = track.midi_file.read()
+        pm = pretty_midi.PrettyMIDI(io.BytesIO(midi))
+        assert sum(len(i.notes) for i in pm.instruments) == track.note_count > 0
+        # argmax decoding of the stored latent gives exactly the notes in the stored file
+        expected = canonicalize(vae.decode(torch.tensor([origin.latent]), temperature=0)[0])
+        got = midi_to_tokens(midi, length=len(expected))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_each_kind_uses_its_parents(user, model_version, track_factory, no_broker):
+    a, b = track_factory(), track_factory()
+    jobs = [create(user, "similar", track_id=a.pk, count=2, spread=0.2),
+            create(user, "interpolate", track_ids=[a.pk, b.pk], count=3),
+            create(user, "steer", track_id=b.pk, attribute="note_density", amount=2.0, count=2)]
+    for job in jobs:
+        services.generation_jobs_run(job_id=job.pk)
+    for job, parents in zip(jobs, [{a.pk}, {a.pk, b.pk}, {b.pk}]):
+        job.refresh_from_db()
+        assert job.status == "done", job.error
+        for origin in GeneratedTrack.objects.filter(job=job):
+            assert set(origin.parents.values_list("pk", flat=True)) == parents
+    # interpolation points lie between the two parents' latents
+    vae = runtime.vae_for(model_version)
+    za = vae.encode(a.midi_file.open("rb").read())[0][0]
+    points = [torch.tensor(o.latent) for o in GeneratedTrack.objects.filter(job=jobs[1]).order_by("position")]
+    distances = [float((p - za).norm()) for p in points]
+    assert distances == sorted(distances)
+
+
+def test_micro_batching_decodes_waiting_jobs_in_one_pass(user, model_version, no_broker):
+    jobs = [create(user, "sample", count=2, seed=i) for i in range(5)]
+    stats = services.generation_jobs_run(job_id=jobs[2].pk)
+    assert stats.forward_passes == 1 and stats.jobs == 5 and stats.melodies == 10
+    batch_ids = set(GenerationJob.objects.values_list("batch_id", flat=True))
+    assert len(batch_ids) == 1 and set(GenerationJob.objects.values_list("batch_jobs", flat=True)) == {5}
+    assert set(GenerationJob.objects.values_list("status", flat=True)) == {"done"}
+    # the other jobs' own messages arrive later and find nothing left to do
+    tracks_before = Track.objects.count()
+    for job in jobs:
+        assert services.generation_jobs_run(job_id=job.pk).jobs == 0
+    assert Track.objects.count() == tracks_before
+
+
+def test_batch_size_is_capped(user, model_version, no_broker, settings):
+    settings.GENERATION_MAX_BATCH_JOBS = 2
+    jobs = [create(user, "sample") for _ in range(3)]
+    assert services.generation_jobs_run(job_id=jobs[0].pk).jobs == 2
+    assert GenerationJob.objects.filter(status="pending").count() == 1
+
+
+def test_model_is_loaded_once_per_process_and_version(user, model_version, no_broker, tiny_checkpoint):
+    before = runtime.loads
+    for _ in range(3):
+        services.generation_jobs_run(job_id=create(user, "sample").pk)
+    assert runtime.loads - before <= 1
+    newer = services.model_version_register(name="newer", checkpoint_path=str(tiny_checkpoint))
+    job = create(user, "sample")
+    assert job.model_version == newer  # switching the active version takes effect for new jobs
+    services.generation_jobs_run(job_id=job.pk)
+    assert runtime.loads - before <= 2 and newer.pk in runtime._loaded
+
+
+def test_abandoned_job_is_retaken_after_its_lease(user, model_version, no_broker, settings):
+    from django.utils import timezone
+
+    job = create(user, "sample", count=2)
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", lease_expires_at=timezone.now())
+    assert services.generation_jobs_recover() == 1 and no_broker[-1] == job.pk
+    services.generation_jobs_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 1
+
+
+def test_a_live_workers_job_is_not_taken(user, model_version, no_broker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    job = create(user, "sample")
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", lease_expires_at=timezone.now() + timedelta(minutes=5))
+    assert services.generation_jobs_run(job_id=job.pk).jobs == 0
+    assert services.generation_jobs_recover() == 0
+
+
+# --- API ---
+
+def test_api_create_and_permissions(user_client, other_client, staff_client, anon_client, model_version,
+                                    no_broker):
+    response = user_client.post("/api/v1/generations/", {"kind": "sample", "count": 2, "temperature": 0.7},
+                                format="json")
+    assert response.status_code == 202, response.content
+    job = response.json()
+    assert job["status"] == "pending" and job["params"]["count"] == 2 and job["model_version"] == "mel_test"
+    url = f"/api/v1/generations/{job['id']}/"
+    assert user_client.get(url).status_code == 200
+    assert other_client.get(url).status_code == 404
+    assert staff_client.get(url).status_code == 200
+    assert anon_client.get(url).status_code == 401
+    assert anon_client.post("/api/v1/generations/", {"kind": "sample"}, format="json").status_code == 401
+    assert [j["id"] for j in user_client.get("/api/v1/generations/").json()["results"]] == [job["id"]]
+    assert other_client.get("/api/v1/generations/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "sample", "count": 100}, "count"),
+    ({"kind": "sample", "temperature": -1}, "temperature"),
+    ({"kind": "similar", "track_id": 424242}, "track_ids"),
+    ({"kind": "interpolate", "track_ids": [1, 2, 3]}, "track_ids"),
+    ({"kind": "steer", "track_id": 1, "attribute": "volume"}, "attribute"),
+    ({"kind": "remix"}, "kind"),
+    ({}, "kind"),
+])
+def test_api_bad_parameters(user_client, model_version, no_broker, body, field):
+    response = user_client.post("/api/v1/generations/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["fields"]
+    assert not GenerationJob.objects.exists()
+
+
+def test_api_generation_throttle(user_client, model_version, no_broker, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "generation": "2/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    codes = [user_client.post("/api/v1/generations/", {"kind": "sample"}, format="json").status_code
+             for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert user_client.get("/api/v1/generations/").status_code == 200  # reading is not throttled by it
+    cache.clear()
