@@ -233,6 +233,7 @@ class TrackPianorollApi(APIView):
     content_negotiation_class = FileContentNegotiation
 
     @extend_schema(
+        operation_id="v1_tracks_pianoroll_retrieve",
         parameters=[OpenApiParameter("size", OpenApiTypes.STR, enum=["full", "thumb"], required=False)],
         responses={(200, "image/png"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="No such track.")},
     )
