@@ -126,6 +126,33 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"{'scale_consistency (held-out)':32s}{s['vae_prior']['scale_consistency_reference']:12.3f}")
 
 
+def plot_report(report: dict[str, Any], path: Path) -> None:
+    """Bar chart of the overlap areas and scale consistency, VAE vs baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = report["samples"]
+    names = ("vae_prior", "ngram", "lstm_lm")
+    rows = [f"oa_{f}" for f in FEATURES] + ["scale_consistency"]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    width = 0.27
+    for i, n in enumerate(names):
+        ax.bar(np.arange(len(rows)) + (i - 1) * width, [s[n][r] for r in rows], width, label=n)
+    ax.axhline(0.85, color="grey", ls="--", lw=0.8)
+    ax.set_xticks(np.arange(len(rows)), [r.replace("oa_", "").replace("_", "\n") for r in rows], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    r = report["reconstruction"]
+    ax.set_title(f"{report['config']['name']}: test TF acc {r['teacher_forced_accuracy']:.3f}, "
+                 f"sampled {r['sampled_accuracy']:.3f}, KL {r['kl_per_sequence']:.1f}; "
+                 f"{s['n']} prior samples vs held-out (T={s['temperature']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
@@ -155,7 +182,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print_table(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    plot_report(report, Path(args.out).with_suffix(".png"))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return report
 
 

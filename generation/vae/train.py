@@ -211,7 +211,7 @@ def train(
             windows_seen += len(x)
             for k in run:
                 val = float(m[k].detach())
-                run[k] = 0.98 * run[k] + 0.02 * val if step > 1 else val
+                run[k] = 0.98 * run[k] + 0.02 * val if b > 0 else val  # EMA for display
             if step % 20 == 0:
                 hist.steps.append(step)
                 for k in run:
