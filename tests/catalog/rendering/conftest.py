@@ -14,7 +14,7 @@ SOUNDFONT = "/usr/share/sounds/sf2/default-GM.sf2"
 
 requires_renderer = pytest.mark.skipif(
     not (shutil.which("fluidsynth") and shutil.which("oggenc") and shutil.which("oggdec") and Path(SOUNDFONT).exists()),
-    reason="needs the Debian packages fluidsynth, vorbis-tools and fluid-soundfont-gm (make install-system)",
+    reason="needs the Debian packages fluidsynth, vorbis-tools and fluid-soundfont-gm (make system-deps)",
 )
 
 
