@@ -164,7 +164,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
 BROKER_DIR = Path(os.environ.get("REFRAIN_BROKER_DIR", VAR_DIR / "broker"))
 
 
@@ -228,3 +228,13 @@ GENERATION_DEVICE = os.environ.get("GENERATION_DEVICE", "")  # "" = CUDA when av
 CELERY_BEAT_SCHEDULE = {
     "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
 }
+
+# --- Recommendation (recommend.services, recommend.selectors) ---
+# The FAISS index of each model version lives in REFRAIN_INDEX_DIR/v<id>. Unset: `index/` next to
+# MEDIA_ROOT (var/index by default), so tests and their workers get their own.
+REFRAIN_INDEX_DIR = os.environ.get("REFRAIN_INDEX_DIR") or None
+REFRAIN_INDEX_USE_GPU = env_bool("REFRAIN_INDEX_USE_GPU", True)  # only where faiss has a GPU
+REFRAIN_INDEX_LOCK_TIMEOUT = env_int("REFRAIN_INDEX_LOCK_TIMEOUT", 60)  # seconds to wait for the writer lock
+REFRAIN_EMBED_MAX_WINDOWS = env_int("REFRAIN_EMBED_MAX_WINDOWS", 64)  # windows pooled per track, at most
+REFRAIN_FEED_SIZE = env_int("REFRAIN_FEED_SIZE", 200)  # ranked tracks per feed (then paginated)
+REFRAIN_FEED_GENERATED_TARGET = env_int("REFRAIN_FEED_GENERATED_TARGET", 8)  # unrated generated tracks wanted

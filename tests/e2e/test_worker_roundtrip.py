@@ -19,3 +19,19 @@ def test_task_round_trip_through_a_real_worker(celery_worker, track_factory):
                            timeout=60, what="the worker to refresh the track")
     assert "track_refresh_metadata" in celery_worker.log()
     assert "succeeded" in celery_worker.log()
+
+
+def test_healthz_reports_the_workers_consuming_the_gpu_queue(start_worker, anon_client):
+    from django.core.cache import cache
+
+    cache.clear()
+    assert anon_client.get("/healthz").json()["gpu_queue"] == {"consumed": False, "workers": []}
+    start_worker("cpuonly", queues="cpu")
+    cache.clear()
+    assert anon_client.get("/healthz").json()["gpu_queue"]["consumed"] is False
+    start_worker("gpu", queues="gpu")
+    cache.clear()
+    body = anon_client.get("/healthz").json()
+    assert body["gpu_queue"]["consumed"] is True
+    assert [w.split("@")[0] for w in body["gpu_queue"]["workers"]] == ["gpu1"]
+    cache.clear()

@@ -195,3 +195,14 @@ def test_api_generation_throttle(user_client, model_version, no_broker, settings
     assert codes == [202, 202, 429]
     assert user_client.get("/api/v1/generations/").status_code == 200  # reading is not throttled by it
     cache.clear()
+
+
+def test_admin_shows_jobs_and_their_tracks(client, django_user_model, user, model_version, no_broker):
+    admin = django_user_model.objects.create_superuser("chief", "c@example.com", "a-long-passphrase-5")
+    client.force_login(admin)
+    job = create(user, "sample", count=2, temperature=0.0)
+    services.generation_jobs_run(job_id=job.pk)
+    assert client.get("/admin/generation/generationjob/").status_code == 200
+    page = client.get(f"/admin/generation/generationjob/{job.pk}/change/")
+    assert page.status_code == 200 and b"resulting track" in page.content.lower()
+    assert client.get("/admin/generation/generationjob/add/").status_code == 403
