@@ -28,8 +28,15 @@ def vae_for(model_version: ModelVersion):
     with _lock:
         vae = _loaded.get(model_version.pk)
         if vae is None:
+            import torch
+
             from generation.vae.sample import MelodyVAE  # torch is imported by workers only
 
+            if not torch.cuda.is_available():
+                # Autoregressive decoding is hundreds of tiny ops per melody: extra intra-op threads
+                # only spin and fight other processes (measured: 1 thread 0.08 s, 2 threads 7.5 s
+                # for one 16-bar melody on this 2-core machine under load).
+                torch.set_num_threads(settings.GENERATION_CPU_THREADS)
             path = model_version_checkpoint_file(model_version=model_version)
             vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None)
             vae.model.eval()

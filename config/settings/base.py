@@ -226,6 +226,7 @@ GENERATION_BATCH_WAIT_MS = env_int("GENERATION_BATCH_WAIT_MS", 20)  # let a burs
 GENERATION_LEASE_SECONDS = env_int("GENERATION_LEASE_SECONDS", 300)  # a dead worker's job is retaken after this
 GENERATION_PENDING_STALE_SECONDS = env_int("GENERATION_PENDING_STALE_SECONDS", 30)  # re-wake pending jobs after
 GENERATION_DEVICE = os.environ.get("GENERATION_DEVICE", "")  # "" = CUDA when available, else CPU
+GENERATION_CPU_THREADS = env_int("GENERATION_CPU_THREADS", 1)  # torch intra-op threads on a CPU worker
 CELERY_BEAT_SCHEDULE = {
     "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
 }
