@@ -103,20 +103,27 @@ def render_audio(
             "-O", "float", "-T", "raw", "-E", "little", "-F", str(tmp / "out.raw"),
             str(soundfont), str(tmp / "in.mid"),
         ], timeout=timeout_seconds, what="fluidsynth")
-        raw = (tmp / "out.raw").read_bytes() if (tmp / "out.raw").exists() else b""
-        samples = np.frombuffer(raw, dtype="<f4").astype(np.float64)
+        # float32 and in place from here on: a 15-minute track is 300 MB of samples, not 2.7 GB of copies.
+        raw_path = tmp / "out.raw"
+        samples = np.fromfile(raw_path, dtype="<f4") if raw_path.exists() else np.zeros(0, dtype="<f4")
+        raw_path.unlink(missing_ok=True)
         samples = samples[: len(samples) // CHANNELS * CHANNELS].reshape(-1, CHANNELS)
-        if not len(samples) or float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        if not len(samples) or peak_level(samples) < SILENCE_PEAK:
             raise AudioRenderError(
                 f"FluidSynth rendered silence with {soundfont}; is it a General MIDI SoundFont?"
             )
         samples = _trim_tail(samples, sample_rate, end_time + tail_seconds)
         loudness = integrated_loudness(samples, sample_rate)
+        if not math.isfinite(loudness):
+            raise AudioRenderError("The rendered audio is too quiet to measure (below -70 LUFS throughout).")
         gain_db = target_lufs - loudness
-        samples = limit_peaks(samples * 10 ** (gain_db / 20), sample_rate, 10 ** (peak_ceiling_dbfs / 20))
-        final_loudness = integrated_loudness(samples, sample_rate)
-        peak = float(np.max(np.abs(samples)))
-        (tmp / "norm.wav").write_bytes(_wav_pcm16(samples, sample_rate))
+        samples *= np.float32(10 ** (gain_db / 20))
+        limited = peak_level(samples) > 10 ** (peak_ceiling_dbfs / 20)
+        if limited:
+            limit_peaks(samples, sample_rate, 10 ** (peak_ceiling_dbfs / 20), in_place=True)
+        final_loudness = integrated_loudness(samples, sample_rate) if limited else target_lufs
+        peak = peak_level(samples)
+        _write_wav_pcm16(tmp / "norm.wav", samples, sample_rate)
         _run(["oggenc", "-Q", "-b", str(int(bitrate_kbps)), "-o", str(tmp / "out.ogg"), str(tmp / "norm.wav")],
              timeout=timeout_seconds, what="oggenc")
         data = (tmp / "out.ogg").read_bytes()
@@ -152,13 +159,18 @@ def _midi_end_time(midi_bytes: bytes) -> float:
 
 
 def _trim_tail(samples: np.ndarray, sample_rate: int, seconds: float, fade_seconds: float = 0.3) -> np.ndarray:
-    """Cut reverb and release to `seconds`, fading out the last `fade_seconds`."""
+    """Cut reverb and release to `seconds`, fading out the last `fade_seconds` (in place)."""
     keep = min(len(samples), max(1, int(round(seconds * sample_rate))))
-    samples = samples[:keep].copy()
+    samples = samples[:keep]
     fade = min(keep, int(fade_seconds * sample_rate))
     if fade > 1:
-        samples[-fade:] *= np.linspace(1.0, 0.0, fade)[:, None]
+        samples[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=samples.dtype)[:, None]
     return samples
+
+
+def peak_level(samples: np.ndarray) -> float:
+    """Largest absolute sample value, without an absolute-value copy of the whole signal."""
+    return float(max(samples.max(), -samples.min())) if samples.size else 0.0
 
 
 def _k_weighting_power(n: int, sample_rate: int) -> np.ndarray:
@@ -202,12 +214,13 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     weights = _k_weighting_power(step, sample_rate)
     weights[1:-1 if step % 2 == 0 else None] *= 2  # one-sided spectrum
     power = np.zeros(count)
-    chunk = 600  # sub-blocks per FFT batch (one minute), to bound memory on long tracks
-    for channel in range(samples.shape[1]):
-        frames = samples[: count * step, channel].reshape(count, step)
-        for first in range(0, count, chunk):
-            spectrum = np.fft.rfft(frames[first:first + chunk], axis=1)
-            power[first:first + chunk] += (np.abs(spectrum) ** 2 @ weights) / step**2
+    chunk = 100  # sub-blocks per FFT batch (10 s), so memory stays small on long tracks
+    for first in range(0, count, chunk):
+        last = min(count, first + chunk)
+        segment = samples[first * step: last * step]
+        for channel in range(samples.shape[1]):
+            spectrum = np.fft.rfft(segment[:, channel].reshape(last - first, step), axis=1)
+            power[first:last] += (np.abs(spectrum) ** 2 @ weights) / step**2
     blocks = np.convolve(power, np.ones(4) / 4, mode="valid")  # 400 ms blocks, 100 ms hop
     with np.errstate(divide="ignore"):
         block_lufs = -0.691 + 10 * np.log10(blocks)
@@ -219,39 +232,52 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     return float(-0.691 + 10 * np.log10(kept.mean()))
 
 
-def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float, block_seconds: float = 0.01) -> np.ndarray:
+def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float, block_seconds: float = 0.01, *,
+                in_place: bool = False) -> np.ndarray:
     """Look-ahead limiter: a smooth gain curve that never lets |sample| exceed `ceiling`.
 
     Per block the needed gain is min(1, ceiling / peak); each block takes the smallest need of
     itself and its neighbours, and the curve is interpolated linearly between block centres, so
     the gain ramps down before a peak (one block ahead) and back up after it.
     """
-    if float(np.max(np.abs(samples))) <= ceiling:
+    if peak_level(samples) <= ceiling:
         return samples
+    out = samples if in_place else samples.copy()
     block = max(1, int(sample_rate * block_seconds))
-    count = -(-len(samples) // block)
-    padded = np.zeros((count * block, samples.shape[1]))
-    padded[: len(samples)] = samples
-    peaks = np.abs(padded).reshape(count, block, -1).max(axis=(1, 2))
+    count = -(-len(out) // block)
+    peaks = np.empty(count)
+    step = 1000  # blocks per pass (10 s)
+    for first in range(0, count, step):
+        segment = out[first * block: (first + step) * block]
+        whole = len(segment) // block
+        if whole:
+            rows = segment[: whole * block].reshape(whole, -1)
+            peaks[first:first + whole] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+        if len(segment) % block:
+            peaks[first + whole] = peak_level(segment[whole * block:])
     need = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
     spread = need.copy()
     spread[1:] = np.minimum(spread[1:], need[:-1])
     spread[:-1] = np.minimum(spread[:-1], need[1:])
     centres = np.arange(count) * block + block / 2
-    curve = np.interp(np.arange(len(samples)), centres, spread)
-    limited = samples * curve[:, None]
-    return np.clip(limited, -ceiling, ceiling)  # interpolation guarantees this; the clip is a seatbelt
+    frames = step * block
+    for start in range(0, len(out), frames):
+        stop = min(len(out), start + frames)
+        curve = np.interp(np.arange(start, stop), centres, spread).astype(out.dtype)
+        out[start:stop] *= curve[:, None]
+    np.clip(out, -ceiling, ceiling, out=out)  # the interpolation guarantees this; the clip is a seatbelt
+    return out
 
 
-def _wav_pcm16(samples: np.ndarray, sample_rate: int) -> bytes:
-    """16-bit PCM WAV with TPDF dither (seeded: the same MIDI gives the same bytes)."""
+def _write_wav_pcm16(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit PCM WAV with TPDF dither, written 10 s at a time (seeded: the same MIDI gives the same bytes)."""
     rng = np.random.default_rng(0)
-    dither = (rng.random(samples.shape) - rng.random(samples.shape)) / 32768.0
-    pcm = np.clip(np.round((samples + dither) * 32767.0), -32768, 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
+    with wave.open(str(path), "wb") as out:
         out.setnchannels(samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(sample_rate)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+        for start in range(0, len(samples), 10 * sample_rate):
+            part = samples[start: start + 10 * sample_rate]
+            noise = rng.random(part.shape, dtype=np.float32) - rng.random(part.shape, dtype=np.float32)
+            pcm = np.clip(np.round(part * np.float32(32767.0) + noise), -32768, 32767).astype("<i2")
+            out.writeframes(pcm.tobytes())
