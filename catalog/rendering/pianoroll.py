@@ -82,11 +82,14 @@ def render_pianoroll(midi_bytes: bytes, *, thumbnail: bool = False, title: str =
 
     if not thumbnail:
         span = high - low
-        # Every pitch for a narrow range; naturals for a middle one; only the Cs for a wide one.
+        # Every pitch for a narrow range, naturals for a middle one, C-E-G (never two labels a
+        # semitone apart) for a wide one, only the Cs beyond four octaves: labels never overlap.
         if span <= 18:
             ticks = list(range(low, high + 1))
-        elif span <= 36:
+        elif span <= 24:
             ticks = [p for p in range(low, high + 1) if p % 12 not in _BLACK_KEYS]
+        elif span <= 48:
+            ticks = [p for p in range(low, high + 1) if p % 12 in (0, 4, 7)]
         else:
             ticks = [p for p in range(low, high + 1) if p % 12 == 0]
         ax.set_yticks(ticks, [pitch_name(p) for p in ticks], fontsize=8)
