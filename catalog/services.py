@@ -88,6 +88,7 @@ def track_ingest(
         with transaction.atomic():
             track.save()
             track_media_schedule(track=track)  # audio render enqueued once the row is committed
+            transaction.on_commit(functools.partial(_enqueue_embedding, track.pk))  # latent vector (gpu)
     except IntegrityError:
         track.midi_file.delete(save=False)
         winner = Track.objects.filter(content_hash=content_hash).first()
@@ -98,6 +99,18 @@ def track_ingest(
         track.midi_file.delete(save=False)
         raise
     return IngestResult(track, created=True)
+
+
+def _enqueue_embedding(track_id: int) -> None:
+    from recommend.services import track_embedding_enqueue  # does nothing while no model version is active
+
+    track_embedding_enqueue(track_ids=[track_id])
+
+
+def _enqueue_index_removal(track_id: int) -> None:
+    from recommend.services import track_index_remove_enqueue
+
+    track_index_remove_enqueue(track_ids=[track_id])
 
 
 def track_refresh_metadata(*, track: Track) -> Track:
@@ -140,8 +153,10 @@ def track_delete(*, track: Track) -> None:
     midi_file = track.midi_file
     media = TrackMedia.objects.filter(track=track).first()
     media_files = [f for f in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file) if f] if media else []
+    track_id = track.pk
     with transaction.atomic():
         track.delete()
+        transaction.on_commit(functools.partial(_enqueue_index_removal, track_id))
         transaction.on_commit(lambda: midi_file.storage.delete(midi_file.name))
         for media_file in media_files:
             transaction.on_commit(functools.partial(media_file.storage.delete, media_file.name))

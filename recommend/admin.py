@@ -1,0 +1,13 @@
+from django.contrib import admin
+
+from recommend.models import TrackEmbedding
+
+
+@admin.register(TrackEmbedding)
+class TrackEmbeddingAdmin(admin.ModelAdmin):
+    list_display = ("track", "model_version", "dim", "sigma_mean", "window_count", "created_at")
+    list_filter = ("model_version",)
+    search_fields = ("track__title",)
+    raw_id_fields = ("track",)
+    readonly_fields = ("track", "model_version", "dim", "sigma_mean", "window_count", "created_at")
+    exclude = ("vector",)

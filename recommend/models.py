@@ -1,0 +1,47 @@
+"""Track embeddings: one latent vector per track and model version (the VAE posterior mean)."""
+
+from __future__ import annotations
+
+import numpy as np
+from django.db import models
+from django.utils import timezone
+
+
+class TrackEmbedding(models.Model):
+    """Where a track lies in a model version's latent space.
+
+    `vector` holds float32 little-endian bytes (z_dim * 4): compact, and read straight into numpy
+    when the index is rebuilt. For a tune longer than the model's window it is the mean of the
+    posterior means of its non-overlapping windows (recommend.services.track_embed_batch).
+    """
+
+    track = models.ForeignKey("catalog.Track", on_delete=models.CASCADE, related_name="embeddings")
+    model_version = models.ForeignKey(
+        "generation.ModelVersion", on_delete=models.CASCADE, related_name="embeddings"
+    )
+    vector = models.BinaryField(help_text="float32 little-endian, z_dim values.")
+    dim = models.PositiveSmallIntegerField()
+    sigma_mean = models.FloatField(help_text="Mean posterior standard deviation (how unsure the encoder is).")
+    window_count = models.PositiveIntegerField(default=1, help_text="Windows of seq_len steps that were pooled.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["track", "model_version"], name="trackembedding_one_per_version"),
+        ]
+        indexes = [models.Index(fields=["model_version", "track"])]
+
+    def __str__(self) -> str:
+        return f"embedding of track {self.track_id} (model version {self.model_version_id})"
+
+    @property
+    def array(self) -> np.ndarray:
+        return vector_from_bytes(self.vector)
+
+
+def vector_to_bytes(vector) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(data) -> np.ndarray:
+    return np.frombuffer(bytes(data), dtype="<f4").astype(np.float32)

@@ -1,0 +1,268 @@
+"""Everything that writes recommendation state: track embeddings and the FAISS index derived from them.
+
+The database is the source of truth (TrackEmbedding rows); the index under
+`index_dir(model_version_id)` is derived from it and can always be rebuilt (index_rebuild).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterable
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from recommend.models import TrackEmbedding, vector_to_bytes
+from recommend.selectors import embedding_matrix, index_dir
+
+logger = logging.getLogger(__name__)
+
+
+# --- embeddings -------------------------------------------------------------------------------
+
+
+def melody_windows(melody, seq_len: int, max_windows: int | None = None) -> list[np.ndarray]:
+    """Every non-overlapping window of seq_len steps of a melody, for pooling.
+
+    Windows start at 0, seq_len, 2*seq_len... (the last one padded with silence, as the model's own
+    `tokens_from_midi` pads the first). A window that is all silence says nothing about the tune and
+    is dropped (the first window is always kept). Very long tunes keep `max_windows` evenly spaced
+    windows, so one file cannot make a batch arbitrarily large.
+    """
+    from generation.vae.representation import FIRST_NOTE, window
+
+    n_steps = max(1, len(melody.tokens) - 1)  # the last token is the closing note-off
+    starts = list(range(0, n_steps, seq_len))
+    windows = []
+    for start in starts:
+        tokens = window(melody, start, seq_len)
+        if start == 0 or bool((tokens >= FIRST_NOTE).any()):
+            windows.append(tokens)
+    if max_windows and len(windows) > max_windows:
+        keep = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
+        windows = [windows[i] for i in sorted(set(keep.tolist()))]
+    return windows
+
+
+@dataclasses.dataclass
+class EmbedReport:
+    embedded: list[int] = dataclasses.field(default_factory=list)
+    skipped: dict[int, str] = dataclasses.field(default_factory=dict)  # track id -> why
+    windows: int = 0
+    seconds: float = 0.0
+
+
+def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: int = 256) -> EmbedReport:
+    """Encode the tracks with the version's VAE and store (or replace) their embeddings.
+
+    Pooling: a tune longer than the model's window (seq_len steps) is cut into non-overlapping
+    windows (melody_windows); every window is encoded and the track's vector is the mean of the
+    window posterior means (sigma_mean: the mean of their posterior standard deviations). The mean
+    of mus keeps the vector in the same space as single-window tunes and generated melodies, and
+    weighs every part of the tune alike. Windows of many tracks share each encoder batch of
+    `batch_size`. Tracks whose MIDI has no usable melody (MelodyError) or whose file is missing are
+    skipped and logged; tracks deleted meanwhile are skipped too.
+    """
+    import torch
+
+    from catalog.models import Track
+    from generation import runtime
+    from generation.vae.representation import MelodyError, extract_melody
+
+    started = time.perf_counter()
+    report = EmbedReport()
+    vae = runtime.vae_for(model_version)
+    seq_len = vae.seq_len
+    max_windows = settings.REFRAIN_EMBED_MAX_WINDOWS
+    owners: list[int] = []  # track id of each window
+    windows: list[np.ndarray] = []
+    for track in Track.objects.filter(pk__in=list(track_ids)).only("pk", "midi_file").order_by("pk"):
+        try:
+            with track.midi_file.open("rb") as handle:
+                melody = extract_melody(handle.read())
+        except (MelodyError, OSError) as exc:
+            report.skipped[track.pk] = str(exc)
+            logger.warning("Not embedding track %s: %s", track.pk, exc)
+            continue
+        for tokens in melody_windows(melody, seq_len, max_windows):
+            owners.append(track.pk)
+            windows.append(tokens)
+    if not windows:
+        report.seconds = time.perf_counter() - started
+        return report
+    mus, sigmas = [], []
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            mu, sigma = vae.encode(windows[i : i + batch_size])
+            mus.append(mu.float().cpu().numpy())
+            sigmas.append(sigma.float().cpu().numpy())
+    mu_all, sigma_all = np.concatenate(mus), np.concatenate(sigmas)
+    owner_array = np.asarray(owners)
+    now = timezone.now()
+    rows = []
+    for track_id in dict.fromkeys(owners):  # first-seen order, unique
+        mask = owner_array == track_id
+        rows.append(TrackEmbedding(
+            track_id=track_id, model_version=model_version, vector=vector_to_bytes(mu_all[mask].mean(axis=0)),
+            dim=mu_all.shape[1], sigma_mean=float(sigma_all[mask].mean()), window_count=int(mask.sum()),
+            created_at=now,
+        ))
+    report.embedded = _embeddings_store(rows)
+    report.windows = len(windows)
+    report.seconds = time.perf_counter() - started
+    logger.info("Embedded %d tracks (%d windows) with model version %s in %.2f s", len(report.embedded),
+                len(windows), model_version.pk, report.seconds)
+    return report
+
+
+def _embeddings_store(rows: list[TrackEmbedding]) -> list[int]:
+    """Upsert the rows; returns the track ids stored (a track deleted meanwhile is left out)."""
+    from catalog.models import Track
+
+    fields = ["vector", "dim", "sigma_mean", "window_count", "created_at"]
+    try:
+        with transaction.atomic():
+            TrackEmbedding.objects.bulk_create(rows, update_conflicts=True,
+                                               unique_fields=["track", "model_version"], update_fields=fields)
+        return [row.track_id for row in rows]
+    except IntegrityError:  # a track was deleted while it was being encoded: store the rest one by one
+        stored = []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    if not Track.objects.filter(pk=row.track_id).exists():
+                        continue
+                    TrackEmbedding.objects.update_or_create(
+                        track_id=row.track_id, model_version=row.model_version,
+                        defaults={name: getattr(row, name) for name in fields})
+                stored.append(row.track_id)
+            except IntegrityError:
+                continue
+        return stored
+
+
+def track_embedding_enqueue(*, track_ids: list[int]) -> None:
+    """Ask a gpu worker to embed these tracks with the active version; nothing when none is active.
+
+    Called on commit by catalog.services.track_ingest. A broker outage is logged, not raised: the
+    track is stored, and `manage.py embed_catalog` embeds whatever was missed.
+    """
+    from generation.selectors import model_version_active
+
+    if not track_ids or model_version_active() is None:
+        return
+    from recommend.tasks import embed_tracks
+
+    try:
+        embed_tracks.delay(list(track_ids))
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not enqueue the embedding of tracks %s; run manage.py embed_catalog.", track_ids)
+
+
+def track_index_remove_enqueue(*, track_ids: list[int]) -> None:
+    """Called on commit by catalog.services.track_delete: drop the tracks from every index (queue cpu)."""
+    from recommend.tasks import index_remove_tracks
+
+    try:
+        index_remove_tracks.delay(list(track_ids))
+    except Exception:  # noqa: BLE001 - reads filter deleted tracks out anyway
+        logger.exception("Could not enqueue the index removal of tracks %s.", track_ids)
+
+
+def tracks_embed_for_active(*, track_ids: list[int]) -> EmbedReport | None:
+    """The task's work: embed with the active version and add the results to its index."""
+    from generation.selectors import model_version_active
+
+    version = model_version_active()
+    if version is None:
+        return None
+    report = track_embed_batch(track_ids=track_ids, model_version=version)
+    if report.embedded:
+        index_add(track_ids=report.embedded, model_version=version)
+    return report
+
+
+# --- the index ---------------------------------------------------------------------------------
+
+
+def _index_config(dim: int):
+    from recommend.index import IndexConfig
+
+    return IndexConfig(dim=dim, use_gpu=settings.REFRAIN_INDEX_USE_GPU)
+
+
+def index_rebuild(*, model_version) -> int:
+    """Build the version's index from the database and save it (force: the DB is the truth).
+
+    Returns the number of tracks indexed; with no embeddings nothing is written.
+    """
+    from recommend.index import IndexStore
+
+    store = IndexStore(index_dir(model_version.pk))
+    with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
+        return _rebuild_locked(store, model_version)
+
+
+def _rebuild_locked(store, model_version) -> int:
+    from recommend.index import VectorIndex
+
+    # Read under the lock: every embedding committed before an add took the lock is in this read.
+    ids, vectors = embedding_matrix(model_version=model_version)
+    if not len(ids):
+        return 0
+    index = VectorIndex.build(ids, vectors, _index_config(vectors.shape[1]))
+    store.save(index, force=True)
+    logger.info("Rebuilt the index of model version %s: %d tracks (%s)", model_version.pk, len(ids), index.kind)
+    return len(ids)
+
+
+def index_add(*, track_ids: list[int], model_version) -> int:
+    """Add (or replace) these tracks' stored embeddings in the version's index: lock, load, add, save.
+
+    With no index on disk yet, builds the whole index from the database instead.
+    """
+    from recommend.index import IndexNotFoundError, IndexStore
+
+    store = IndexStore(index_dir(model_version.pk))
+    with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
+        try:
+            index, _ = store.load()
+        except IndexNotFoundError:
+            return _rebuild_locked(store, model_version)
+        ids, vectors = embedding_matrix(model_version=model_version, track_ids=track_ids)
+        if not len(ids):
+            return 0
+        if vectors.shape[1] != index.dim:  # a different model under the same id: start over
+            return _rebuild_locked(store, model_version)
+        index.add(ids, vectors)
+        if index.needs_rebuild():
+            index = index.rebuilt()
+        store.save(index)
+    return len(ids)
+
+
+def index_remove(*, track_ids: list[int], model_version=None) -> int:
+    """Remove tracks from the version's index, or from every version's index when none is given."""
+    from generation.models import ModelVersion
+    from recommend.index import IndexNotFoundError, IndexStore
+
+    versions = [model_version] if model_version is not None else list(ModelVersion.objects.all())
+    removed = 0
+    for version in versions:
+        store = IndexStore(index_dir(version.pk))
+        if store.manifest() is None:
+            continue
+        with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
+            try:
+                index, _ = store.load()
+            except IndexNotFoundError:
+                continue
+            count = index.remove(track_ids)
+            if count:
+                store.save(index)
+                removed += count
+    return removed

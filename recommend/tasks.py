@@ -1,0 +1,32 @@
+"""Recommendation tasks: thin; the work is in recommend.services.
+
+embed_tracks goes to the `gpu` queue (route `recommend.tasks.embed_*`): the model is loaded once per
+worker process (generation.runtime). Index removal is housekeeping on `cpu`.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from recommend import services
+
+
+@shared_task(
+    name="recommend.tasks.embed_tracks",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),  # the database blinked: transient
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def embed_tracks(track_ids: list[int]) -> None:
+    # Idempotent: embeddings are upserted per (track, version) and index adds replace.
+    services.tracks_embed_for_active(track_ids=track_ids)
+
+
+@shared_task(name="recommend.tasks.index_remove_tracks", acks_late=True, ignore_result=True,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+def index_remove_tracks(track_ids: list[int]) -> None:
+    services.index_remove(track_ids=track_ids)
