@@ -113,3 +113,356 @@ def track_similar(*, track, k: int = 10) -> list[tuple[object, float]]:
     # A little extra: tracks deleted since the index was written are dropped below.
     result = index.search(vector[None], k + 5, exclude_ids=[track.pk])
     return _tracks_in_order(result.ids[0], result.scores[0])[:k]
+
+
+# --- taste vectors --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Anchor:
+    track_id: int
+    title: str
+    score: int  # the user's rating
+    vector: np.ndarray  # unit
+
+
+@dataclasses.dataclass
+class Taste:
+    """One direction of a user's taste: a query vector and the rated tracks it came from."""
+
+    vector: np.ndarray
+    likes: list[Anchor]  # the liked tracks of this group (empty when only dislikes are known)
+    dislikes: list[Anchor]
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+_centre_cache: dict[tuple[str, int], object] = {}
+_centre_lock = threading.Lock()
+
+
+def _catalog_summary(index):
+    """(mean unit vector, (ids, unit vectors)) of an index, cached per loaded index version."""
+    key = (id(index), index.version or 0)
+    with _centre_lock:
+        cached = _centre_cache.get(key)
+    if cached is None:
+        ids, vectors = index.export()
+        mean = vectors.mean(axis=0) if len(ids) else np.zeros(index.dim, np.float32)
+        cached = {"mean": mean.astype(np.float32), "ids": ids, "vectors": vectors}
+        with _centre_lock:
+            if len(_centre_cache) > 8:
+                _centre_cache.clear()
+            _centre_cache[key] = cached
+    return cached
+
+
+def _kmeans(x: np.ndarray, k: int, iterations: int = 20) -> np.ndarray:
+    """Spherical k-means on unit rows; deterministic farthest-point start. Returns labels."""
+    centres = [x[0]]
+    for _ in range(1, k):
+        sims = np.max(x @ np.stack(centres).T, axis=1)
+        centres.append(x[int(np.argmin(sims))])
+    c = np.stack(centres)
+    labels = np.zeros(len(x), dtype=int)
+    for _ in range(iterations):
+        new = np.argmax(x @ c.T, axis=1)
+        if _ and np.array_equal(new, labels):
+            break
+        labels = new
+        c = _unit(np.stack([x[labels == j].mean(axis=0) if np.any(labels == j) else c[j] for j in range(k)]))
+    return labels
+
+
+def _silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette with cosine distance; -1 when a cluster is a singleton-only split."""
+    k = labels.max() + 1
+    if k < 2 or min(np.count_nonzero(labels == j) for j in range(k)) < 2:
+        return -1.0
+    dist = 1.0 - x @ x.T
+    values = []
+    for i in range(len(x)):
+        own = labels == labels[i]
+        a = dist[i, own].sum() / max(1, own.sum() - 1)
+        b = min(dist[i, labels == j].mean() for j in range(k) if j != labels[i])
+        values.append((b - a) / max(a, b, 1e-12))
+    return float(np.mean(values))
+
+
+TASTE_MAX_GROUPS = 3
+TASTE_SPLIT_SILHOUETTE = 0.25  # likes split into groups only when the groups are clearly apart
+TASTE_MAX_RATINGS = 500
+
+
+def taste_vectors(*, user, model_version=None, index=None) -> list[Taste]:
+    """The user's taste in the active version's latent space, from their ratings.
+
+    Ratings of 4 and 5 pull with weight score-3, ratings of 1 and 2 push with weight 3-score (3 is
+    neutral). Vectors are unit embeddings, mean-centred on the catalog mean m:
+        taste = m + sum_i w_i (e_i - m) / sum_i |w_i|       (w negative for pushes)
+    so with likes only the taste is their weighted mean, and a dislike moves it away from that
+    track relative to the catalog as a whole (not away from everything the catalog shares).
+    When the likes form clearly separate groups (spherical k-means, k = 2 or 3, chosen by cosine
+    silhouette above TASTE_SPLIT_SILHOUETTE), each group gets its own taste vector (its likes plus
+    all the pushes). Returns [] when nothing usable is rated: a cold start.
+    """
+    from catalog.models import Rating
+
+    if model_version is None or index is None:
+        model_version, index = active_index()
+    if model_version is None or index is None:
+        return []
+    ratings = list(Rating.objects.filter(user=user).exclude(score=3).order_by("-updated_at")
+                   .values_list("track_id", "score", "track__title")[:TASTE_MAX_RATINGS])
+    if not ratings:
+        return []
+    ids, vectors = embedding_matrix(model_version=model_version, track_ids=[r[0] for r in ratings])
+    if not len(ids):
+        return []
+    by_id = dict(zip(ids.tolist(), _unit(vectors)))
+    likes = [Anchor(t, title, s, by_id[t]) for t, s, title in ratings if s >= 4 and t in by_id]
+    dislikes = [Anchor(t, title, s, by_id[t]) for t, s, title in ratings if s <= 2 and t in by_id]
+    if not likes and not dislikes:
+        return []
+    mean = _catalog_summary(index)["mean"]
+    push = sum(((3 - a.score) * (a.vector - mean) for a in dislikes), np.zeros_like(mean))
+    push_weight = sum(3 - a.score for a in dislikes)
+
+    def taste(group: list[Anchor]) -> Taste:
+        pull = sum(((a.score - 3) * (a.vector - mean) for a in group), np.zeros_like(mean))
+        weight = sum(a.score - 3 for a in group) + push_weight
+        return Taste(vector=(mean + (pull - push) / max(weight, 1e-9)).astype(np.float32), likes=group,
+                     dislikes=dislikes)
+
+    groups = [likes]
+    if len(likes) >= 4:
+        x = np.stack([a.vector for a in likes])
+        best, best_labels = TASTE_SPLIT_SILHOUETTE, None
+        for k in range(2, min(TASTE_MAX_GROUPS, len(likes) // 2) + 1):
+            labels = _kmeans(x, k)
+            score = _silhouette(x, labels)
+            if score > best:
+                best, best_labels = score, labels
+        if best_labels is not None:
+            groups = [[a for a, label in zip(likes, best_labels) if label == j] for j in range(best_labels.max() + 1)]
+            groups.sort(key=lambda g: -sum(a.score - 3 for a in g))
+    return [taste(g) for g in groups]
+
+
+# --- feeds ------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FeedItem:
+    track_id: int
+    score: float
+    reason: str
+    source: str  # "recommended" | "generated"
+    vector: np.ndarray | None = None
+
+
+MMR_LAMBDA = 0.7  # relevance vs novelty; 1.0 = plain nearest neighbours
+
+
+def mmr(items: list[FeedItem], size: int, lam: float = MMR_LAMBDA) -> list[FeedItem]:
+    """Maximal marginal relevance: greedily take the item best at lam*score - (1-lam)*max similarity
+    to what is already taken, so the feed does not fill up with near-duplicates of one tune."""
+    if not items:
+        return []
+    vectors = _unit(np.stack([it.vector for it in items]))
+    relevance = np.asarray([it.score for it in items], dtype=np.float32)
+    taken: list[int] = []
+    closest = np.full(len(items), -np.inf, dtype=np.float32)  # max similarity to the taken set
+    available = np.ones(len(items), dtype=bool)
+    for _ in range(min(size, len(items))):
+        penalty = np.where(np.isfinite(closest), closest, 0.0)
+        gain = np.where(available, lam * relevance - (1 - lam) * penalty, -np.inf)
+        pick = int(np.argmax(gain))
+        taken.append(pick)
+        available[pick] = False
+        closest = np.maximum(closest, vectors @ vectors[pick])
+    return [items[i] for i in taken]
+
+
+def _nearest_anchor_reason(taste: Taste, vector: np.ndarray, verb: str = "near") -> str:
+    if taste.likes:
+        anchor = max(taste.likes, key=lambda a: float(a.vector @ vector))
+        return f"{verb} {anchor.title}, which you rated {anchor.score}"
+    anchor = min(taste.dislikes, key=lambda a: float(a.vector @ vector))
+    return f"unlike {anchor.title}, which you rated {anchor.score}"
+
+
+def _live_track_ids(ids, *, generated: bool) -> set[int]:
+    from catalog.models import Track
+
+    return set(Track.objects.filter(pk__in=[int(i) for i in ids], is_generated=generated)
+               .values_list("pk", flat=True))
+
+
+def _rated_ids(user) -> set[int]:
+    from catalog.models import Rating
+
+    return set(Rating.objects.filter(user=user).values_list("track_id", flat=True))
+
+
+def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:
+    """Catalog tracks near the user's taste vectors, unrated, re-ranked for diversity (MMR)."""
+    size = size or settings.REFRAIN_FEED_SIZE
+    version, index = active_index()
+    if index is None:
+        return _feed_popular(user=user, size=size)
+    tastes = taste_vectors(user=user, model_version=version, index=index)
+    if not tastes:
+        return feed_cold_start(user=user, size=size, index=index)
+    rated = _rated_ids(user)
+    fetch = 2 * size
+    result = index.search(np.stack([t.vector for t in tastes]), fetch, exclude_ids=rated)
+    best: dict[int, tuple[float, int]] = {}  # track id -> (score, taste)
+    for t, (row_ids, row_scores) in enumerate(zip(result.ids, result.scores)):
+        for track_id, score in zip(row_ids.tolist(), row_scores.tolist()):
+            if track_id >= 0 and (track_id not in best or score > best[track_id][0]):
+                best[track_id] = (score, t)
+    live = _live_track_ids(best, generated=False)
+    vectors = _index_vectors(index, [i for i in best if i in live])
+    items = []
+    for track_id, vector in vectors.items():
+        score, t = best[track_id]
+        items.append(FeedItem(track_id, score, _nearest_anchor_reason(tastes[t], vector), "recommended", vector))
+    items.sort(key=lambda it: -it.score)
+    return mmr(items, size)
+
+
+def _index_vectors(index, track_ids: list[int]) -> dict[int, np.ndarray]:
+    summary = _catalog_summary(index)
+    position = summary.get("position")
+    if position is None:
+        position = summary["position"] = {int(t): i for i, t in enumerate(summary["ids"].tolist())}
+    return {t: summary["vectors"][position[t]] for t in track_ids if t in position}
+
+
+def feed_cold_start(*, user, size: int, index=None) -> list[FeedItem]:
+    """No usable ratings yet: a diverse sample of the catalog, the tunes most typical of each of up to
+    16 groups (k-means centres of the catalog's embeddings), taken round-robin from the groups."""
+    from catalog.models import Track
+
+    if index is None:
+        _, index = active_index()
+        if index is None:
+            return _feed_popular(user=user, size=size)
+    summary = _catalog_summary(index)
+    ids, vectors = summary["ids"], summary["vectors"]
+    if not len(ids):
+        return []
+    labels = summary.get("labels")
+    if labels is None:  # once per loaded index version and process
+        k = int(max(1, min(16, len(ids) // 4)))
+        labels = summary["labels"] = _kmeans(vectors, k) if k > 1 else np.zeros(len(ids), dtype=int)
+    live = _live_track_ids(ids, generated=False) - _rated_ids(user)
+    collections = dict(Track.objects.filter(pk__in=list(live)).values_list("pk", "collection"))
+    queues = []
+    for j in range(labels.max() + 1):
+        members = np.flatnonzero(labels == j)
+        if not members.size:
+            continue
+        centre = _unit(vectors[members].mean(axis=0))
+        members = np.asarray([m for m in members if int(ids[m]) in live], dtype=int)
+        if not members.size:
+            continue
+        sims = vectors[members] @ centre
+        order = members[np.argsort(-sims)]
+        names = [collections.get(int(ids[m]), "") for m in members]
+        common = max(set(names), key=names.count) if any(names) else ""
+        reason = f"to start with: typical of {members.size} similar tunes" + (f", mostly {common}" if common else "")
+        queues.append([FeedItem(int(ids[m]), float(vectors[m] @ centre), reason, "recommended", vectors[m])
+                       for m in order])
+    queues.sort(key=len, reverse=True)
+    feed: list[FeedItem] = []
+    depth = 0
+    while len(feed) < size and any(depth < len(q) for q in queues):
+        feed.extend(q[depth] for q in queues if depth < len(q))
+        depth += 1
+    return feed[:size]
+
+
+def _feed_popular(*, user, size: int) -> list[FeedItem]:
+    """Without any index (no active model or nothing embedded yet): the best-rated catalog tracks."""
+    from django.db.models import F
+
+    from catalog.selectors import track_list
+
+    rows = (track_list().filter(is_generated=False).exclude(pk__in=_rated_ids(user))
+            .order_by(F("rating_average").desc(nulls_last=True), "-rating_count", "-id")
+            .values_list("pk", "rating_average")[:size])
+    return [FeedItem(pk, float(avg or 0.0), "popular in the catalog", "recommended") for pk, avg in rows]
+
+
+GENERATED_POOL = 5000  # newest generated tracks considered for a generated feed
+GENERATED_NEAR = 0.5  # cosine to a taste vector above which a generated track counts as "near"
+
+
+def feed_generated(*, user, size: int | None = None) -> list[FeedItem]:
+    """Generated tracks the user has not rated, ranked by their taste vectors (MMR-diversified).
+
+    Reads stored vectors: the track's embedding for the active version, else the z it was decoded
+    from when it was made by that version. Without taste: the newest ones.
+    """
+    from generation.models import GeneratedTrack
+
+    size = size or settings.REFRAIN_FEED_SIZE
+    version, index = active_index()
+    rated = _rated_ids(user)
+    if version is None:
+        return []
+    pool = list(GeneratedTrack.objects.filter(track__is_generated=True).exclude(track_id__in=rated)
+                .order_by("-track_id").values_list("track_id", "model_version_id", "latent")[:GENERATED_POOL])
+    ids = [row[0] for row in pool]
+    emb_ids, emb_vectors = embedding_matrix(model_version=version, track_ids=ids)
+    vectors = dict(zip(emb_ids.tolist(), emb_vectors))
+    for track_id, version_id, latent in pool:
+        if track_id not in vectors and version_id == version.pk and latent:
+            vectors[track_id] = np.asarray(latent, dtype=np.float32)
+    ordered = [t for t in ids if t in vectors]
+    if not ordered:
+        return []
+    matrix = _unit(np.stack([vectors[t] for t in ordered]))
+    tastes = taste_vectors(user=user, model_version=version, index=index) if index is not None else []
+    if not tastes:
+        return [FeedItem(t, 0.0, "new from the model", "generated", matrix[i]) for i, t in enumerate(ordered[:size])]
+    queries = _unit(np.stack([t.vector for t in tastes]))
+    sims = matrix @ queries.T  # [n, tastes]
+    best_taste = np.argmax(sims, axis=1)
+    items = [FeedItem(t, float(sims[i, best_taste[i]]),
+                      _nearest_anchor_reason(tastes[best_taste[i]], matrix[i], verb="composed near"),
+                      "generated", matrix[i]) for i, t in enumerate(ordered)]
+    items.sort(key=lambda it: -it.score)
+    return mmr(items[: 4 * size], size)
+
+
+def feed_mixed(*, user, size: int | None = None) -> list[FeedItem]:
+    """Two recommended catalog tracks, then one generated, and so on; either list fills in when
+    the other runs out."""
+    size = size or settings.REFRAIN_FEED_SIZE
+    recommended, generated = feed_recommended(user=user, size=size), feed_generated(user=user, size=size)
+    out: list[FeedItem] = []
+    r = g = 0
+    while len(out) < size and (r < len(recommended) or g < len(generated)):
+        take_generated = (len(out) % 3 == 2 and g < len(generated)) or r >= len(recommended)
+        if take_generated:
+            out.append(generated[g])
+            g += 1
+        else:
+            out.append(recommended[r])
+            r += 1
+    return out
+
+
+def feed(*, user, kind: str = "recommended") -> list[FeedItem]:
+    return {"recommended": feed_recommended, "generated": feed_generated, "mixed": feed_mixed}[kind](user=user)
+
+
+def generated_near_count(*, user) -> int:
+    """Unrated generated tracks within GENERATED_NEAR of the user's taste."""
+    return sum(1 for item in feed_generated(user=user) if item.score >= GENERATED_NEAR)

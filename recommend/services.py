@@ -266,3 +266,54 @@ def index_remove(*, track_ids: list[int], model_version=None) -> int:
                 store.save(index)
                 removed += count
     return removed
+
+
+# --- ahead-of-time generation for the generated feed -------------------------------------------
+
+
+def generated_feed_top_up(*, user, target: int | None = None) -> list:
+    """Ask for new "similar" generation jobs near the user's liked tracks when fewer than `target`
+    unrated generated tracks near their taste exist. Never waits on a generation: the jobs run on
+    gpu workers and their tracks show up in later feeds. Does nothing while a top-up job of this
+    user is still pending or running, or when the user has liked nothing yet.
+    """
+    from generation.models import GenerationJob
+    from generation.services import generation_job_create
+    from recommend import selectors
+
+    target = settings.REFRAIN_FEED_GENERATED_TARGET if target is None else target
+    version, index = selectors.active_index()
+    if version is None or index is None or target <= 0:
+        return []
+    tastes = [t for t in selectors.taste_vectors(user=user, model_version=version, index=index) if t.likes]
+    if not tastes:
+        return []
+    missing = target - selectors.generated_near_count(user=user)
+    if missing <= 0:
+        return []
+    busy = GenerationJob.objects.filter(owner=user, kind=GenerationJob.Kind.SIMILAR,
+                                        status__in=[GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING])
+    if busy.exists():
+        return []
+    per_job = min(settings.GENERATION_MAX_COUNT, -(-missing // len(tastes)))
+    jobs = []
+    for taste in tastes:  # one job per taste group, around its best-liked track
+        anchor = max(taste.likes, key=lambda a: a.score)
+        jobs.append(generation_job_create(owner=user, kind="similar",
+                                          params={"track_id": anchor.track_id, "count": per_job}))
+    logger.info("Topped up the generated feed of user %s: %d jobs of %d melodies", user.pk, len(jobs), per_job)
+    return jobs
+
+
+def feed_top_up_enqueue(*, user) -> None:
+    """From the feed request: enqueue a top-up check at most once a minute per user, never blocking."""
+    from django.core.cache import cache
+
+    from recommend.tasks import feed_top_up
+
+    if not cache.add(f"recommend:feed-top-up:{user.pk}", 1, timeout=60):
+        return
+    try:
+        feed_top_up.delay(user.pk)
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not enqueue the generated-feed top-up of user %s.", user.pk)

@@ -30,3 +30,12 @@ def embed_tracks(track_ids: list[int]) -> None:
              autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
 def index_remove_tracks(track_ids: list[int]) -> None:
     services.index_remove(track_ids=track_ids)
+
+
+@shared_task(name="recommend.tasks.feed_top_up", ignore_result=True)
+def feed_top_up(user_id: int) -> None:
+    from catalog.models import User
+
+    user = User.objects.filter(pk=user_id).first()
+    if user is not None:
+        services.generated_feed_top_up(user=user)
