@@ -44,11 +44,15 @@ def track_ingest(
     meter_hint: str = "",
     is_generated: bool = False,
     created_by: User | None = None,
+    process: bool = True,
 ) -> IngestResult:
     """Validate MIDI bytes, read their metadata and store a Track with its file.
 
     Rejects (InvalidMidi, a 400) and stores nothing when the bytes are not MIDI, are corrupt,
     hold no notes or exceed the configured limits. The same bytes twice give the same track.
+    With `process` (the default) the audio render and the embedding are queued once committed;
+    bulk imports pass False, so that 13,000 tunes do not queue hours of rendering ahead of users'
+    uploads: their audio is rendered on first request, their embeddings by `embed_catalog`.
     """
     if len(midi_bytes) > settings.REFRAIN_MIDI_MAX_BYTES:
         raise InvalidMidi(
@@ -87,8 +91,9 @@ def track_ingest(
     try:
         with transaction.atomic():
             track.save()
-            track_media_schedule(track=track)  # audio render enqueued once the row is committed
-            transaction.on_commit(functools.partial(_enqueue_embedding, track.pk))  # latent vector (gpu)
+            if process:  # bulk imports pass False and leave audio to the first request, embeddings to embed_catalog
+                track_media_schedule(track=track)  # audio render enqueued once the row is committed
+                transaction.on_commit(functools.partial(_enqueue_embedding, track.pk))  # latent vector (gpu)
     except IntegrityError:
         track.midi_file.delete(save=False)
         winner = Track.objects.filter(content_hash=content_hash).first()

@@ -39,3 +39,14 @@ def test_bad_arguments_are_refused():
         call_command("import_corpus", "--limit", "0", "--no-progress")
     with pytest.raises(CommandError):
         call_command("import_corpus", "--collections", "nonexistent")
+
+
+def test_bulk_import_queues_no_rendering_unless_asked(django_capture_on_commit_callbacks):
+    from catalog.models import TrackMedia
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("import_corpus", "--collections", "essen", "--limit", "3", "--no-progress")
+    assert Track.objects.count() == 3 and callbacks == [] and not TrackMedia.objects.exists()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("import_corpus", "--collections", "oneills1850", "--limit", "2", "--process", "--no-progress")
+    assert TrackMedia.objects.filter(audio_status="pending").count() == 2 and len(callbacks) >= 2

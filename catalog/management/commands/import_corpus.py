@@ -26,9 +26,14 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="Only the first N tunes of the chosen collections.")
         parser.add_argument("--per-collection", type=int, help="Only the first N tunes of each collection.")
         parser.add_argument("--json", type=Path, dest="json_path", help="Write the summary as JSON here.")
+        parser.add_argument("--process", action="store_true",
+                            help="Queue audio rendering and embedding for each added tune now (fine for a "
+                                 "demo subset). Without it, audio is rendered on first request and "
+                                 "embeddings come from `manage.py embed_catalog`.")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, collections=None, limit=None, per_collection=None, json_path=None, no_progress=False, **_):
+    def handle(self, *args, collections=None, limit=None, per_collection=None, json_path=None, no_progress=False,
+               process=False, **_):
         chosen = collections or list(corpus.COLLECTIONS)
         if limit is not None and limit < 1 or per_collection is not None and per_collection < 1:
             raise CommandError("--limit and --per-collection must be positive.")
@@ -47,7 +52,7 @@ class Command(BaseCommand):
                     break
                 with transaction.atomic():
                     for item in batch:
-                        outcome = _import_one(item, reasons)
+                        outcome = _import_one(item, reasons, process)
                         counts[outcome] += 1
                         if outcome == "added":
                             per_collection_added[item.collection] += 1
@@ -84,7 +89,7 @@ def _take(iterator, n: int) -> list:
     return batch
 
 
-def _import_one(item, reasons: Counter) -> str:
+def _import_one(item, reasons: Counter, process: bool) -> str:
     if isinstance(item, corpus.AlreadyPresent):
         return "present"
     if isinstance(item, corpus.CorpusFailure):
@@ -95,6 +100,7 @@ def _import_one(item, reasons: Counter) -> str:
             result = services.track_ingest(
                 midi_bytes=item.midi, title=item.title, composer=item.composer, collection=item.collection,
                 region=item.region, source=item.source, key_hint=item.key, meter_hint=item.meter,
+                process=process,
             )
     except ApplicationError as exc:
         reasons[exc.code] += 1
