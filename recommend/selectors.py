@@ -262,6 +262,7 @@ class FeedItem:
     reason: str
     source: str  # "recommended" | "generated"
     vector: np.ndarray | None = None
+    taste: int = -1  # which taste vector found it
 
 
 MMR_LAMBDA = 0.7  # relevance vs novelty; 1.0 = plain nearest neighbours
@@ -287,12 +288,22 @@ def mmr(items: list[FeedItem], size: int, lam: float = MMR_LAMBDA) -> list[FeedI
     return [items[i] for i in taken]
 
 
-def _nearest_anchor_reason(taste: Taste, vector: np.ndarray, verb: str = "near") -> str:
-    if taste.likes:
-        anchor = max(taste.likes, key=lambda a: float(a.vector @ vector))
-        return f"{verb} {anchor.title}, which you rated {anchor.score}"
-    anchor = min(taste.dislikes, key=lambda a: float(a.vector @ vector))
-    return f"unlike {anchor.title}, which you rated {anchor.score}"
+def _with_reasons(items: list[FeedItem], tastes: list[Taste], verb: str) -> list[FeedItem]:
+    """Name, for each chosen item, the liked track of its taste group that it lies nearest to (or,
+    with dislikes only, the disliked track it lies farthest from). Done after MMR: only for the
+    items that are shown."""
+    for t, taste in enumerate(tastes):
+        mine = [it for it in items if it.taste == t]
+        if not mine:
+            continue
+        anchors = taste.likes or taste.dislikes
+        sims = np.stack([it.vector for it in mine]) @ np.stack([a.vector for a in anchors]).T
+        picks = np.argmax(sims, axis=1) if taste.likes else np.argmin(sims, axis=1)
+        for item, pick in zip(mine, picks):
+            anchor = anchors[int(pick)]
+            item.reason = (f"{verb} {anchor.title}, which you rated {anchor.score}" if taste.likes
+                           else f"unlike {anchor.title}, which you rated {anchor.score}")
+    return items
 
 
 def _live_track_ids(ids, *, generated: bool) -> set[int]:
@@ -330,9 +341,9 @@ def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:
     items = []
     for track_id, vector in vectors.items():
         score, t = best[track_id]
-        items.append(FeedItem(track_id, score, _nearest_anchor_reason(tastes[t], vector), "recommended", vector))
+        items.append(FeedItem(track_id, score, "", "recommended", vector, taste=t))
     items.sort(key=lambda it: -it.score)
-    return mmr(items, size)
+    return _with_reasons(mmr(items, size), tastes, "near")
 
 
 def _index_vectors(index, track_ids: list[int]) -> dict[int, np.ndarray]:
@@ -434,11 +445,10 @@ def feed_generated(*, user, size: int | None = None) -> list[FeedItem]:
     queries = _unit(np.stack([t.vector for t in tastes]))
     sims = matrix @ queries.T  # [n, tastes]
     best_taste = np.argmax(sims, axis=1)
-    items = [FeedItem(t, float(sims[i, best_taste[i]]),
-                      _nearest_anchor_reason(tastes[best_taste[i]], matrix[i], verb="composed near"),
-                      "generated", matrix[i]) for i, t in enumerate(ordered)]
+    items = [FeedItem(t, float(sims[i, best_taste[i]]), "", "generated", matrix[i], taste=int(best_taste[i]))
+             for i, t in enumerate(ordered)]
     items.sort(key=lambda it: -it.score)
-    return mmr(items[: 4 * size], size)
+    return _with_reasons(mmr(items[: 4 * size], size), tastes, "composed near")
 
 
 def feed_mixed(*, user, size: int | None = None) -> list[FeedItem]:
