@@ -354,42 +354,51 @@ def _index_vectors(index, track_ids: list[int]) -> dict[int, np.ndarray]:
     return {t: summary["vectors"][position[t]] for t in track_ids if t in position}
 
 
+def _cold_start_groups(index) -> list[list[FeedItem]]:
+    """The catalog's k-means groups (up to 16), each ordered from its most typical tune outwards.
+
+    Computed once per loaded index version and process: the catalog tracks are read with one query
+    (no IN list, so it scales), and a track deleted since then is dropped when the page is served.
+    """
+    from catalog.models import Track
+
+    summary = _catalog_summary(index)
+    groups = summary.get("cold_start")
+    if groups is not None:
+        return groups
+    collections = dict(Track.objects.filter(is_generated=False).values_list("pk", "collection"))
+    keep = np.asarray([int(t) in collections for t in summary["ids"].tolist()], dtype=bool)
+    ids, vectors = summary["ids"][keep], summary["vectors"][keep]
+    groups = []
+    if len(ids):
+        k = int(max(1, min(16, len(ids) // 4)))
+        labels = _kmeans(vectors, k) if k > 1 else np.zeros(len(ids), dtype=int)
+        for j in range(labels.max() + 1):
+            members = np.flatnonzero(labels == j)
+            if not members.size:
+                continue
+            centre = _unit(vectors[members].mean(axis=0))
+            sims = vectors[members] @ centre
+            order = np.argsort(-sims)
+            names = [collections.get(int(ids[m]), "") for m in members]
+            common = max(set(names), key=names.count) if any(names) else ""
+            reason = f"to start with: typical of {members.size} similar tunes" + (f", mostly {common}" if common else "")
+            groups.append([FeedItem(int(ids[members[i]]), float(sims[i]), reason, "recommended", vectors[members[i]])
+                           for i in order])
+        groups.sort(key=len, reverse=True)
+    summary["cold_start"] = groups
+    return groups
+
+
 def feed_cold_start(*, user, size: int, index=None) -> list[FeedItem]:
     """No usable ratings yet: a diverse sample of the catalog, the tunes most typical of each of up to
     16 groups (k-means centres of the catalog's embeddings), taken round-robin from the groups."""
-    from catalog.models import Track
-
     if index is None:
         _, index = active_index()
         if index is None:
             return _feed_popular(user=user, size=size)
-    summary = _catalog_summary(index)
-    ids, vectors = summary["ids"], summary["vectors"]
-    if not len(ids):
-        return []
-    labels = summary.get("labels")
-    if labels is None:  # once per loaded index version and process
-        k = int(max(1, min(16, len(ids) // 4)))
-        labels = summary["labels"] = _kmeans(vectors, k) if k > 1 else np.zeros(len(ids), dtype=int)
-    live = _live_track_ids(ids, generated=False) - _rated_ids(user)
-    collections = dict(Track.objects.filter(pk__in=list(live)).values_list("pk", "collection"))
-    queues = []
-    for j in range(labels.max() + 1):
-        members = np.flatnonzero(labels == j)
-        if not members.size:
-            continue
-        centre = _unit(vectors[members].mean(axis=0))
-        members = np.asarray([m for m in members if int(ids[m]) in live], dtype=int)
-        if not members.size:
-            continue
-        sims = vectors[members] @ centre
-        order = members[np.argsort(-sims)]
-        names = [collections.get(int(ids[m]), "") for m in members]
-        common = max(set(names), key=names.count) if any(names) else ""
-        reason = f"to start with: typical of {members.size} similar tunes" + (f", mostly {common}" if common else "")
-        queues.append([FeedItem(int(ids[m]), float(vectors[m] @ centre), reason, "recommended", vectors[m])
-                       for m in order])
-    queues.sort(key=len, reverse=True)
+    rated = _rated_ids(user)
+    queues = [[item for item in group if item.track_id not in rated] for group in _cold_start_groups(index)]
     feed: list[FeedItem] = []
     depth = 0
     while len(feed) < size and any(depth < len(q) for q in queues):
