@@ -96,7 +96,7 @@ class LSTMLanguageModel(nn.Module):
             opt.step()
             steps += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         bar.close()
         self.eval()
         return {"steps": steps, "minutes": (time.time() - t0) / 60, "final_loss": float(loss.detach())}

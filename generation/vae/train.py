@@ -217,7 +217,7 @@ def train(
                 for k in run:
                     getattr(hist, k).append(run[k])
                 bar.set_postfix(loss=f"{run['loss']:.2f}", acc=f"{run['accuracy']:.4f}", kl=f"{run['kl']:.1f}",
-                                beta=f"{beta_at(cfg, step):.3f}", ss=f"{sampling_prob_at(cfg, step):.2f}")
+                                beta=f"{beta_at(cfg, step):.3f}", ss=f"{sampling_prob_at(cfg, step):.2f}", refresh=False)
             if time.time() - t0 > budget:
                 stop = True
                 break
