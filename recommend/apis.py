@@ -12,7 +12,7 @@ from catalog.serializers import TrackSerializer
 from config.api import Pagination
 from recommend import selectors, services
 from recommend.serializers import (
-    FeedItemSerializer,
+    FeedPageSerializer,
     FeedQuerySerializer,
     SimilarQuerySerializer,
     SimilarSerializer,
@@ -59,7 +59,8 @@ class FeedApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=["recommended", "generated", "mixed"], required=False),
                     OpenApiParameter("page", int, required=False), OpenApiParameter("page_size", int, required=False)],
-        responses={200: FeedItemSerializer(many=True)},
+        responses={200: FeedPageSerializer, 400: OpenApiResponse(description="Unknown kind."),
+                   401: OpenApiResponse(description="Not signed in.")},
     )
     def get(self, request):
         kind = _validated(FeedQuerySerializer, request.query_params)["kind"]

@@ -31,3 +31,10 @@ class FeedItemSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text='Why it is here, e.g. "near Tune X, which you rated 5".')
     source = serializers.CharField(help_text='"recommended" (catalog) or "generated".')
     track = TrackSerializer()
+
+
+class FeedPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = FeedItemSerializer(many=True)
