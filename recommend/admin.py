@@ -11,3 +11,6 @@ class TrackEmbeddingAdmin(admin.ModelAdmin):
     raw_id_fields = ("track",)
     readonly_fields = ("track", "model_version", "dim", "sigma_mean", "window_count", "created_at")
     exclude = ("vector",)
+
+    def has_add_permission(self, request):
+        return False  # embeddings come from the model (embed tasks, manage.py embed_catalog)

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recommend.models import TrackEmbedding, vector_to_bytes
-from recommend.selectors import embedding_matrix, index_dir
+from recommend.selectors import embedding_matrix, index_dir, tracks_missing_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +184,30 @@ def tracks_embed_for_active(*, track_ids: list[int]) -> EmbedReport | None:
     if report.embedded:
         index_add(track_ids=report.embedded, model_version=version)
     return report
+
+
+def tracks_embed_missing(*, limit: int = 512, after: int = 0) -> tuple[int, int | None]:
+    """Embed the next `limit` tracks (by id, above `after`) that lack an embedding for the active
+    version, and index them.
+
+    The safety net behind the per-upload task: bulk imports queue no per-tune work, a broker outage
+    can lose a message, and a newly activated version starts with no embeddings at all. Returns
+    (tracks embedded, the id to continue after, or None when this pass is done). Walking by id means
+    tracks that cannot be embedded (no usable melody) are passed over, not retried in every chunk.
+    """
+    from generation.selectors import model_version_active
+
+    version = model_version_active()
+    if version is None:
+        return 0, None
+    todo = list(tracks_missing_embedding(model_version=version).filter(pk__gt=after)[: limit + 1])
+    if not todo:
+        return 0, None
+    chunk = todo[:limit]
+    report = track_embed_batch(track_ids=chunk, model_version=version)
+    if report.embedded:
+        index_add(track_ids=report.embedded, model_version=version)
+    return len(report.embedded), (chunk[-1] if len(todo) > limit else None)
 
 
 # --- the index ---------------------------------------------------------------------------------

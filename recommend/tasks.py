@@ -7,6 +7,7 @@ worker process (generation.runtime). Index removal is housekeeping on `cpu`.
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.db import InterfaceError, OperationalError
 
 from recommend import services
@@ -24,6 +25,35 @@ from recommend import services
 def embed_tracks(track_ids: list[int]) -> None:
     # Idempotent: embeddings are upserted per (track, version) and index adds replace.
     services.tracks_embed_for_active(track_ids=track_ids)
+
+
+@shared_task(
+    name="recommend.tasks.embed_missing",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+    ignore_result=True,
+)
+def embed_missing(limit: int = 512, after: int = 0) -> int:
+    """Embed a chunk of the tracks the active version has no embedding for; re-enqueue for the next
+    chunk while more remain (short tasks: uploads queued behind one are not kept waiting long)."""
+    embedded, next_after = services.tracks_embed_missing(limit=limit, after=after)
+    if next_after is not None:
+        embed_missing.delay(limit, next_after)
+    return embedded
+
+
+@worker_ready.connect
+def _embed_missing_on_start(sender=None, **kwargs) -> None:
+    """A gpu worker that starts (after a deploy, a crash, a new model version) catches up on embeddings."""
+    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
+    if "gpu" in queues:
+        try:
+            embed_missing.delay()
+        except Exception:  # noqa: BLE001 - the worker must start even if the broker blinks
+            pass
 
 
 @shared_task(name="recommend.tasks.index_remove_tracks", acks_late=True, ignore_result=True,

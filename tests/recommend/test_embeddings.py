@@ -157,3 +157,28 @@ def test_a_new_track_is_embedded_and_indexed_by_a_real_worker(start_worker, mode
             return False
 
     worker.wait_for(indexed, timeout=30, what="the index")
+
+
+def test_embed_missing_catches_up_in_chunks(model_version, track_factory, monkeypatch):
+    from recommend import tasks
+
+    tracks = [track_factory() for _ in range(5)]
+    with open(tracks[0].midi_file.path, "wb") as handle:
+        handle.write(b"not MIDI")  # never embeddable: must not make the task loop
+    requeued = []
+    monkeypatch.setattr(tasks.embed_missing, "delay", lambda *args: requeued.append(args))
+    assert tasks.embed_missing(2) == 1  # the broken track is passed over, one good one embedded
+    assert requeued == [(2, tracks[1].pk)]
+    assert tasks.embed_missing(*requeued[-1]) == 2
+    assert requeued[-1] == (2, tracks[3].pk)
+    assert tasks.embed_missing(*requeued[-1]) == 1 and len(requeued) == 2  # done: nothing more queued
+    assert TrackEmbedding.objects.filter(model_version=model_version).count() == 4
+    assert tasks.embed_missing() == 0  # a new pass retries only the broken track
+
+
+def test_embed_missing_without_an_active_model_does_nothing(track_factory):
+    from recommend import tasks
+
+    track_factory()
+    assert tasks.embed_missing() == 0
+    assert not TrackEmbedding.objects.exists()
