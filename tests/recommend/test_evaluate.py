@@ -28,7 +28,7 @@ def test_command_reports_every_representation(model_version, track_factory, put_
     for i in range(8):
         vectors[track_factory(collection="jigs")] = np.r_[1, 0, 0.1 * rng.standard_normal(14)]
         vectors[track_factory(collection="chorales")] = np.r_[0, 1, 0.1 * rng.standard_normal(14)]
-    put_embeddings(model_version, vectors, rebuild=False)
+    put_embeddings(model_version, vectors)
     out = StringIO()
     call_command("evaluate_recommender", "--k", "3", "--json", str(tmp_path / "eval.json"), stdout=out)
     result = json.loads((tmp_path / "eval.json").read_text())
@@ -37,6 +37,12 @@ def test_command_reports_every_representation(model_version, track_factory, put_
     assert 0 <= result["precision_at_k"]["pitch_class"] <= 1 and 0 <= result["precision_at_k"]["random"] <= 1
     assert result["chance"] == pytest.approx(7 / 15, abs=1e-4)
     assert "latent" in out.getvalue() and "pitch_class" in out.getvalue()
+    # simulated users who like jigs get jigs (the clusters are clean): 2 values x 5 users
+    assert result["feed"]["users"] == 10
+    assert result["feed"]["precision_at_k"] == 1.0 and result["feed"]["chance"] == 0.5
+    from catalog.models import Rating, User
+
+    assert not Rating.objects.exists() and not User.objects.filter(username__startswith="evaluate-").exists()
 
 
 def test_command_needs_embeddings(model_version, track_factory):

@@ -54,6 +54,40 @@ def pitch_class_histogram(midi_bytes: bytes) -> np.ndarray:
     return pm.get_pitch_class_histogram(use_duration=True, normalize=True).astype(np.float32)
 
 
+def simulated_feed_precision(*, label: str, users_per_label: int, k: int, seed: int) -> dict:
+    """Feed check with simulated users: each likes (5) five random tunes of one label value and
+    dislikes (1) two of other values; precision@k is the share of their recommended feed's top k
+    with the liked value. Users and ratings are rolled back afterwards."""
+    from django.db import transaction
+
+    from catalog.models import Rating, User
+    from recommend.selectors import feed_recommended
+
+    catalog = dict(Track.objects.filter(is_generated=False).exclude(**{label: ""}).values_list("pk", label))
+    by_value: dict[str, list[int]] = {}
+    for track_id, value in catalog.items():
+        by_value.setdefault(value, []).append(track_id)
+    values = sorted(v for v, members in by_value.items() if len(members) >= 5 + k)
+    rng = np.random.default_rng(seed)
+    precisions, chances = [], []
+    with transaction.atomic():
+        for value in values:
+            others = [t for v in values if v != value for t in by_value[v]]
+            for n in range(users_per_label):
+                user = User.objects.create(username=f"evaluate-recommender-{value}-{n}"[:150])
+                liked = rng.choice(by_value[value], 5, replace=False).tolist()
+                disliked = rng.choice(others, 2, replace=False).tolist() if len(others) >= 2 else []
+                Rating.objects.bulk_create([Rating(user=user, track_id=t, score=5) for t in liked]
+                                           + [Rating(user=user, track_id=t, score=1) for t in disliked])
+                feed = feed_recommended(user=user, size=k)
+                if feed:
+                    precisions.append(np.mean([catalog.get(item.track_id) == value for item in feed]))
+                    chances.append(len(by_value[value]) / len(catalog))
+        transaction.set_rollback(True)
+    return {"users": len(precisions), "precision_at_k": round(float(np.mean(precisions)), 4) if precisions else 0.0,
+            "chance": round(float(np.mean(chances)), 4) if chances else 0.0}
+
+
 class Command(BaseCommand):
     help = "Precision@k of same-label retrieval: latent embeddings vs pitch-class histograms vs random."
 
@@ -62,9 +96,12 @@ class Command(BaseCommand):
         parser.add_argument("--per-label", type=int, default=300, help="Tracks sampled per label value, at most.")
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--users", type=int, default=5,
+                            help="Simulated users per label value for the feed check (0: skip it).")
         parser.add_argument("--json", type=Path, dest="json_path", help="Also write the results here.")
 
-    def handle(self, *args, label: str, per_label: int, k: int, seed: int, json_path: Path | None, **opts):
+    def handle(self, *args, label: str, per_label: int, k: int, seed: int, users: int, json_path: Path | None,
+               **opts):
         started = time.perf_counter()
         version = model_version_active()
         if version is None:
@@ -119,6 +156,8 @@ class Command(BaseCommand):
                 "random": round(precision_at_k(random_vectors, labels, k), 4),
             },
         }
+        if users > 0:
+            results["feed"] = simulated_feed_precision(label=label, users_per_label=users, k=k, seed=seed)
         results["seconds"] = round(time.perf_counter() - started, 1)
         self.stdout.write(f"same-{label} precision@{k} over {len(chosen)} tracks "
                           f"({len(results['per_label'])} {label}s, model version {version.pk} {version.name}):")
@@ -126,6 +165,11 @@ class Command(BaseCommand):
         for name, value in results["precision_at_k"].items():
             self.stdout.write(f"  {name:<14} {value:.3f}")
         self.stdout.write(f"  {'chance':<14} {results['chance']:.3f}")
+        if "feed" in results:
+            feed = results["feed"]
+            self.stdout.write(f"recommended feed of {feed['users']} simulated users (5 liked tunes of one {label}, "
+                              f"2 disliked of others): share of the top {k} from the liked {label}: "
+                              f"{feed['precision_at_k']:.3f} (that {label}'s share of the catalog: {feed['chance']:.3f})")
         if json_path:
             json_path.write_text(json.dumps(results, indent=2) + "\n")
             self.stdout.write(f"written to {json_path}")
