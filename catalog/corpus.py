@@ -275,16 +275,31 @@ def _jobs(collections: list[str], per_collection: int | None) -> Iterator[_AbcJo
         yield from itertools.islice(jobs, per_collection)
 
 
-def _job_source(job: _AbcJob | Path) -> str:
+CorpusJob = _AbcJob | Path  # one tune to read: an ABC tune's text, or a chorale's file
+
+
+def plan(
+    collections: Iterable[str] | None = None, per_collection: int | None = None, limit: int | None = None
+) -> list[CorpusJob]:
+    """The tunes to read, in a fixed order: the first `limit` of the chosen collections
+    (the first `per_collection` of each). Cheap: nothing is parsed."""
+    chosen = list(collections or COLLECTIONS)
+    unknown = [c for c in chosen if c not in COLLECTIONS]
+    if unknown:
+        raise ValueError(f"unknown collections {unknown}; choose from {sorted(COLLECTIONS)}")
+    return list(itertools.islice(_jobs(chosen, per_collection), limit))
+
+
+def job_source(job: CorpusJob) -> str:
     return job.source if isinstance(job, _AbcJob) else f"bach/{job.name}#0"
 
 
-def _read(job: _AbcJob | Path) -> CorpusTune | CorpusFailure:
+def read(job: CorpusJob) -> CorpusTune | CorpusFailure:
     return read_abc_tune(job) if isinstance(job, _AbcJob) else read_chorale(job)
 
 
 # Below this many tunes a process pool costs more (spawn, imports) than it saves.
-_POOL_THRESHOLD = 300
+POOL_THRESHOLD = 300
 
 
 def iter_corpus(
@@ -300,24 +315,20 @@ def iter_corpus(
     Parsing runs in a process pool (one process per core) while the caller consumes the results,
     so a caller that stores each tune works in parallel with the parsing.
     """
-    chosen = list(collections or COLLECTIONS)
-    unknown = [c for c in chosen if c not in COLLECTIONS]
-    if unknown:
-        raise ValueError(f"unknown collections {unknown}; choose from {sorted(COLLECTIONS)}")
     skip = frozenset(skip)
-    jobs = list(itertools.islice(_jobs(chosen, per_collection), limit))
-    todo = [job for job in jobs if _job_source(job) not in skip]
-    if len(todo) < _POOL_THRESHOLD:
-        results: Iterator = map(_read, todo)
+    jobs = plan(collections, per_collection, limit)
+    todo = [job for job in jobs if job_source(job) not in skip]
+    if len(todo) < POOL_THRESHOLD:
+        results: Iterator = map(read, todo)
         pool = None
     else:
         import multiprocessing
 
         pool = multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
-        results = pool.imap(_read, todo, chunksize=16)
+        results = pool.imap(read, todo, chunksize=16)
     try:
         for job in jobs:
-            source = _job_source(job)
+            source = job_source(job)
             yield AlreadyPresent(source) if source in skip else next(results)
     finally:
         if pool is not None:

@@ -50,3 +50,21 @@ def test_bulk_import_queues_no_rendering_unless_asked(django_capture_on_commit_c
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         call_command("import_corpus", "--collections", "oneills1850", "--limit", "2", "--process", "--no-progress")
     assert TrackMedia.objects.filter(audio_status="pending").count() == 2 and len(callbacks) >= 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_large_imports_ingest_in_a_process_pool(monkeypatch, tmp_path, media_files):
+    from catalog import corpus
+
+    monkeypatch.setattr(corpus, "POOL_THRESHOLD", 1)  # take the pool path for a handful of tunes
+    report = tmp_path / "import.json"
+    call_command("import_corpus", "--collections", "airds_airs", "--limit", "8", "--workers", "2",
+                 "--json", str(report), "--no-progress")
+    summary = json.loads(report.read_text())
+    assert summary["workers"] == 2
+    assert summary["added"] + summary["duplicates"] + summary["skipped"] == 8
+    assert Track.objects.count() == summary["added"] >= 6
+    assert len(media_files()) == summary["added"]  # the workers wrote into this test's media folder
+    call_command("import_corpus", "--collections", "airds_airs", "--limit", "8", "--workers", "2",
+                 "--json", str(report), "--no-progress")
+    assert json.loads(report.read_text())["added"] == 0

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from collections import Counter
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connections
 from tqdm import tqdm
 
-from catalog import corpus, selectors, services
-from config.errors import ApplicationError
-
-BATCH = 250  # tunes per transaction: one commit per batch instead of one per tune
+from catalog import corpus, corpus_workers, selectors
 
 
 class Command(BaseCommand):
@@ -30,37 +30,33 @@ class Command(BaseCommand):
                             help="Queue audio rendering and embedding for each added tune now (fine for a "
                                  "demo subset). Without it, audio is rendered on first request and "
                                  "embeddings come from `manage.py embed_catalog`.")
+        parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                            help="Processes that parse and ingest (default: one per core).")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, collections=None, limit=None, per_collection=None, json_path=None, no_progress=False,
-               process=False, **_):
-        chosen = collections or list(corpus.COLLECTIONS)
+               process=False, workers=2, **_):
         if limit is not None and limit < 1 or per_collection is not None and per_collection < 1:
             raise CommandError("--limit and --per-collection must be positive.")
+        chosen = collections or list(corpus.COLLECTIONS)
         started = time.perf_counter()
         present = selectors.corpus_sources_present(collections=chosen)
-        expected = min(corpus.count_tunes(chosen, per_collection), limit or 10**9)
-        counts: Counter[str] = Counter()
+        jobs = corpus.plan(chosen, per_collection, limit)
+        todo = [job for job in jobs if corpus.job_source(job) not in present]
+        counts: Counter[str] = Counter(present=len(jobs) - len(todo))
         reasons: Counter[str] = Counter()
-        per_collection_added: Counter[str] = Counter()
-        bar = tqdm(total=max(expected, 0), unit="tune", desc="import", disable=no_progress)
-        tunes = corpus.iter_corpus(chosen, skip=present, per_collection=per_collection, limit=limit)
-        try:
-            while True:
-                batch = _take(tunes, BATCH)
-                if not batch:
-                    break
-                with transaction.atomic():
-                    for item in batch:
-                        outcome = _import_one(item, reasons, process)
-                        counts[outcome] += 1
-                        if outcome == "added":
-                            per_collection_added[item.collection] += 1
-                bar.update(len(batch))
+        added: Counter[str] = Counter()
+        bar = tqdm(total=len(todo), unit="tune", desc="import", disable=no_progress)
+        for outcome, collection, reason in _run(todo, process, workers):
+            counts[outcome] += 1
+            if outcome == "added":
+                added[collection] += 1
+            if reason:
+                reasons[reason] += 1
+            bar.update(1)
+            if bar.n % 200 == 0:
                 bar.set_postfix(added=counts["added"], skipped=counts["skipped"])
-        finally:
-            tunes.close()
-            bar.close()
+        bar.close()
         summary = {
             "collections": chosen,
             "added": counts["added"],
@@ -68,7 +64,8 @@ class Command(BaseCommand):
             "duplicates": counts["duplicate"],
             "skipped": counts["skipped"],
             "skip_reasons": dict(reasons.most_common()),
-            "added_per_collection": dict(per_collection_added),
+            "added_per_collection": dict(added),
+            "workers": workers if len(todo) >= corpus.POOL_THRESHOLD else 1,
             "seconds": round(time.perf_counter() - started, 1),
         }
         if json_path:
@@ -80,30 +77,16 @@ class Command(BaseCommand):
         )
 
 
-def _take(iterator, n: int) -> list:
-    batch = []
-    for item in iterator:
-        batch.append(item)
-        if len(batch) >= n:
-            break
-    return batch
-
-
-def _import_one(item, reasons: Counter, process: bool) -> str:
-    if isinstance(item, corpus.AlreadyPresent):
-        return "present"
-    if isinstance(item, corpus.CorpusFailure):
-        reasons[item.reason.split(":")[0]] += 1
-        return "skipped"
-    try:
-        with transaction.atomic():
-            result = services.track_ingest(
-                midi_bytes=item.midi, title=item.title, composer=item.composer, collection=item.collection,
-                region=item.region, source=item.source, key_hint=item.key, meter_hint=item.meter,
-                process=process,
-            )
-    except ApplicationError as exc:
-        reasons[exc.code] += 1
-        return "skipped"
-    return "added" if result.created else "duplicate"
-
+def _run(todo: list, process: bool, workers: int):
+    """Outcomes in any order. Large imports parse and ingest in a pool, one process per core:
+    pretty_midi's validation is the expensive part, and each tune commits on its own, so the
+    database is only locked for the insert itself."""
+    if len(todo) < corpus.POOL_THRESHOLD or workers <= 1:
+        for job in todo:
+            yield corpus_workers.ingest_job((job, process))
+        return
+    db_name = connections["default"].settings_dict["NAME"]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=corpus_workers.init_worker,
+                      initargs=(str(db_name), str(settings.MEDIA_ROOT))) as pool:
+        yield from pool.imap_unordered(corpus_workers.ingest_job, [(job, process) for job in todo], chunksize=8)
