@@ -254,7 +254,14 @@ def _run_jobs(jobs: list, stats) -> None:
     from generation.engine import decode_requests
     from generation.vae.representation import MelodyError
 
-    vae = runtime.vae_for(jobs[0].model_version)
+    from generation.vae.checkpoint import CheckpointError
+
+    try:
+        vae = runtime.vae_for(jobs[0].model_version)
+    except (CheckpointError, OSError) as exc:  # retrying cannot help: fail the jobs, keep the worker
+        for job in jobs:
+            _job_fail(job, f"The model version {jobs[0].model_version} cannot be loaded: {exc}")
+        return
     requests, runnable = [], []
     for job in jobs:
         try:
@@ -370,6 +377,18 @@ def _job_fail(job, message: str) -> None:
 
     GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
         status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None)
+
+
+def generation_runtime_warm_up() -> None:
+    """Load the active model version into this process, if there is one."""
+    from generation import runtime
+
+    version = model_version_active()
+    if version is not None:
+        try:
+            runtime.vae_for(version)
+        except Exception:  # a broken checkpoint must not stop the worker: jobs will report it
+            logger.exception("could not load model version %s at start-up", version.pk)
 
 
 def generation_jobs_recover() -> int:

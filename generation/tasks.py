@@ -31,8 +31,11 @@ def recover_generation_jobs() -> int:
 
 
 @worker_ready.connect
-def _recover_on_start(sender=None, **kwargs) -> None:
-    """A worker that starts after a crash picks up the jobs the dead one left behind."""
+def _on_gpu_worker_start(sender=None, **kwargs) -> None:
+    """A `gpu` worker loads the active model before its first job (importing torch and reading the
+    checkpoint take seconds), then picks up the jobs a dead worker may have left behind."""
     queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
-    if not queues or "gpu" in queues:
-        services.generation_jobs_recover()
+    if queues and "gpu" not in queues:
+        return
+    services.generation_runtime_warm_up()
+    services.generation_jobs_recover()

@@ -206,3 +206,17 @@ def test_admin_shows_jobs_and_their_tracks(client, django_user_model, user, mode
     page = client.get(f"/admin/generation/generationjob/{job.pk}/change/")
     assert page.status_code == 200 and b"resulting track" in page.content.lower()
     assert client.get("/admin/generation/generationjob/add/").status_code == 403
+
+
+def test_an_unloadable_checkpoint_fails_the_job_clearly(user, model_version, no_broker, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    from generation.models import ModelVersion
+
+    version = ModelVersion.objects.create(name="broken", checkpoint_path=str(broken), config={})
+    services.model_version_activate(model_version=version)
+    job = create(user, "sample")
+    services.generation_jobs_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "cannot be loaded" in job.error
+    assert services.generation_jobs_recover() == 0  # not retried forever
