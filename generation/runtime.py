@@ -17,7 +17,7 @@ from generation.selectors import model_version_checkpoint_file
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[int, object] = {}  # model version id -> MelodyVAE
+_loaded: dict[tuple[int, str], object] = {}  # (model version id, checkpoint path) -> MelodyVAE
 loads = 0  # how many checkpoints this process has loaded (observable in tests and logs)
 KEEP = 2  # versions kept in memory: the active one and the one before (jobs still queued for it)
 
@@ -26,7 +26,8 @@ def vae_for(model_version: ModelVersion):
     """The MelodyVAE of a model version, on CUDA when available (or GENERATION_DEVICE), else CPU."""
     global loads
     with _lock:
-        vae = _loaded.get(model_version.pk)
+        key = (model_version.pk, model_version.checkpoint_path)
+        vae = _loaded.get(key)
         if vae is None:
             import torch
 
@@ -42,7 +43,7 @@ def vae_for(model_version: ModelVersion):
             vae.model.eval()
             while len(_loaded) >= KEEP:
                 _loaded.pop(next(iter(_loaded)))
-            _loaded[model_version.pk] = vae
+            _loaded[key] = vae
             loads += 1
             logger.info("loaded model version %s from %s on %s", model_version.pk, path, vae.device)
         return vae

@@ -124,7 +124,7 @@ def test_model_is_loaded_once_per_process_and_version(user, model_version, no_br
     job = create(user, "sample")
     assert job.model_version == newer  # switching the active version takes effect for new jobs
     services.generation_jobs_run(job_id=job.pk)
-    assert runtime.loads - before <= 2 and newer.pk in runtime._loaded
+    assert runtime.loads - before <= 2 and (newer.pk, newer.checkpoint_path) in runtime._loaded
 
 
 def test_abandoned_job_is_retaken_after_its_lease(user, model_version, no_broker, settings):
