@@ -43,6 +43,7 @@ migrate: install
 	@$(PY) manage.py migrate --noinput -v0
 
 demo-data: migrate
+	@$(PY) manage.py register_default_model
 	@$(PY) manage.py import_corpus --per-collection $(DEMO_PER_COLLECTION) --process
 	@echo "Demo accounts:"
 	@$(PY) manage.py create_demo_users
