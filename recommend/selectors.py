@@ -313,6 +313,21 @@ def _live_track_ids(ids, *, generated: bool) -> set[int]:
                .values_list("pk", flat=True))
 
 
+def _catalog_track_ids(index) -> set[int]:
+    """Ids of the non-generated tracks, read once per loaded index version (one query, no IN list).
+
+    Tracks added since are in a later index version; tracks deleted since are filtered out of the
+    finished feed (feed_recommended), so this snapshot only has to tell catalog from generated.
+    """
+    from catalog.models import Track
+
+    summary = _catalog_summary(index)
+    ids = summary.get("catalog_ids")
+    if ids is None:
+        ids = summary["catalog_ids"] = set(Track.objects.filter(is_generated=False).values_list("pk", flat=True))
+    return ids
+
+
 def _rated_ids(user) -> set[int]:
     from catalog.models import Rating
 
@@ -329,21 +344,23 @@ def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:
     if not tastes:
         return feed_cold_start(user=user, size=size, index=index)
     rated = _rated_ids(user)
-    fetch = 2 * size
+    fetch = size + 100  # room for MMR to trade a little relevance for variety
     result = index.search(np.stack([t.vector for t in tastes]), fetch, exclude_ids=rated)
     best: dict[int, tuple[float, int]] = {}  # track id -> (score, taste)
     for t, (row_ids, row_scores) in enumerate(zip(result.ids, result.scores)):
         for track_id, score in zip(row_ids.tolist(), row_scores.tolist()):
             if track_id >= 0 and (track_id not in best or score > best[track_id][0]):
                 best[track_id] = (score, t)
-    live = _live_track_ids(best, generated=False)
-    vectors = _index_vectors(index, [i for i in best if i in live])
+    catalog = _catalog_track_ids(index)
+    vectors = _index_vectors(index, [i for i in best if i in catalog])
     items = []
     for track_id, vector in vectors.items():
         score, t = best[track_id]
         items.append(FeedItem(track_id, score, "", "recommended", vector, taste=t))
     items.sort(key=lambda it: -it.score)
-    return _with_reasons(mmr(items, size), tastes, "near")
+    chosen = mmr(items, size)
+    live = _live_track_ids([it.track_id for it in chosen], generated=False)  # deleted since the index was saved
+    return _with_reasons([it for it in chosen if it.track_id in live], tastes, "near")
 
 
 def _index_vectors(index, track_ids: list[int]) -> dict[int, np.ndarray]:
