@@ -220,3 +220,38 @@ def test_an_unloadable_checkpoint_fails_the_job_clearly(user, model_version, no_
     job.refresh_from_db()
     assert job.status == "failed" and "cannot be loaded" in job.error
     assert services.generation_jobs_recover() == 0  # not retried forever
+
+
+def test_a_crash_while_storing_leaves_nothing_and_the_retry_stores_once(user, model_version, no_broker,
+                                                                        monkeypatch, media_files):
+    """A worker that dies half-way through writing a job's tracks leaves no track and no file;
+    the job is taken again once its lease runs out and then makes its tracks exactly once."""
+    from django.utils import timezone
+
+    from catalog import services as catalog_services
+
+    real_ingest = catalog_services.track_ingest
+    calls = {"n": 0}
+
+    def dies_on_second_melody(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemExit("worker killed")  # BaseException, like the worker's own death
+        return real_ingest(**kwargs)
+
+    monkeypatch.setattr(catalog_services, "track_ingest", dies_on_second_melody)
+    job = create(user, "sample", count=3, temperature=0.0, seed=5)
+    with pytest.raises(SystemExit):
+        services.generation_jobs_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "running" and not Track.objects.exists() and media_files() == []
+
+    monkeypatch.setattr(catalog_services, "track_ingest", real_ingest)
+    assert services.generation_jobs_run(job_id=job.pk).jobs == 0  # its lease still holds
+    GenerationJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
+    assert services.generation_jobs_recover() == 1
+    services.generation_jobs_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "done" and job.attempts == 2
+    assert Track.objects.count() == job.tracks.count() == GeneratedTrack.objects.filter(job=job).count() >= 1
+    assert len(media_files()) == Track.objects.count()
