@@ -1,0 +1,29 @@
+"""docker/compose.yaml describes the whole platform (validated fully by `make compose-config`
+where docker compose is installed; this checks the parts a deployment relies on, everywhere)."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compose_has_every_service_with_a_health_check():
+    compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"api", "worker-cpu", "worker-gpu", "beat", "flower", "postgres", "redis"}
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    assert "gunicorn" in services["api"]["command"]
+    assert "-Q gpu -P solo" in services["worker-gpu"]["command"]
+    devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert services["worker-gpu"]["build"]["target"] == "worker-gpu"
+
+
+def test_requirements_are_pinned():
+    for name in ("base.txt", "gpu.txt", "dev.txt"):
+        for line in (ROOT / "requirements" / name).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-r"):
+                assert "==" in line, f"{name}: {line} is not pinned"
