@@ -9,3 +9,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 app = Celery("refrain")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Options of every task that must survive a dead worker: acknowledged only when done, given back
+# when the worker dies, retried only for transient database errors (the tasks are idempotent).
+# Celery's settings already make acks_late and reject_on_worker_lost the default; saying it on the
+# task keeps it true even where a deployment changes those defaults.
+def durable_task_options() -> dict:
+    from django.db import InterfaceError, OperationalError
+
+    return {
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "autoretry_for": (OperationalError, InterfaceError),
+        "retry_backoff": True,
+        "max_retries": 5,
+        "ignore_result": True,
+    }

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import InterfaceError, OperationalError
 
+from config.celery import durable_task_options
 from generation import services
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),  # the database blinked: transient
-    retry_backoff=True,
-    max_retries=5,
-    ignore_result=True,
-)
+@shared_task(**durable_task_options())
 def run_generation(job_id: int) -> None:
     services.generation_jobs_run(job_id=job_id)
 

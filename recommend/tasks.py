@@ -8,34 +8,18 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.signals import worker_ready
-from django.db import InterfaceError, OperationalError
 
+from config.celery import durable_task_options
 from recommend import services
 
 
-@shared_task(
-    name="recommend.tasks.embed_tracks",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),  # the database blinked: transient
-    retry_backoff=True,
-    max_retries=5,
-    ignore_result=True,
-)
+@shared_task(name="recommend.tasks.embed_tracks", **durable_task_options())
 def embed_tracks(track_ids: list[int]) -> None:
     # Idempotent: embeddings are upserted per (track, version) and index adds replace.
     services.tracks_embed_for_active(track_ids=track_ids)
 
 
-@shared_task(
-    name="recommend.tasks.embed_missing",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=True,
-    max_retries=5,
-    ignore_result=True,
-)
+@shared_task(name="recommend.tasks.embed_missing", **durable_task_options())
 def embed_missing(limit: int = 512, after: int = 0) -> int:
     """Embed a chunk of the tracks the active version has no embedding for; re-enqueue for the next
     chunk while more remain (short tasks: uploads queued behind one are not kept waiting long)."""
@@ -56,8 +40,7 @@ def _embed_missing_on_start(sender=None, **kwargs) -> None:
             pass
 
 
-@shared_task(name="recommend.tasks.index_remove_tracks", acks_late=True, ignore_result=True,
-             autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+@shared_task(name="recommend.tasks.index_remove_tracks", **durable_task_options())
 def index_remove_tracks(track_ids: list[int]) -> None:
     services.index_remove(track_ids=track_ids)
 
