@@ -222,12 +222,19 @@ def taste_vectors(*, user, model_version=None, index=None) -> list[Taste]:
     ids, vectors = embedding_matrix(model_version=model_version, track_ids=[r[0] for r in ratings])
     if not len(ids):
         return []
-    by_id = dict(zip(ids.tolist(), _unit(vectors)))
+    return tastes_from_ratings(ratings=ratings, unit_vectors=dict(zip(ids.tolist(), _unit(vectors))),
+                               mean=_catalog_summary(index)["mean"])
+
+
+def tastes_from_ratings(*, ratings, unit_vectors: dict[int, np.ndarray], mean: np.ndarray) -> list[Taste]:
+    """The pure core of taste_vectors (no database, no index): ratings are (track id, score, title)
+    triples, unit_vectors the unit embeddings by track id, mean the catalog's mean unit vector.
+    The offline evaluation (recommend.evaluation) calls this directly, so it measures the feed's rule."""
+    by_id = unit_vectors
     likes = [Anchor(t, title, s, by_id[t]) for t, s, title in ratings if s >= 4 and t in by_id]
     dislikes = [Anchor(t, title, s, by_id[t]) for t, s, title in ratings if s <= 2 and t in by_id]
     if not likes and not dislikes:
         return []
-    mean = _catalog_summary(index)["mean"]
     push = sum(((3 - a.score) * (a.vector - mean) for a in dislikes), np.zeros_like(mean))
     push_weight = sum(3 - a.score for a in dislikes)
 

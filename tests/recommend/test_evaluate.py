@@ -1,4 +1,5 @@
-"""manage.py evaluate_recommender: same-collection precision@k for latent, pitch-class and random features."""
+"""manage.py evaluate_recommender: same-collection precision@k for latent, pitch-class and random features;
+simulated users ranking with every method (recommend.evaluation); the generated-feed check."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def test_command_reports_every_representation(model_version, track_factory, put_
         vectors[track_factory(collection="chorales")] = np.r_[0, 1, 0.1 * rng.standard_normal(14)]
     put_embeddings(model_version, vectors)
     out = StringIO()
-    call_command("evaluate_recommender", "--k", "3", "--json", str(tmp_path / "eval.json"), stdout=out)
+    call_command("evaluate_recommender", "--k", "3", "--sim-users", "0", "--json", str(tmp_path / "eval.json"),
+                 stdout=out)
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["tracks"] == 16 and result["per_label"] == {"chorales": 8, "jigs": 8}
     assert result["precision_at_k"]["latent"] == 1.0
@@ -49,3 +51,111 @@ def test_command_needs_embeddings(model_version, track_factory):
     track_factory(collection="x")
     with pytest.raises(CommandError, match="embed_catalog"):
         call_command("evaluate_recommender")
+
+
+# --- simulated users (recommend.evaluation) ---------------------------------------------------------
+
+
+def test_recall_and_ndcg_on_a_hand_made_ranking():
+    from recommend.evaluation import recall_ndcg
+
+    ranking = np.asarray([7, 3, 9, 1, 4])
+    recall, ndcg = recall_ndcg(ranking, {3, 4, 8}, k=5)
+    assert recall == pytest.approx(2 / 3)
+    dcg = 1 / np.log2(3) + 1 / np.log2(6)  # hits at ranks 2 and 5
+    idcg = 1 + 1 / np.log2(3) + 1 / np.log2(4)  # three relevant items, all fit in the top 5
+    assert ndcg == pytest.approx(dcg / idcg)
+    assert recall_ndcg(ranking, {7}, k=5) == (1.0, 1.0)
+    assert recall_ndcg(ranking, {4}, k=3) == (0.0, 0.0)  # outside the top k
+    assert all(np.isnan(recall_ndcg(ranking, set(), k=5)))
+
+
+def test_metrics_coverage_and_novelty():
+    import scipy.sparse as sp
+
+    from recommend.evaluation import evaluate_ranking
+
+    # 2 users, 4 items; user 0 trained on item 0, user 1 on items 0 and 1; held-out likes: 2 and 3
+    train = sp.csr_matrix(np.asarray([[5, 0, 0, 0], [4, 2, 0, 0]], dtype=np.float32))
+    test = sp.csr_matrix(np.asarray([[0, 0, 5, 0], [0, 0, 0, 4]], dtype=np.float32))
+    tops = np.asarray([[2, 1], [2, 3]])
+    result = evaluate_ranking(tops, train, test, k=2, resamples=50)
+    assert result["users"] == 2 and result["recall@2"]["mean"] == 1.0
+    assert result["ndcg@2"]["mean"] == pytest.approx((1 + (1 / np.log2(3)) / 1) / 2, abs=1e-4)
+    assert result["coverage"] == 0.75  # items 1, 2, 3 of 4
+    # popularity (raters + 1) / (users + 1): item 1 -> 2/3, items 2 and 3 -> 1/3
+    expected = np.mean([(np.log2(3) - np.log2(2) + np.log2(3)) / 2, np.log2(3)])
+    assert result["novelty"]["mean"] == pytest.approx(expected, abs=1e-4)
+
+
+def _small_simulation():
+    from recommend.evaluation import SimConfig, catalog_facets, simulate
+
+    rng = np.random.default_rng(0)
+    n = 120
+    facets = catalog_facets(region=rng.choice(["irish", "german", ""], n).tolist(), collection=["c"] * n,
+                            time_signature=rng.choice(["4/4", "6/8", "3/4"], n).tolist(),
+                            key=rng.choice(["D major", "A minor", ""], n).tolist(), tempo_bpm=rng.uniform(60, 180, n),
+                            note_count=rng.integers(20, 200, n), duration_seconds=rng.uniform(10, 60, n))
+    return facets, simulate(facets, SimConfig(users=40, ratings_per_user=12, seed=3))
+
+
+def test_simulation_labels_scores_and_split():
+    facets, sim = _small_simulation()
+    assert set(facets["mode"]) <= {"major", "minor", ""} and set(facets["tempo"]) == {"tempo-low", "tempo-mid", "tempo-high"}
+    assert sim.train.shape == sim.test.shape == (40, 120) and sim.affinity.shape == (40, 120)
+    assert set(np.unique(sim.train.data)) <= {1, 2, 3, 4, 5}
+    assert sim.train.multiply(sim.test).nnz == 0  # a rating is in training or in test, never both
+    assert all(sum(w for _, _, w in taste) == pytest.approx(1.0) for taste in sim.tastes)
+    # ratings follow the hidden taste: liked tracks have a higher true affinity than disliked ones
+    coo = sim.train.tocoo()
+    affinity = sim.affinity[coo.row, coo.col]
+    assert affinity[coo.data >= 4].mean() > affinity[coo.data <= 2].mean() + 0.3
+
+
+@pytest.mark.parametrize("method", ["random", "popularity", "item_knn", "als", "latent", "latent_mmr"])
+def test_every_method_ranks_the_catalog_without_training_items(method):
+    from recommend import evaluation
+
+    _, sim = _small_simulation()
+    train = sim.train
+    rng = np.random.default_rng(1)
+    vectors, ids = rng.standard_normal((train.shape[1], 8)).astype(np.float32), np.arange(1000, 1000 + train.shape[1])
+    scores = {
+        "random": lambda: evaluation.scores_random(train),
+        "popularity": lambda: evaluation.scores_popularity(train),
+        "item_knn": lambda: evaluation.scores_item_knn(train),
+        "als": lambda: evaluation.scores_als(train, evaluation.ALS_CONFIGS[0]),
+        "latent": lambda: evaluation.scores_latent(train, vectors, ids)[0],
+        "latent_mmr": lambda: evaluation.scores_latent(train, vectors, ids, mmr_size=10)[0],
+    }[method]()
+    assert scores.shape == train.shape and np.isfinite(scores).all()
+    n = train.shape[1]
+    full = evaluation.top_k(scores, train, n)
+    for u in range(train.shape[0]):
+        rated = set(train.indices[train.indptr[u]:train.indptr[u + 1]].tolist())
+        ranked = full[u][: n - len(rated)]
+        assert len(set(ranked.tolist())) == n - len(rated) and not rated & set(ranked.tolist())
+
+
+def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_path):
+    from catalog.models import Rating, User
+    from recommend.evaluation import ALS_CONFIGS
+
+    for region, collection in [("irish", "oneill"), ("german", "essen"), ("", "bach")]:
+        embedded_tracks(6, region=region, collection=collection)
+    out = StringIO()
+    call_command("evaluate_recommender", "--k", "3", "--users", "0", "--sim-users", "25", "--ratings-per-user", "4,6",
+                 "--gen-users", "3", "--gen-per-user", "2", "--bootstrap", "50", "--json", str(tmp_path / "e.json"),
+                 stdout=out)
+    result = json.loads((tmp_path / "e.json").read_text())["simulated_users"]
+    assert set(result["regimes"]) == {"4", "6"}
+    for regime in result["regimes"].values():
+        assert set(regime["methods"]) == {"latent", "latent_mmr", "popularity", "random", "item_knn", "als"}
+        for m in regime["methods"].values():
+            assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
+        assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
+    gen = result["generated_feed"]
+    assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}
+    assert "als" in out.getvalue() and "generated feed" in out.getvalue()
+    assert not Rating.objects.exists() and not User.objects.filter(username__startswith="evaluate-").exists()

@@ -10,6 +10,12 @@ by default, or region):
     random       random unit vectors: equals the chance level, the floor
 
 Exact brute-force kNN in numpy, so the numbers measure the representation, not an index.
+
+Then (issue 5 b and c, logic in recommend.evaluation, which says what the simulation assumes):
+simulated users with hidden tastes over the catalog's real labels rate tracks; Recall@k, NDCG@k,
+coverage and novelty on their held-out likes for the latent recommender (the feed's taste vectors),
+its MMR-ordered feed, popularity, random, item-kNN and ALS, one block per --ratings-per-user value;
+and the generated feed: melodies made near a user's taste vs near another user's.
 """
 
 from __future__ import annotations
@@ -99,9 +105,17 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=5,
                             help="Simulated users per label value for the feed check (0: skip it).")
         parser.add_argument("--json", type=Path, dest="json_path", help="Also write the results here.")
+        parser.add_argument("--sim-users", type=int, default=500,
+                            help="Simulated users for the ranking evaluation (0: skip it and the generated feed).")
+        parser.add_argument("--ratings-per-user", default="10,40",
+                            help="Mean ratings per simulated user; a comma list gives one evaluation per value.")
+        parser.add_argument("--gen-users", type=int, default=50, help="Users for the generated-feed check (0: skip).")
+        parser.add_argument("--gen-per-user", type=int, default=4, help="Melodies generated per user.")
+        parser.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the intervals.")
 
     def handle(self, *args, label: str, per_label: int, k: int, seed: int, users: int, json_path: Path | None,
-               **opts):
+               sim_users: int = 500, ratings_per_user: str = "10,40", gen_users: int = 50, gen_per_user: int = 4,
+               bootstrap: int = 1000, **opts):
         started = time.perf_counter()
         version = model_version_active()
         if version is None:
@@ -158,6 +172,14 @@ class Command(BaseCommand):
         }
         if users > 0:
             results["feed"] = simulated_feed_precision(label=label, users_per_label=users, k=k, seed=seed)
+        if sim_users > 0:
+            try:
+                regimes = [float(v) for v in str(ratings_per_user).split(",") if v.strip()]
+            except ValueError as exc:
+                raise CommandError("--ratings-per-user takes numbers, e.g. 10,40.") from exc
+            results["simulated_users"] = self._simulated(
+                version=version, ids=ids, vectors=vectors, k=k, seed=seed, users=sim_users, regimes=regimes,
+                gen_users=gen_users, gen_per_user=gen_per_user, bootstrap=bootstrap)
         results["seconds"] = round(time.perf_counter() - started, 1)
         self.stdout.write(f"same-{label} precision@{k} over {len(chosen)} tracks "
                           f"({len(results['per_label'])} {label}s, model version {version.pk} {version.name}):")
@@ -170,6 +192,77 @@ class Command(BaseCommand):
             self.stdout.write(f"recommended feed of {feed['users']} simulated users (5 liked tunes of one {label}, "
                               f"2 disliked of others): share of the top {k} from the liked {label}: "
                               f"{feed['precision_at_k']:.3f} (that {label}'s share of the catalog: {feed['chance']:.3f})")
+        if "simulated_users" in results:
+            self._print_simulated(results["simulated_users"], k)
         if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(results, indent=2) + "\n")
             self.stdout.write(f"written to {json_path}")
+
+    def _simulated(self, *, version, ids, vectors, k, seed, users, regimes, gen_users, gen_per_user, bootstrap) -> dict:
+        from tqdm import tqdm
+
+        from recommend import evaluation
+
+        fields = ("pk", "region", "collection", "time_signature", "key", "tempo_bpm", "note_count", "duration_seconds")
+        rows = {r[0]: r for r in Track.objects.filter(pk__in=ids.tolist(), is_generated=False).values_list(*fields)}
+        keep = np.asarray([int(t) in rows for t in ids.tolist()], dtype=bool)
+        ids, vectors = ids[keep], vectors[keep]
+        if len(ids) <= k:
+            raise CommandError(f"Need more than k={k} embedded catalog tracks for the simulated users.")
+        columns = list(zip(*[rows[int(t)] for t in ids.tolist()]))
+        facets = evaluation.catalog_facets(**{name: columns[i] for i, name in enumerate(fields) if i})
+        out = {"assumptions": evaluation.__doc__.split("The simulation", 1)[1].split("Metrics:", 1)[0].strip(),
+               "facet_values": {f: {str(v): int(c) for v, c in zip(*np.unique(facets[f].astype(str), return_counts=True))}
+                                for f in evaluation.FACETS},
+               "regimes": {}}
+        first_sim = None
+        for mean_ratings in regimes:
+            config = evaluation.SimConfig(users=users, ratings_per_user=mean_ratings, seed=seed)
+            bar = tqdm(total=7, desc=f"simulated users, ~{mean_ratings:g} ratings each", unit="method")
+
+            def step(name, bar=bar):
+                bar.set_postfix_str(name)
+                bar.update(1)
+
+            data, sim = evaluation.run_simulation(facets, vectors, ids, config, k=k, resamples=bootstrap,
+                                                  progress=step)
+            bar.close()
+            out["regimes"][f"{mean_ratings:g}"] = data
+            first_sim = first_sim or sim
+        if gen_users > 0 and first_sim is not None:
+            import torch
+
+            from generation import runtime
+
+            torch.set_num_threads(1)
+            started = time.perf_counter()
+            self.stderr.write(f"generated feed: {gen_users} users x {gen_per_user} melodies (CPU, 1 thread) ...")
+            vae = runtime.vae_for(version)
+            out["generated_feed"] = evaluation.generated_feed_quality(
+                vae, first_sim, vectors, ids, users=gen_users, per_user=gen_per_user, seed=seed, resamples=bootstrap)
+            out["generated_feed"]["regime"] = f"{regimes[0]:g}"
+            out["generated_feed"]["seconds"] = round(time.perf_counter() - started, 1)
+        return out
+
+    def _print_simulated(self, sim: dict, k: int) -> None:
+        def fmt(stat):
+            return f"{stat['mean']:.3f} [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]"
+
+        for name, regime in sim["regimes"].items():
+            self.stdout.write(f"simulated users: {regime['users']} users, ~{name} ratings each "
+                              f"({regime['train_ratings_per_user']} in training, {regime['train_likes_per_user']} liked), "
+                              f"{regime['items']} tracks; held-out liked tracks, 95% bootstrap intervals:")
+            self.stdout.write(f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} coverage  novelty")
+            for method, m in regime["methods"].items():
+                self.stdout.write(f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
+                                  f"{m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
+        gen = sim.get("generated_feed")
+        if gen and gen.get("users"):
+            cos, aff = gen["cosine_to_heldout_likes"], gen["hidden_affinity_of_nearest_catalog_track"]
+            self.stdout.write(f"generated feed ({gen['users']} users x {gen['melodies_per_user']} melodies):")
+            self.stdout.write(f"  cosine to the user's held-out likes: own {fmt(cos['own'])}, "
+                              f"another user's {fmt(cos['other_user'])}, gap {fmt(cos['gap'])}")
+            self.stdout.write(f"  hidden affinity of the nearest catalog track: own {fmt(aff['own'])}, "
+                              f"another user's {fmt(aff['other_user'])}, gap {fmt(aff['gap'])} "
+                              f"(catalog average {fmt(aff['catalog_average'])})")
