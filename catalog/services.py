@@ -346,3 +346,31 @@ def _update_media(media: TrackMedia, **fields) -> None:
         for field_file in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file):
             if field_file and field_file.name in fields.values():
                 field_file.storage.delete(field_file.name)
+
+
+def media_prune_orphans(*, older_than_seconds: float = 3600, dry_run: bool = False) -> list[str]:
+    """Delete files under MEDIA_ROOT/tracks/ that no row refers to.
+
+    They come from a process killed between writing a file and committing its row (the row rolls
+    back, the file stays). Only files older than `older_than_seconds` go: a younger one may belong
+    to an ingestion that has not committed yet.
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    root = Path(settings.MEDIA_ROOT)
+    referenced = set(Track.objects.values_list("midi_file", flat=True))
+    for field in ("audio_file", "pianoroll_file", "pianoroll_thumb_file"):
+        referenced.update(TrackMedia.objects.exclude(**{field: ""}).values_list(field, flat=True))
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for path in sorted((root / "tracks").rglob("*")) if (root / "tracks").exists() else []:
+        name = path.relative_to(root).as_posix()
+        if path.is_file() and name not in referenced and path.stat().st_mtime < cutoff:
+            removed.append(name)
+            if not dry_run:
+                os.remove(path)
+    if removed:
+        logger.warning("%s %d orphan media files", "would remove" if dry_run else "removed", len(removed))
+    return removed

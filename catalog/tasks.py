@@ -24,3 +24,9 @@ def track_render_audio(track_id: int, force: bool = False) -> None:
     if track is None:
         return  # deleted meanwhile: nothing to do
     services.track_media_render(track=track, force=force)
+
+
+@shared_task(ignore_result=True)
+def prune_orphan_files() -> int:
+    """Daily under beat: files left behind by a process killed between file and row."""
+    return len(services.media_prune_orphans())

@@ -235,6 +235,7 @@ GENERATION_DEVICE = os.environ.get("GENERATION_DEVICE", "")  # "" = CUDA when av
 GENERATION_CPU_THREADS = env_int("GENERATION_CPU_THREADS", 1)  # torch intra-op threads on a CPU worker
 CELERY_BEAT_SCHEDULE = {
     "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
+    "catalog-prune-orphan-files": {"task": "catalog.tasks.prune_orphan_files", "schedule": 24 * 3600.0},
 }
 
 # --- Recommendation (recommend.services, recommend.selectors) ---

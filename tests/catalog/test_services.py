@@ -165,3 +165,25 @@ def test_demo_users_only_with_debug(settings, capsys):
     assert admin.is_staff and not demo.is_staff
     assert demo.check_password("refrain-listener-demo")
     assert "token=" in capsys.readouterr().out
+
+
+def test_prune_removes_only_old_unreferenced_files(track_factory, settings, media_files):
+    import os
+    import time
+    from pathlib import Path
+
+    kept = track_factory()
+    orphan = Path(settings.MEDIA_ROOT) / "tracks" / "midi" / "ab" / ("ab" + "0" * 62 + ".mid")
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"MThd left by a killed worker")
+    young = orphan.with_name("cd" + "0" * 62 + ".mid")
+    young.write_bytes(b"MThd being ingested right now")
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    os.utime(Path(kept.midi_file.path), (old, old))
+
+    assert services.media_prune_orphans(older_than_seconds=3600, dry_run=True) == [
+        orphan.relative_to(settings.MEDIA_ROOT).as_posix()]
+    assert orphan.exists()
+    services.media_prune_orphans(older_than_seconds=3600)
+    assert not orphan.exists() and young.exists() and Path(kept.midi_file.path).exists()
