@@ -151,9 +151,10 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
     result = json.loads((tmp_path / "e.json").read_text())["simulated_users"]
     assert set(result["regimes"]) == {"4", "6"}
     for regime in result["regimes"].values():
-        assert set(regime["methods"]) == {"latent", "latent_mmr", "popularity", "random", "item_knn", "als"}
+        assert set(regime["methods"]) == {"latent", "latent_mmr", "popularity", "random", "item_knn", "als", "oracle"}
         for m in regime["methods"].values():
             assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
+            assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
     assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}

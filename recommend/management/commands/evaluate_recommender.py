@@ -219,7 +219,7 @@ class Command(BaseCommand):
         first_sim = None
         for mean_ratings in regimes:
             config = evaluation.SimConfig(users=users, ratings_per_user=mean_ratings, seed=seed)
-            bar = tqdm(total=7, desc=f"simulated users, ~{mean_ratings:g} ratings each", unit="method")
+            bar = tqdm(total=8, desc=f"simulated users, ~{mean_ratings:g} ratings each", unit="method")
 
             def step(name, bar=bar):
                 bar.set_postfix_str(name)
@@ -253,10 +253,12 @@ class Command(BaseCommand):
             self.stdout.write(f"simulated users: {regime['users']} users, ~{name} ratings each "
                               f"({regime['train_ratings_per_user']} in training, {regime['train_likes_per_user']} liked), "
                               f"{regime['items']} tracks; held-out liked tracks, 95% bootstrap intervals:")
-            self.stdout.write(f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} coverage  novelty")
+            self.stdout.write(f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} "
+                              f"{'hidden liked share@' + str(k):<22} coverage  novelty")
             for method, m in regime["methods"].items():
+                liked = m.get(f"hidden_liked_share@{k}")
                 self.stdout.write(f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
-                                  f"{m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
+                                  f"{fmt(liked) if liked else '-':<22} {m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
         gen = sim.get("generated_feed")
         if gen and gen.get("users"):
             cos, aff = gen["cosine_to_heldout_likes"], gen["hidden_affinity_of_nearest_catalog_track"]
