@@ -41,12 +41,13 @@ class TrackSimilarApi(APIView):
         track = track_get(track_id=track_id)
         results = selectors.track_similar(track=track, k=k)
         version, _ = selectors.active_index()
-        context = {"request": request}
+        # One serializer for the whole list: a ModelSerializer builds its fields once per instance,
+        # which cost more than the search itself when done per track (bench/results/feed_cpu.json).
+        serialized = TrackSerializer([t for t, _ in results], many=True, context={"request": request}).data
         return Response({
             "track_id": track.pk,
             "model_version": version.pk,
-            "results": [{"score": round(score, 6), "track": TrackSerializer(t, context=context).data}
-                        for t, score in results],
+            "results": [{"score": round(score, 6), "track": data} for (_, score), data in zip(results, serialized)],
         })
 
 
@@ -70,8 +71,10 @@ class FeedApi(APIView):
         paginator = Pagination()
         page = paginator.paginate_queryset(items, request, view=self)
         tracks = {t.pk: t for t in track_list().filter(pk__in=[item.track_id for item in page])}
-        context = {"request": request}
-        body = [{"score": round(item.score, 6), "reason": item.reason, "source": item.source,
-                 "track": TrackSerializer(tracks[item.track_id], context=context).data}
-                for item in page if item.track_id in tracks]
+        shown = [item for item in page if item.track_id in tracks]
+        # One serializer for the page, not one per item (see TrackSimilarApi).
+        serialized = TrackSerializer([tracks[item.track_id] for item in shown], many=True,
+                                     context={"request": request}).data
+        body = [{"score": round(item.score, 6), "reason": item.reason, "source": item.source, "track": data}
+                for item, data in zip(shown, serialized)]
         return paginator.get_paginated_response(body)
