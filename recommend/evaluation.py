@@ -396,7 +396,9 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
     decode at temperature 0.5), re-encoded and compared with the same user's HELD-OUT liked tracks
     and hidden taste, against the melodies made for another, randomly paired, user.
 
-    cosine: mean cosine between the re-encoded melodies and the user's held-out liked tracks.
+    cosine: mean cosine between the re-encoded melodies and the user's held-out liked tracks;
+    centred_cosine: the same after subtracting the catalog's mean unit vector from both sides (the
+    embeddings share a large common direction, so plain cosines between any two tunes are high).
     affinity: the user's true (hidden) affinity of each melody's nearest catalog track.
     """
     import torch
@@ -430,12 +432,15 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
     owners = np.asarray(owners)
     users_in = [u for u, _ in picked]
     others = np.roll(np.asarray(users_in), 1 + int(rng.integers(max(1, len(users_in) - 1))))  # no fixed point
-    rows = {"cosine_own": [], "cosine_other": [], "affinity_own": [], "affinity_other": [], "affinity_catalog": []}
+    rows = {"cosine_own": [], "cosine_other": [], "centred_own": [], "centred_other": [], "affinity_own": [],
+            "affinity_other": [], "affinity_catalog": []}
     for u, other in zip(users_in, others):
         mine, theirs = generated[owners == u], generated[owners == other]
         targets = catalog[sorted(held_likes[u])]
         rows["cosine_own"].append(mean_cosine(mine, targets))
         rows["cosine_other"].append(mean_cosine(theirs, targets))
+        rows["centred_own"].append(mean_cosine(unit(mine) - mean, targets - mean))
+        rows["centred_other"].append(mean_cosine(unit(theirs) - mean, targets - mean))
         rows["affinity_own"].append(nearest_affinity(mine, catalog, sim.affinity[u]))
         rows["affinity_other"].append(nearest_affinity(theirs, catalog, sim.affinity[u]))
         rows["affinity_catalog"].append(float(sim.affinity[u].mean()))
@@ -451,6 +456,9 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
         "constant_melodies": silent,
         "cosine_to_heldout_likes": {"own": summary(arrays["cosine_own"]), "other_user": summary(arrays["cosine_other"]),
                                     "gap": summary(arrays["cosine_own"] - arrays["cosine_other"])},
+        "centred_cosine_to_heldout_likes": {"own": summary(arrays["centred_own"]),
+                                           "other_user": summary(arrays["centred_other"]),
+                                           "gap": summary(arrays["centred_own"] - arrays["centred_other"])},
         "hidden_affinity_of_nearest_catalog_track": {
             "own": summary(arrays["affinity_own"]), "other_user": summary(arrays["affinity_other"]),
             "gap": summary(arrays["affinity_own"] - arrays["affinity_other"]),

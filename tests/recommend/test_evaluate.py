@@ -158,5 +158,7 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
     assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}
+    assert set(gen["centred_cosine_to_heldout_likes"]) == set(gen["hidden_affinity_of_nearest_catalog_track"]) - {
+        "catalog_average"}
     assert "als" in out.getvalue() and "generated feed" in out.getvalue()
     assert not Rating.objects.exists() and not User.objects.filter(username__startswith="evaluate-").exists()

@@ -265,6 +265,9 @@ class Command(BaseCommand):
             self.stdout.write(f"generated feed ({gen['users']} users x {gen['melodies_per_user']} melodies):")
             self.stdout.write(f"  cosine to the user's held-out likes: own {fmt(cos['own'])}, "
                               f"another user's {fmt(cos['other_user'])}, gap {fmt(cos['gap'])}")
+            cen = gen["centred_cosine_to_heldout_likes"]
+            self.stdout.write(f"  the same, catalog mean removed:      own {fmt(cen['own'])}, "
+                              f"another user's {fmt(cen['other_user'])}, gap {fmt(cen['gap'])}")
             self.stdout.write(f"  hidden affinity of the nearest catalog track: own {fmt(aff['own'])}, "
                               f"another user's {fmt(aff['other_user'])}, gap {fmt(aff['gap'])} "
                               f"(catalog average {fmt(aff['catalog_average'])})")
