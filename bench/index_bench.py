@@ -109,6 +109,37 @@ def grow(mu: np.ndarray, sigma: np.ndarray, size: int, rng: np.random.Generator)
     return out
 
 
+def neighbour_pairs(mu: np.ndarray, k: int = 10) -> np.ndarray:
+    """The k nearest other tunes (cosine) of every tune: [N, k] row indices."""
+    unit = np.ascontiguousarray(mu / np.linalg.norm(mu, axis=1, keepdims=True), dtype=np.float32)
+    flat = faiss.IndexFlatIP(unit.shape[1])
+    flat.add(unit)
+    _, near = flat.search(unit, k + 1)
+    return near[:, 1:]
+
+
+def between_neighbours(mu: np.ndarray, near: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` points on the segments between random tunes and one of their k nearest tunes
+    (mu_i + u (mu_j - mu_i), u ~ U(0, 1)): new tunes that stay where real tunes lie."""
+    i = rng.integers(0, mu.shape[0], count)
+    j = near[i, rng.integers(0, near.shape[1], count)]
+    u = rng.random((count, 1), dtype=np.float32)
+    return mu[i] + u * (mu[j] - mu[i])
+
+
+def grow_between(mu: np.ndarray, near: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Like grow(), but the new vectors lie between neighbouring tunes (see between_neighbours)."""
+    n, dim = mu.shape
+    out = np.empty((size, dim), dtype=np.float32)
+    n_means = min(n, size)
+    out[:n_means] = mu[rng.permutation(n)[:n_means]]
+    for start in range(n_means, size, 100_000):
+        stop = min(size, start + 100_000)
+        out[start:stop] = between_neighbours(mu, near, stop - start, rng)
+    faiss.normalize_L2(out)
+    return out
+
+
 def queries_like(mu: np.ndarray, sigma: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """Held-out queries drawn the same way (a new track near an existing one), not in the index."""
     source = rng.integers(0, mu.shape[0], count)
@@ -163,8 +194,14 @@ def bench_size(
     dim = mu.shape[1]
     rows: list[dict[str, Any]] = []
     steps = tqdm(total=3, desc=f"{size:,} vectors", unit="index")
-    vectors = grow(mu, sigma, size, rng)
-    queries = queries_like(mu, sigma, args.queries, rng)
+    if args.grow == "neighbours":
+        near = neighbour_pairs(mu)
+        vectors = grow_between(mu, near, size, rng)
+        queries = np.ascontiguousarray(between_neighbours(mu, near, args.queries, rng))
+        faiss.normalize_L2(queries)
+    else:
+        vectors = grow(mu, sigma, size, rng)
+        queries = queries_like(mu, sigma, args.queries, rng)
     ids = np.arange(size, dtype=np.int64)
 
     def record(index_name: str, params: dict[str, Any], timing: dict[str, float], threads: int,
@@ -281,9 +318,33 @@ def plot(rows: list[dict[str, Any]], path: Path, label: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def spread_summary(mu: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
+    """How far posterior sampling moves a tune, next to how far apart real tunes are."""
+    unit = np.ascontiguousarray(mu / np.linalg.norm(mu, axis=1, keepdims=True), dtype=np.float32)
+    probe = np.random.default_rng(1).choice(len(mu), min(2000, len(mu)), replace=False)
+    flat = faiss.IndexFlatIP(unit.shape[1])
+    flat.add(unit)
+    sims, _ = flat.search(unit[probe], 2)
+    sample = mu[probe] + sigma[probe] * np.random.default_rng(2).standard_normal(mu[probe].shape, dtype=np.float32)
+    sample /= np.linalg.norm(sample, axis=1, keepdims=True)
+    variance = mu.var(axis=0)
+    return {
+        "median_unit_distance_tune_to_nearest_tune": round(float(np.median(np.sqrt(np.maximum(0, 2 - 2 * sims[:, 1])))), 4),
+        "median_unit_distance_posterior_sample_to_its_tune": round(float(np.median(np.linalg.norm(sample - unit[probe], axis=1))), 4),
+        "mean_sum_of_sigma_squared": round(float((sigma ** 2).sum(axis=1).mean()), 3),
+        "sum_of_variances_of_mu_across_tunes": round(float(variance.sum()), 3),
+        "dims_with_variance_of_mu_over_0_1": int((variance > 0.1).sum()),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings", type=Path, help=".npz with mu and sigma (N x D); default: a stand-in")
+    parser.add_argument("--grow", choices=["posterior", "neighbours"], default="posterior",
+                        help="posterior: mu + sigma * N(0, 1) around random tunes (default); neighbours: points "
+                             "between a random tune and one of its 10 nearest tunes (for a VAE whose unused "
+                             "latent dimensions have sigma near 1, posterior sampling drowns the real structure)")
+    parser.add_argument("--label", help="replaces the default label of the result")
     parser.add_argument("--make-standin", type=Path, help="write the stand-in .npz here and exit")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
@@ -312,19 +373,26 @@ def main() -> None:
             mu, sigma = data["mu"].astype(np.float32), data["sigma"].astype(np.float32)
         if mu.shape != sigma.shape or mu.ndim != 2:
             raise SystemExit(f"mu {mu.shape} and sigma {sigma.shape} must both be N x D")
-        label = f"real embeddings from {args.embeddings.name}"
+        label = f"real embeddings from {args.embeddings.name}, grown by {args.grow} sampling"
         data_description: dict[str, Any] = {"source": str(args.embeddings), "n_tracks": mu.shape[0], "dim": mu.shape[1]}
     else:
         mu, sigma, data_description = make_standin()
         label = STANDIN_LABEL
         data_description = {"source": "make_standin() in this file"} | data_description
 
+    if args.label:
+        label = args.label
+    if args.embeddings:
+        data_description["spread"] = spread_summary(mu, sigma)
     rng = np.random.default_rng(args.seed)
     result: dict[str, Any] = {
         "label": label,
         "target": TARGET,
         "data": data_description | {
-            "grown_by": "each mean once, then samples mu + sigma * N(0, 1) around uniformly chosen means; unit-normalized",
+            "grown_by": ("each mean once, then samples mu + sigma * N(0, 1) around uniformly chosen means; unit-normalized"
+                         if args.grow == "posterior" else
+                         "each mean once, then mu_i + u (mu_j - mu_i), u ~ U(0, 1), i a uniformly chosen tune and j "
+                         "one of its 10 nearest tunes (cosine); unit-normalized"),
             "queries": f"{args.queries} held-out samples drawn the same way (not in the index)",
         },
         "machine": machine(),
