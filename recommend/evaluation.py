@@ -219,7 +219,25 @@ def evaluate_ranking(tops: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix
     if affinity is not None and users:
         liked = (np.take_along_axis(affinity[users], tops[users, :k], axis=1) >= THRESHOLDS[LIKED - 2]).mean(axis=1)
         result[f"hidden_liked_share@{k}"] = summary(liked)
+        result["_per_user"] = {"users": np.asarray(users), f"ndcg@{k}": ndcg, f"hidden_liked_share@{k}": liked}
     return result
+
+
+def paired_differences(methods: dict[str, dict], reference: str, *, resamples: int = 1000, seed: int = 0) -> None:
+    """Add to every other method its per-user paired difference from `reference` (mean and 95 %
+    bootstrap interval) on each per-user metric, then drop the per-user arrays."""
+    base = methods[reference].get("_per_user")
+    for name, result in methods.items():
+        mine = result.get("_per_user")
+        if name != reference and base is not None and mine is not None:
+            diffs = {}
+            for metric in (m for m in mine if m != "users"):
+                delta = mine[metric] - base[metric]
+                low, high = bootstrap_ci(delta, resamples=resamples, seed=seed)
+                diffs[metric] = {"mean": round(float(np.nanmean(delta)), 4), "ci95": [round(low, 4), round(high, 4)]}
+            result[f"minus_{reference}"] = diffs
+    for result in methods.values():
+        result.pop("_per_user", None)
 
 
 # --- recommenders: each returns scores [users, items]; higher = better -----------------------------------
@@ -373,6 +391,7 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
     best, tried = als_select(train, k, config.seed)
     score("als", scores_als(train, best, config.seed), config=best, configs_tried=tried)
     score("oracle", sim.affinity, note="the ceiling: ranks by the hidden true affinity (not a recommender)")
+    paired_differences(methods, "latent", resamples=resamples, seed=config.seed)
     data = {
         "config": dataclasses.asdict(config),
         "users": config.users, "items": train.shape[1],

@@ -154,7 +154,8 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         assert set(regime["methods"]) == {"latent", "latent_mmr", "popularity", "random", "item_knn", "als", "oracle"}
         for m in regime["methods"].values():
             assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
-            assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1
+            assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1 and "_per_user" not in m
+        assert set(regime["methods"]["als"]["minus_latent"]) == {"ndcg@3", "hidden_liked_share@3"}
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
     assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}

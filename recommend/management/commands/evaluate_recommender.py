@@ -259,6 +259,11 @@ class Command(BaseCommand):
                 liked = m.get(f"hidden_liked_share@{k}")
                 self.stdout.write(f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
                                   f"{fmt(liked) if liked else '-':<22} {m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
+            paired = [(method, m["minus_latent"][f"hidden_liked_share@{k}"]) for method, m in regime["methods"].items()
+                      if f"hidden_liked_share@{k}" in m.get("minus_latent", {})]
+            if paired:
+                self.stdout.write("  hidden liked share, method minus latent (paired by user): "
+                                  + "; ".join(f"{method} {fmt(d)}" for method, d in paired))
         gen = sim.get("generated_feed")
         if gen and gen.get("users"):
             cos, aff = gen["cosine_to_heldout_likes"], gen["hidden_affinity_of_nearest_catalog_track"]
