@@ -19,8 +19,10 @@ class IndexConfig:
 
     kind="auto" picks Flat (exact) while the catalog is small enough for brute force to be cheap, and
     `large_kind` above `flat_max_size`. IVF is the default large kind: it supports real deletions, trains
-    in minutes on one core at 1M, and on clustered vectors beat HNSW per CPU thread at equal recall
-    (bench/results/index_cpu.json: 1M, nprobe 8, 4,100 q/s at recall@10 1.00; HNSW32 ef 128, 4,000 q/s at 0.97).
+    in minutes on one core at 1M, and beat HNSW per CPU thread at equal recall in every bench run.
+    Which nprobe reaches recall@10 0.95 depends on how spread the embeddings are: at 1M it is 2 on
+    vectors grown between neighbouring tunes but out of reach at 64 on vectors grown at each tune's
+    posterior sigma (bench/results/index_cpu_real*.json); tune it on the real catalog.
     """
 
     dim: int
