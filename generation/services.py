@@ -49,7 +49,17 @@ def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
     # By update, not save(): the instance in hand may be stale (deactivated by another activation).
     ModelVersion.objects.filter(pk=model_version.pk).update(is_active=True)
     model_version.is_active = True
+    transaction.on_commit(_enqueue_reembedding)  # the catalog's embeddings for the new version
     return model_version
+
+
+def _enqueue_reembedding() -> None:
+    from recommend.tasks import embed_missing
+
+    try:
+        embed_missing.delay()
+    except Exception:  # noqa: BLE001 - a broker outage must not undo the activation; gpu workers catch up at start
+        logger.exception("could not enqueue re-embedding after a model version change")
 
 
 @transaction.atomic

@@ -87,3 +87,14 @@ def test_train_model_command_trains_and_registers_an_active_version(tmp_path):
     assert version.name == "smoke" and version.config["name"] == "mel_tiny"
     assert (out / "model.pt").is_file() and (out / "report.json").is_file() and (out / "curves.png").is_file()
     assert "valid" in version.metrics
+
+
+def test_activating_a_version_queues_the_catalogs_reembedding(checkpoint, monkeypatch,
+                                                              django_capture_on_commit_callbacks):
+    from recommend import tasks as recommend_tasks
+
+    sent = []
+    monkeypatch.setattr(recommend_tasks.embed_missing, "delay", lambda *a, **k: sent.append(a))
+    with django_capture_on_commit_callbacks(execute=True):
+        version = services.model_version_register(name="v", checkpoint_path=str(checkpoint))
+    assert version.is_active and len(sent) == 1
