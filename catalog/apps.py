@@ -34,7 +34,9 @@ def check_audio_renderer_on_worker_start(sender=None, instance=None, **kwargs) -
             queue = app.amqp.router.route({}, "catalog.tasks.track_render_audio")["queue"].name
         except Exception:  # noqa: BLE001 - routing is configuration; fall back to the default queue
             queue = app.conf.task_default_queue
-        consumed = set(app.amqp.queues.consume_from or ())
+        from config.celery import worker_queues
+
+        consumed = worker_queues(app)
         if consumed and queue not in consumed:
             return
     try:

@@ -73,13 +73,6 @@ class CorpusTune:
 
 
 @dataclasses.dataclass(frozen=True)
-class AlreadyPresent:
-    """A tune the caller already has (passed in `skip`): not parsed, but still counted."""
-
-    source: str
-
-
-@dataclasses.dataclass(frozen=True)
 class CorpusFailure:
     source: str
     reason: str
@@ -305,34 +298,19 @@ POOL_THRESHOLD = 300
 def iter_corpus(
     collections: Iterable[str] | None = None,
     processes: int | None = None,
-    skip: Iterable[str] = (),
     per_collection: int | None = None,
     limit: int | None = None,
-) -> Iterator[CorpusTune | CorpusFailure | AlreadyPresent]:
-    """The first `limit` tunes of the chosen collections (the first `per_collection` of each).
-
-    Sources in `skip` come back as AlreadyPresent without being parsed, so a re-run is fast.
-    Parsing runs in a process pool (one process per core) while the caller consumes the results,
-    so a caller that stores each tune works in parallel with the parsing.
-    """
-    skip = frozenset(skip)
+) -> Iterator[CorpusTune | CorpusFailure]:
+    """The first `limit` tunes of the chosen collections (the first `per_collection` of each),
+    parsed in a process pool (one process per core) while the caller consumes them, in order."""
     jobs = plan(collections, per_collection, limit)
-    todo = [job for job in jobs if job_source(job) not in skip]
-    if len(todo) < POOL_THRESHOLD:
-        results: Iterator = map(read, todo)
-        pool = None
-    else:
-        import multiprocessing
+    if len(jobs) < POOL_THRESHOLD:
+        yield from map(read, jobs)
+        return
+    import multiprocessing
 
-        pool = multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2)
-        results = pool.imap(read, todo, chunksize=16)
-    try:
-        for job in jobs:
-            source = job_source(job)
-            yield AlreadyPresent(source) if source in skip else next(results)
-    finally:
-        if pool is not None:
-            pool.terminate()
+    with multiprocessing.get_context("spawn").Pool(processes or os.cpu_count() or 2) as pool:
+        yield from pool.imap(read, jobs, chunksize=16)
 
 
 def export_midi_folder(out: Path, collections: Iterable[str] | None = None, limit: int | None = None) -> int:
@@ -349,7 +327,7 @@ def export_midi_folder(out: Path, collections: Iterable[str] | None = None, limi
         writer = csv.writer(handle)
         writer.writerow(["file", "collection", "region", "title", "meter", "key", "source"])
         for item in tqdm(iter_corpus(chosen, limit=limit), total=total, unit="tune", desc="export"):
-            if not isinstance(item, CorpusTune):
+            if isinstance(item, CorpusFailure):
                 continue
             name = f"{item.source_hash[:16]}.mid"
             (out / name).write_bytes(item.midi)

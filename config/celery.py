@@ -25,3 +25,11 @@ def durable_task_options() -> dict:
         "max_retries": 5,
         "ignore_result": True,
     }
+
+
+def worker_queues(app) -> set[str]:
+    """The queues a starting worker consumes (empty when not known, e.g. outside a worker)."""
+    try:
+        return set(app.amqp.queues.consume_from or ())
+    except AttributeError:
+        return set()

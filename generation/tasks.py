@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import worker_ready
 
-from config.celery import durable_task_options
+from config.celery import durable_task_options, worker_queues
 from generation import services
 
 
@@ -27,7 +27,7 @@ def recover_generation_jobs() -> int:
 def _on_gpu_worker_start(sender=None, **kwargs) -> None:
     """A `gpu` worker loads the active model before its first job (importing torch and reading the
     checkpoint take seconds), then picks up the jobs a dead worker may have left behind."""
-    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
+    queues = worker_queues(sender.app) if sender else set()
     if queues and "gpu" not in queues:
         return
     services.generation_runtime_warm_up()

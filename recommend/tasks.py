@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import worker_ready
 
-from config.celery import durable_task_options
+from config.celery import durable_task_options, worker_queues
 from recommend import services
 
 
@@ -32,7 +32,7 @@ def embed_missing(limit: int = 512, after: int = 0) -> int:
 @worker_ready.connect
 def _embed_missing_on_start(sender=None, **kwargs) -> None:
     """A gpu worker that starts (after a deploy, a crash, a new model version) catches up on embeddings."""
-    queues = {q.name for q in sender.app.amqp.queues.consume_from.values()} if sender else set()
+    queues = worker_queues(sender.app) if sender else set()
     if "gpu" in queues:
         try:
             embed_missing.delay()
