@@ -16,7 +16,6 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.filters import TrackFilter
-from catalog.midi import InvalidMidi
 from catalog.permissions import IsStaffOrReadOnly
 from catalog.rendering.audio import CONTENT_TYPE as AUDIO_CONTENT_TYPE
 from catalog.serializers import (
@@ -97,9 +96,7 @@ class TrackListApi(generics.ListAPIView):
     def post(self, request):
         data = _validated(TrackUploadSerializer, request.data)
         upload = data.pop("file")
-        if upload.size > request_limit():
-            raise InvalidMidi(f"The file is {upload.size / 1024:.0f} KiB; the limit is "
-                              f"{request_limit() / 1024:.0f} KiB.", code="file_too_large")
+        services.midi_size_check(size=upload.size)  # before reading it into memory
         title = data.pop("title", "") or upload.name.rsplit(".", 1)[0]
         result = services.track_ingest(midi_bytes=upload.read(), title=title, created_by=request.user,
                                        source=f"upload:{upload.name}"[:300], **data)
@@ -178,12 +175,6 @@ def _validated(serializer_class, data) -> dict:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-def request_limit() -> int:
-    from django.conf import settings
-
-    return settings.REFRAIN_MIDI_MAX_BYTES
 
 
 def _slug(title: str) -> str:

@@ -32,6 +32,14 @@ class IngestResult:
     created: bool
 
 
+def midi_size_check(*, size: int) -> None:
+    """Refuse a file over the configured size (the API calls this before reading an upload)."""
+    limit = settings.REFRAIN_MIDI_MAX_BYTES
+    if size > limit:
+        raise InvalidMidi(f"The file is {size / 1024:.0f} KiB; the limit is {limit / 1024:.0f} KiB.",
+                          code="file_too_large")
+
+
 def track_ingest(
     *,
     midi_bytes: bytes,
@@ -54,12 +62,7 @@ def track_ingest(
     bulk imports pass False, so that 13,000 tunes do not queue hours of rendering ahead of users'
     uploads: their audio is rendered on first request, their embeddings by `embed_catalog`.
     """
-    if len(midi_bytes) > settings.REFRAIN_MIDI_MAX_BYTES:
-        raise InvalidMidi(
-            f"The file is {len(midi_bytes) / 1024:.0f} KiB; the limit is "
-            f"{settings.REFRAIN_MIDI_MAX_BYTES / 1024:.0f} KiB.",
-            code="file_too_large",
-        )
+    midi_size_check(size=len(midi_bytes))
     content_hash = hashlib.sha256(midi_bytes).hexdigest()
     existing = Track.objects.filter(content_hash=content_hash).first()
     if existing is not None:
