@@ -81,12 +81,14 @@ class LSTMLanguageModel(nn.Module):
     def fit(self, windows: torch.Tensor, minutes: float, batch_size: int = 64, lr: float = 2e-3,
             transpose: int = 5, seed: int = 0) -> dict:
         torch.manual_seed(seed)
+        dev = next(self.parameters()).device
+        windows = windows.to(dev)
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         t0, steps = time.time(), 0
         self.train()
         bar = tqdm(desc="LSTM LM baseline", mininterval=2.0)
         while time.time() - t0 < minutes * 60:
-            idx = torch.randint(0, len(windows), (batch_size,))
+            idx = torch.randint(0, len(windows), (batch_size,), device=dev)
             x = transpose_batch(windows[idx], transpose)
             prev = torch.cat([torch.full_like(x[:, :1], START), x[:, :-1]], 1)
             loss = F.cross_entropy(self(prev).transpose(1, 2), x)
@@ -103,13 +105,14 @@ class LSTMLanguageModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, length: int, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
-        g = torch.Generator().manual_seed(seed)
-        prev = torch.full((n, 1), START, dtype=torch.long)
+        dev = next(self.parameters()).device
+        g = torch.Generator(device=dev).manual_seed(seed)
+        prev = torch.full((n, 1), START, dtype=torch.long, device=dev)
         state = None
-        out = torch.empty(n, length, dtype=torch.long)
+        out = torch.empty(n, length, dtype=torch.long, device=dev)
         for i in range(length):
             h, state = self.lstm(self.embed(prev), state)
             probs = torch.softmax(self.out(h[:, -1]) / temperature, -1)
             prev = torch.multinomial(probs, 1, generator=g)
             out[:, i] = prev[:, 0]
-        return out.numpy()
+        return out.cpu().numpy()

@@ -67,13 +67,27 @@ def _to_torch(item: dict) -> dict:
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
 
 
-def load_melodies(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR, workers: int = 2) -> dict[str, Melody]:
-    """All parsable melodies under root, keyed by relative path; cached after the first call."""
+def melody_cache_path(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """Where load_melodies caches a folder: keyed by its listing (names, sizes, mtimes)."""
     root = Path(root)
     files = list_midi_files(root)
     listing = "\n".join(f"{p.relative_to(root)}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
     digest = hashlib.sha1(listing.encode()).hexdigest()[:16]
-    cache = Path(cache_dir) / f"melodies-{digest}.pt"
+    return Path(cache_dir) / f"melodies-{digest}.pt"
+
+
+def load_melodies(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR, workers: int = 2) -> dict[str, Melody]:
+    """All parsable melodies under root, keyed by relative path; cached after the first call.
+
+    `root` may also be such a cache file itself (melodies-*.pt): a machine that trains then needs
+    neither the MIDI folder nor a MIDI parser.
+    """
+    root = Path(root)
+    if root.is_file() and root.suffix == ".pt":
+        cache = root
+    else:
+        cache = melody_cache_path(root, cache_dir)
+        files = list_midi_files(root)
     if cache.exists():
         raw = torch.load(cache, weights_only=True)
     else:
@@ -138,12 +152,11 @@ def build_splits(
     cache_dir: Path = DEFAULT_CACHE_DIR,
     max_pad: float = 0.25,
 ) -> Splits:
-    root = Path(root)
     melodies = load_melodies(root, cache_dir)
-    by_split = split_files([root / k for k in melodies], seed=seed)
+    by_split = split_files([Path(k) for k in melodies], seed=seed)
     tensors, names = {}, {}
     for split, paths in by_split.items():
-        rel = [str(p.relative_to(root)) for p in paths]
+        rel = [str(p) for p in paths]
         # Eval splits use a hop of one bar too: more windows, same tunes; they never train.
         wins = [w for r in rel for w in melody_windows(melodies[r], length, hop_bars, max_pad)]
         arr = np.stack(wins) if wins else np.zeros((0, length), dtype=np.int64)

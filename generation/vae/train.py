@@ -155,6 +155,9 @@ def train(
     cache_dir: Path = DEFAULT_CACHE_DIR,
     valid_limit: int = 4096,
     log: bool = True,
+    half: bool = False,
+    init: str | Path | None = None,
+    init_step: int = 0,
 ) -> dict[str, Any]:
     """Train until max_minutes or max_epochs; returns the run report (also written as JSON)."""
     if threads:
@@ -171,6 +174,14 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, epoch, elapsed_before = 0, 0, 0.0
     hist = History()
+    if init and not (resume and (out / "last.pt").exists()):
+        # Warm start from another run's model.pt (weights only, fresh optimizer); `init_step`
+        # continues that run's learning-rate, beta and scheduled-sampling schedules.
+        blob = read_checkpoint(init)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        step = init_step
+        if log:
+            print(f"initialized from {init} at step {step}")
     if resume and (out / "last.pt").exists():
         blob = read_checkpoint(out / "last.pt")
         model.load_state_dict(blob["state_dict"])
@@ -186,6 +197,9 @@ def train(
         print(f"{cfg.name}: {n_params/1e6:.2f}M params, windows train/valid/test "
               f"{len(splits.train)}/{len(splits.valid)}/{len(splits.test)}, device {dev}")
 
+    # The training windows live on the device (int8, a few MB): no host-to-device copy per step.
+    train_windows = splits.train.to(dev)
+    best_acc, best_state = -1.0, None
     budget = cfg.max_minutes * 60.0
     t0 = time.time() - elapsed_before
     windows_seen = 0
@@ -193,13 +207,12 @@ def train(
     model.train()
     stop = False
     while epoch < cfg.max_epochs and not stop:
-        perm = torch.randperm(len(splits.train))
+        perm = torch.randperm(len(train_windows), device=dev)
         n_batches = len(perm) // cfg.batch_size
         bar = tqdm(range(n_batches), desc=f"epoch {epoch}", disable=not log, mininterval=2.0)
         run = {"loss": 0.0, "accuracy": 0.0, "kl": 0.0}
         for b in bar:
-            x = splits.train[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            x = transpose_batch(x, cfg.transpose).to(dev)
+            x = transpose_batch(train_windows[perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]], cfg.transpose)
             for group in opt.param_groups:
                 group["lr"] = lr_at(cfg, step)
             m = train_step(model, x, cfg, step, dev)
@@ -209,9 +222,10 @@ def train(
             opt.step()
             step += 1
             windows_seen += len(x)
-            for k in run:
-                val = float(m[k].detach())
-                run[k] = 0.98 * run[k] + 0.02 * val if b > 0 else val  # EMA for display
+            if step % 10 == 0 or b == 0:  # reading a value waits for the GPU: not every step
+                for k in run:
+                    val = float(m[k].detach())
+                    run[k] = 0.85 * run[k] + 0.15 * val if b > 0 else val  # EMA for display
             if step % 20 == 0:
                 hist.steps.append(step)
                 for k in run:
@@ -226,6 +240,10 @@ def train(
         v = evaluate_tf(model, valid, dev)
         v.update(step=step, epoch=epoch, minutes=(time.time() - t0) / 60)
         hist.valid.append(v)
+        if v["accuracy"] > best_acc:  # the kept model is the best epoch on validation, not the last
+            best_acc = v["accuracy"]
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            v["best"] = True
         if log:
             print(f"epoch {epoch} step {step}: valid acc {v['accuracy']:.4f} nll/tok {v['nll_per_token']:.4f} kl {v['kl']:.1f}")
         train_state = {
@@ -235,8 +253,11 @@ def train(
         save_checkpoint(out / "last.pt", model, train_state=train_state)
 
     train_seconds = time.time() - t_train_start
+    if best_state is not None:
+        model.load_state_dict(best_state)
     attrs = compute_attributes(model, splits.train, dev, seed=cfg.seed)
-    final_valid = hist.valid[-1] if hist.valid else {}
+    best = [v for v in hist.valid if v.get("best")]
+    final_valid = best[-1] if best else (hist.valid[-1] if hist.valid else {})
     report = {
         "config": cfg.to_dict(),
         "device": str(dev),
@@ -253,7 +274,7 @@ def train(
     }
     metrics = {"valid_accuracy": final_valid.get("accuracy"), "valid_kl": final_valid.get("kl"),
                "valid_nll_per_token": final_valid.get("nll_per_token")}
-    save_checkpoint(out / "model.pt", model, attributes=attrs, metrics=metrics)
+    save_checkpoint(out / "model.pt", model, attributes=attrs, metrics=metrics, half=half)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_curves(hist, out / "curves.png", f"{cfg.name}: {step} steps, {report['train_minutes']:.1f} min on {dev}")
     return report
@@ -275,7 +296,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="mel_2bar")
-    p.add_argument("--data", required=True, help="folder of MIDI files (searched recursively)")
+    p.add_argument("--data", required=True, help="folder of MIDI files (searched recursively), or its melodies-*.pt cache")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--minutes", type=float, default=None, help="training time budget")
     p.add_argument("--epochs", type=int, default=None)
@@ -284,6 +305,9 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    p.add_argument("--init", default=None, help="start from this model.pt's weights (same config)")
+    p.add_argument("--init-step", type=int, default=0, help="schedule step to continue from with --init")
+    p.add_argument("--half", action="store_true", help="store model.pt weights in fp16 (half the size)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields")
     return p
 
@@ -297,7 +321,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_arg_parser().parse_args(argv)
     cfg = config_from_args(args)
     report = train(cfg, args.data, args.out, resume=args.resume, device=args.device, threads=args.threads,
-                   cache_dir=Path(args.cache_dir))
+                   cache_dir=Path(args.cache_dir), half=args.half,
+                   init=args.init, init_step=args.init_step)
     print(json.dumps({k: report[k] for k in ("steps", "epochs", "train_minutes", "valid")}, indent=2))
     return report
 
