@@ -161,9 +161,9 @@ def main() -> None:
     from recommend.index import IndexConfig
 
     index_kind = IndexConfig(dim=mu.shape[1]).kind
-    from recommend.selectors import active_index
+    from recommend.selectors import serving_index
 
-    _, loaded = active_index()
+    _, loaded = serving_index()
     index_description = {"tracks_indexed": indexed, "kind": getattr(loaded, "kind", index_kind),
                          "config": repr(getattr(loaded, "config", None))}
 

@@ -45,3 +45,23 @@ def vector_to_bytes(vector) -> bytes:
 
 def vector_from_bytes(data) -> np.ndarray:
     return np.frombuffer(bytes(data), dtype="<f4").astype(np.float32)
+
+
+class IndexStatus(models.Model):
+    """Whether a model version's embeddings cover the catalog, so its index may serve the feeds.
+
+    A newly activated version starts with no embeddings; until its first full pass completes, feeds
+    keep serving from the last version whose pass did (recommend.selectors.serving_version), so a
+    model swap never leaves users with an empty or half-filled index.
+    """
+
+    model_version = models.OneToOneField(
+        "generation.ModelVersion", on_delete=models.CASCADE, related_name="index_status"
+    )
+    complete = models.BooleanField(default=False)
+    tracks = models.PositiveIntegerField(default=0, help_text="Tracks embedded when the pass completed.")
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        state = "complete" if self.complete else "filling"
+        return f"index of model version {self.model_version_id}: {state}"

@@ -13,7 +13,7 @@ import numpy as np
 from django.conf import settings
 
 from config.errors import ConflictError, ServiceUnavailableError
-from recommend.models import TrackEmbedding, vector_from_bytes
+from recommend.models import IndexStatus, TrackEmbedding, vector_from_bytes
 
 
 def index_root() -> Path:
@@ -74,12 +74,31 @@ def index_reader(*, model_version_id: int):
         return reader
 
 
-def active_index():
-    """(active model version, its loaded VectorIndex), or (version or None, None) when there is none."""
+def serving_version():
+    """The model version whose latent space the feeds use.
+
+    The active version once its first full embedding pass has completed; until then the version
+    that most recently completed one, so that activating a new model never serves a half-filled
+    index (the swap happens on the first request after the pass ends). With no completed version
+    at all (a fresh install filling its first index), the active one.
+    """
+    from generation.models import ModelVersion
     from generation.selectors import model_version_active
+
+    active = model_version_active()
+    if active is None or IndexStatus.objects.filter(model_version=active, complete=True).exists():
+        return active
+    previous = (
+        ModelVersion.objects.filter(index_status__complete=True).order_by("-index_status__completed_at").first()
+    )
+    return previous or active
+
+
+def serving_index():
+    """(serving model version, its loaded VectorIndex), or (version or None, None) when there is none."""
     from recommend.index import IndexNotFoundError
 
-    version = model_version_active()
+    version = serving_version()
     if version is None:
         return None, None
     try:
@@ -99,7 +118,7 @@ def _tracks_in_order(ids, scores) -> list[tuple[object, float]]:
 
 def track_similar(*, track, k: int = 10) -> list[tuple[object, float]]:
     """The k tracks nearest this one in the active version's latent space, with cosine scores."""
-    version, index = active_index()
+    version, index = serving_index()
     if version is None:
         raise ServiceUnavailableError("No model version is active, so tracks have no embeddings yet.",
                                       code="no_model")
@@ -212,7 +231,7 @@ def taste_vectors(*, user, model_version=None, index=None) -> list[Taste]:
     from catalog.models import Rating
 
     if model_version is None or index is None:
-        model_version, index = active_index()
+        model_version, index = serving_index()
     if model_version is None or index is None:
         return []
     ratings = list(Rating.objects.filter(user=user).exclude(score=3).order_by("-updated_at")
@@ -344,7 +363,7 @@ def _rated_ids(user) -> set[int]:
 def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:
     """Catalog tracks near the user's taste vectors, unrated, re-ranked for diversity (MMR)."""
     size = size or settings.REFRAIN_FEED_SIZE
-    version, index = active_index()
+    version, index = serving_index()
     if index is None:
         return _feed_popular(user=user, size=size)
     tastes = taste_vectors(user=user, model_version=version, index=index)
@@ -418,7 +437,7 @@ def feed_cold_start(*, user, size: int, index=None) -> list[FeedItem]:
     """No usable ratings yet: a diverse sample of the catalog, the tunes most typical of each of up to
     16 groups (k-means centres of the catalog's embeddings), taken round-robin from the groups."""
     if index is None:
-        _, index = active_index()
+        _, index = serving_index()
         if index is None:
             return _feed_popular(user=user, size=size)
     rated = _rated_ids(user)
@@ -456,7 +475,7 @@ def feed_generated(*, user, size: int | None = None) -> list[FeedItem]:
     from generation.models import GeneratedTrack
 
     size = size or settings.REFRAIN_FEED_SIZE
-    version, index = active_index()
+    version, index = serving_index()
     rated = _rated_ids(user)
     if version is None:
         return []

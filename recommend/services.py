@@ -202,12 +202,32 @@ def tracks_embed_missing(*, limit: int = 512, after: int = 0) -> tuple[int, int 
         return 0, None
     todo = list(tracks_missing_embedding(model_version=version).filter(pk__gt=after)[: limit + 1])
     if not todo:
+        index_mark_complete(model_version=version)
         return 0, None
     chunk = todo[:limit]
     report = track_embed_batch(track_ids=chunk, model_version=version)
     if report.embedded:
         index_add(track_ids=report.embedded, model_version=version)
-    return len(report.embedded), (chunk[-1] if len(todo) > limit else None)
+    if len(todo) > limit:
+        return len(report.embedded), chunk[-1]
+    index_mark_complete(model_version=version)
+    return len(report.embedded), None
+
+
+def index_mark_complete(*, model_version) -> None:
+    """Record that a full embedding pass of this version ended: from now on its index serves feeds.
+
+    Every track that existed when the pass began has been tried; later uploads are embedded one by
+    one by their own task, so the version stays complete.
+    """
+    from recommend.models import IndexStatus, TrackEmbedding
+
+    tracks = TrackEmbedding.objects.filter(model_version=model_version).count()
+    status, _ = IndexStatus.objects.get_or_create(model_version=model_version)
+    if not status.complete:
+        status.complete, status.tracks, status.completed_at = True, tracks, timezone.now()
+        status.save(update_fields=["complete", "tracks", "completed_at"])
+        logger.info("Model version %s now serves the feeds (%d tracks embedded).", model_version.pk, tracks)
 
 
 # --- the index ---------------------------------------------------------------------------------
@@ -306,7 +326,7 @@ def generated_feed_top_up(*, user, target: int | None = None) -> list:
     from recommend import selectors
 
     target = settings.REFRAIN_FEED_GENERATED_TARGET if target is None else target
-    version, index = selectors.active_index()
+    version, index = selectors.serving_index()
     if version is None or index is None or target <= 0:
         return []
     tastes = [t for t in selectors.taste_vectors(user=user, model_version=version, index=index) if t.likes]
