@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from recommend.models import TrackEmbedding
+from recommend.models import IndexStatus, TrackEmbedding
 
 
 @admin.register(TrackEmbedding)
@@ -14,3 +14,14 @@ class TrackEmbeddingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # embeddings come from the model (embed tasks, manage.py embed_catalog)
+
+
+@admin.register(IndexStatus)
+class IndexStatusAdmin(admin.ModelAdmin):
+    """Which model versions' indexes may serve the feeds (read-only: embedding passes set it)."""
+
+    list_display = ("model_version", "complete", "tracks", "completed_at")
+    readonly_fields = ("model_version", "complete", "tracks", "completed_at")
+
+    def has_add_permission(self, request):
+        return False
