@@ -39,7 +39,8 @@ def vae_for(model_version: ModelVersion):
                 # for one 16-bar melody on this 2-core machine under load).
                 torch.set_num_threads(settings.GENERATION_CPU_THREADS)
             path = model_version_checkpoint_file(model_version=model_version)
-            vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None)
+            fast = None if settings.GENERATION_GPU_DECODE == "off" else settings.GENERATION_GPU_DECODE
+            vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None, fast_decode=fast)
             vae.model.eval()
             while len(_loaded) >= KEEP:
                 _loaded.pop(next(iter(_loaded)))

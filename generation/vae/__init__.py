@@ -11,6 +11,7 @@ metrics         MGEval-style overlap areas, scale consistency
 attributes      attribute values and latent attribute vectors
 checkpoint      what a checkpoint file contains; safe loading
 sample          inference API: MelodyVAE.encode/sample/decode/interpolate/similar/steer
+fast_decode     GraphDecoder: the whole decode replayed as one CUDA graph (bf16/fp32)
 """
 
 from .checkpoint import CheckpointError

@@ -13,6 +13,7 @@ call gives the same melodies.
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,20 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return wa * a[None] + wb * b[None]
 
 
+FAST_DECODE_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+GRAPH_MAX_BATCH = 4096  # larger calls run as several replays of the 4096-row graph
+GRAPHS_KEPT = 8  # captured graphs per model (one per batch bucket and temperature), least recent dropped
+
+
 class MelodyVAE:
-    def __init__(self, model, blob: dict, device: torch.device):
+    def __init__(self, model, blob: dict, device: torch.device, fast_decode: str | None = None):
+        """`fast_decode` ("bf16", "fp32" or None): on CUDA, decode by replaying captured CUDA graphs
+        (generation.vae.fast_decode; bench/results/vae_gpu_h100_*.json) instead of step-by-step
+        kernel launches. Ignored on CPU, where the plain loop is the fast one."""
+        if fast_decode is not None and fast_decode not in FAST_DECODE_DTYPES:
+            raise ValueError(f"fast_decode must be one of {sorted(FAST_DECODE_DTYPES)} or None, got {fast_decode!r}")
+        self.fast_decode = fast_decode
+        self._graphs: OrderedDict[tuple[int, float], object] = OrderedDict()
         self.model = model
         self.cfg = model.cfg
         self.device = device
@@ -50,10 +63,10 @@ class MelodyVAE:
         self.metrics: dict = blob.get("metrics", {})
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "MelodyVAE":
+    def load(cls, path: str | Path, device: str | torch.device | None = None, fast_decode: str | None = None) -> "MelodyVAE":
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model, blob = load_model(path, dev)
-        return cls(model, blob, dev)
+        return cls(model, blob, dev, fast_decode=fast_decode)
 
     @property
     def seq_len(self) -> int:
@@ -118,11 +131,32 @@ class MelodyVAE:
         """z [B, z_dim] -> tokens [B, seq_len] (int64). temperature 0 = argmax."""
         z = z.reshape(-1, self.z_dim).to(self.device).float()
         g = _generator(seed, self.device)
+        if self._uses_graphs() and len(z):
+            return self._graph_decoder(len(z), temperature)(z, generator=g).cpu().numpy()
         outs = [
             self.model.generate(z[i : i + batch_size], temperature=temperature, greedy=temperature <= 0, generator=g).cpu()
             for i in range(0, len(z), batch_size)
         ]
         return torch.cat(outs).numpy()
+
+    def _uses_graphs(self) -> bool:
+        return self.fast_decode is not None and self.device.type == "cuda"
+
+    def _graph_decoder(self, rows: int, temperature: float):
+        """The captured decoder for a batch of `rows` at this temperature: batch sizes are bucketed
+        to powers of two (padding is decoded and dropped) so a handful of graphs serves any job mix."""
+        from .fast_decode import GraphDecoder
+
+        bucket = min(GRAPH_MAX_BATCH, 1 << max(0, rows - 1).bit_length())
+        key = (bucket, float(temperature))
+        decoder = self._graphs.pop(key, None)
+        if decoder is None:
+            decoder = GraphDecoder(self.model, bucket, dtype=FAST_DECODE_DTYPES[self.fast_decode],
+                                   temperature=temperature, greedy=temperature <= 0)
+            while len(self._graphs) >= GRAPHS_KEPT:
+                self._graphs.popitem(last=False)
+        self._graphs[key] = decoder  # most recently used last
+        return decoder
 
     def sample(self, n: int, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
         """n new melodies from the prior: tokens [n, seq_len]."""
