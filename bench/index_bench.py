@@ -37,13 +37,21 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.embedding_growth import (  # noqa: E402  (shared with bench/index_gpu_bench.py)
+    K,
+    between_neighbours,
+    grow,
+    grow_between,
+    load_embeddings,
+    queries_like,
+    recall_at_k,
+)
 from recommend.index import IndexConfig, VectorIndex  # noqa: E402
 
 STANDIN_LABEL = (
     "stand-in clustered vectors, re-run with real embeddings: python bench/index_bench.py --embeddings <file>"
 )
 TARGET = "at 1M vectors on one CPU thread: recall@10 >= 0.95 at >= 2,000 queries/s"
-K = 10
 
 
 # ---- data -------------------------------------------------------------------------------------------
@@ -94,21 +102,6 @@ def make_standin(
     return mu, sigma.astype(np.float32), description
 
 
-def grow(mu: np.ndarray, sigma: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` unit vectors: every mean once (while they fit), the rest sampled around random means."""
-    n, dim = mu.shape
-    out = np.empty((size, dim), dtype=np.float32)
-    n_means = min(n, size)
-    out[:n_means] = mu[rng.permutation(n)[:n_means]]
-    chunk = 100_000
-    for start in range(n_means, size, chunk):
-        stop = min(size, start + chunk)
-        source = rng.integers(0, n, stop - start)
-        out[start:stop] = mu[source] + sigma[source] * rng.standard_normal((stop - start, dim), dtype=np.float32)
-    faiss.normalize_L2(out)
-    return out
-
-
 def neighbour_pairs(mu: np.ndarray, k: int = 10) -> np.ndarray:
     """The k nearest other tunes (cosine) of every tune: [N, k] row indices."""
     unit = np.ascontiguousarray(mu / np.linalg.norm(mu, axis=1, keepdims=True), dtype=np.float32)
@@ -118,42 +111,7 @@ def neighbour_pairs(mu: np.ndarray, k: int = 10) -> np.ndarray:
     return near[:, 1:]
 
 
-def between_neighbours(mu: np.ndarray, near: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` points on the segments between random tunes and one of their k nearest tunes
-    (mu_i + u (mu_j - mu_i), u ~ U(0, 1)): new tunes that stay where real tunes lie."""
-    i = rng.integers(0, mu.shape[0], count)
-    j = near[i, rng.integers(0, near.shape[1], count)]
-    u = rng.random((count, 1), dtype=np.float32)
-    return mu[i] + u * (mu[j] - mu[i])
-
-
-def grow_between(mu: np.ndarray, near: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Like grow(), but the new vectors lie between neighbouring tunes (see between_neighbours)."""
-    n, dim = mu.shape
-    out = np.empty((size, dim), dtype=np.float32)
-    n_means = min(n, size)
-    out[:n_means] = mu[rng.permutation(n)[:n_means]]
-    for start in range(n_means, size, 100_000):
-        stop = min(size, start + 100_000)
-        out[start:stop] = between_neighbours(mu, near, stop - start, rng)
-    faiss.normalize_L2(out)
-    return out
-
-
-def queries_like(mu: np.ndarray, sigma: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Held-out queries drawn the same way (a new track near an existing one), not in the index."""
-    source = rng.integers(0, mu.shape[0], count)
-    queries = mu[source] + sigma[source] * rng.standard_normal((count, mu.shape[1]), dtype=np.float32)
-    faiss.normalize_L2(queries)
-    return np.ascontiguousarray(queries)
-
-
 # ---- measurement ------------------------------------------------------------------------------------
-
-
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found[:, :K], truth[:, :K]))
-    return hits / (truth.shape[0] * K)
 
 
 def timed_search(index: faiss.Index, queries: np.ndarray, params: Any = None) -> tuple[float, float, np.ndarray]:
@@ -369,10 +327,7 @@ def main() -> None:
         print(f"wrote {args.make_standin}: mu and sigma {mu.shape}")
         return
     if args.embeddings:
-        with np.load(args.embeddings) as data:
-            mu, sigma = data["mu"].astype(np.float32), data["sigma"].astype(np.float32)
-        if mu.shape != sigma.shape or mu.ndim != 2:
-            raise SystemExit(f"mu {mu.shape} and sigma {sigma.shape} must both be N x D")
+        mu, sigma = load_embeddings(args.embeddings)
         label = f"real embeddings from {args.embeddings.name}, grown by {args.grow} sampling"
         data_description: dict[str, Any] = {"source": str(args.embeddings), "n_tracks": mu.shape[0], "dim": mu.shape[1]}
     else:
