@@ -317,12 +317,17 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
     return cfg.with_overrides(**parse_overrides(args.set))
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = build_arg_parser().parse_args(argv)
+def train_from_args(args: argparse.Namespace) -> tuple[ModelConfig, dict[str, Any]]:
+    """Run what build_arg_parser's options ask for (this entry point and `manage.py train_model`)."""
     cfg = config_from_args(args)
     report = train(cfg, args.data, args.out, resume=args.resume, device=args.device, threads=args.threads,
-                   cache_dir=Path(args.cache_dir), half=args.half,
-                   init=args.init, init_step=args.init_step)
+                   cache_dir=Path(args.cache_dir), half=args.half, init=args.init, init_step=args.init_step)
+    return cfg, report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_arg_parser().parse_args(argv)
+    _, report = train_from_args(args)
     print(json.dumps({k: report[k] for k in ("steps", "epochs", "train_minutes", "valid")}, indent=2))
     return report
 

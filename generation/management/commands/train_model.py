@@ -25,12 +25,9 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         import argparse
 
-        from generation.vae.train import config_from_args, train
+        from generation.vae.train import train_from_args
 
-        ns = argparse.Namespace(**opts)
-        cfg = config_from_args(ns)
-        report = train(cfg, opts["data"], opts["out"], resume=opts["resume"], device=opts["device"],
-                       threads=opts["threads"], cache_dir=Path(opts["cache_dir"]))
+        cfg, report = train_from_args(argparse.Namespace(**opts))
         metrics = {"valid": report["valid"], "train_minutes": report["train_minutes"], "steps": report["steps"],
                    "train_windows_per_s": report["train_windows_per_s"]}
         version = services.model_version_register(

@@ -180,3 +180,31 @@ def test_generation_agrees_with_the_teacher_forced_decoder(hierarchical):
     with torch.no_grad():
         logits = model.decode_logits(z, model.shift_right(y))
     assert torch.equal(logits.argmax(-1), y)
+
+
+def test_a_melody_cache_file_stands_for_its_folder(midi_folder, tmp_path):
+    """A GPU machine trains from the cache alone: same splits as from the MIDI folder."""
+    from generation.vae.data import melody_cache_path
+
+    from_folder = build_splits(midi_folder, 32, cache_dir=tmp_path / "cache", seed=1)
+    cache = melody_cache_path(midi_folder, tmp_path / "cache")
+    from_cache = build_splits(cache, 32, seed=1)
+    assert from_cache.files == from_folder.files
+    assert torch.equal(from_cache.train, from_folder.train) and torch.equal(from_cache.test, from_folder.test)
+
+
+def test_training_keeps_the_best_epoch_and_warm_starts_in_half_precision(midi_folder, tmp_path):
+    from generation.vae.checkpoint import read_checkpoint
+    from generation.vae.train import main
+
+    common = ["--config", "mel_tiny", "--data", str(midi_folder), "--threads", "1", "--cache-dir", str(tmp_path / "c")]
+    first = main(common + ["--out", str(tmp_path / "a"), "--epochs", "3"])
+    best = max(v["accuracy"] for v in first["valid_history"])
+    assert first["valid"]["accuracy"] == best and first["valid"].get("best")
+    second = main(common + ["--out", str(tmp_path / "b"), "--epochs", "1", "--half",
+                            "--init", str(tmp_path / "a" / "model.pt"), "--init-step", "500"])
+    assert second["steps"] > 500  # the schedules went on from step 500
+    blob = read_checkpoint(tmp_path / "b" / "model.pt")
+    assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
+    model, _ = load_model(tmp_path / "b" / "model.pt")
+    assert next(model.parameters()).dtype == torch.float32
