@@ -23,8 +23,12 @@ The simulation (there is no public rating log for this catalog, DESIGN.md sectio
   user's training ratings. ALS's configuration is chosen on a validation split of the training
   ratings (25 % of them), then refitted on all training ratings.
 
+- Random exposure: each user also rates 100 tracks drawn uniformly from those they have not rated
+  (the simulated counterpart of the randomly exposed test sets of Yahoo! R3 and Coat).
+
 Metrics: Recall@k (held-out liked items in the top k / held-out liked items), NDCG@k with binary
-relevance, hidden_liked_share@k (share of the top k with true affinity >= 0.6: what the user would
+relevance, random_exposure_ndcg@k (each method orders the user's randomly exposed tracks; graded
+gains 2**score - 1: it measures taste where the held-out NDCG mostly measures exposure), hidden_liked_share@k (share of the top k with true affinity >= 0.6: what the user would
 like, whether or not they were ever shown it; only a simulation can measure this), catalog coverage (share of the catalog in anyone's top k) and novelty (mean -log2 of
 the training popularity (raters + 1) / (users + 1) of the recommended items). Means come with a
 95 % percentile bootstrap interval over users.
@@ -92,6 +96,7 @@ class SimConfig:
     exposure_bias: float = 3.0
     visibility_sigma: float = 1.0
     test_share: float = 0.25
+    random_exposure_items: int = 100  # per user, rated at random: the unbiased test set
     seed: int = 0
 
 
@@ -101,6 +106,7 @@ class Simulation:
     affinity: np.ndarray  # [users, items] true affinity (with the per-item taste noise)
     train: sp.csr_matrix  # [users, items] scores 1..5 of the training ratings (0 = not rated)
     test: sp.csr_matrix  # [users, items] the held-out ratings
+    random_test: sp.csr_matrix | None = None  # [users, items] ratings of uniformly random tracks
 
 
 def simulate(facets: dict[str, np.ndarray], config: SimConfig) -> Simulation:
@@ -136,7 +142,27 @@ def simulate(facets: dict[str, np.ndarray], config: SimConfig) -> Simulation:
     shape = (config.users, n_items)
     train = sp.csr_matrix((scores[~is_test], (rows[~is_test], cols[~is_test])), shape=shape, dtype=np.float32)
     test = sp.csr_matrix((scores[is_test], (rows[is_test], cols[is_test])), shape=shape, dtype=np.float32)
-    return Simulation(tastes, affinity, train, test)
+    return Simulation(tastes, affinity, train, test, random_exposure(affinity, train + test, config))
+
+
+def random_exposure(affinity: np.ndarray, seen: sp.csr_matrix, config: SimConfig) -> sp.csr_matrix | None:
+    """Each user also rates `random_exposure_items` tracks drawn uniformly from those they have not
+    rated, with the same rating model: the simulated counterpart of the randomly exposed test sets
+    of Yahoo! R3 and Coat. Ranking these per user measures taste, not who was shown what. Drawn
+    from its own random stream, so the rest of the simulation does not change with it."""
+    n = config.random_exposure_items
+    if n <= 0:
+        return None
+    rng = np.random.default_rng([config.seed, 1])
+    rows, cols, scores = [], [], []
+    for u in range(affinity.shape[0]):
+        unseen = np.setdiff1d(np.arange(affinity.shape[1]), seen.indices[seen.indptr[u]:seen.indptr[u + 1]])
+        items = rng.choice(unseen, min(n, len(unseen)), replace=False)
+        observed = affinity[u, items] + rng.normal(0.0, config.rating_noise, len(items))
+        rows += [u] * len(items)
+        cols += items.tolist()
+        scores += (1 + np.searchsorted(THRESHOLDS, observed, side="right")).tolist()
+    return sp.csr_matrix((scores, (rows, cols)), shape=affinity.shape, dtype=np.float32)
 
 
 def split_off(ratings: sp.csr_matrix, share: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -175,6 +201,22 @@ def recall_ndcg(ranked: np.ndarray, relevant: set[int], k: int) -> tuple[float, 
     dcg = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
     idcg = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
     return sum(gains) / len(relevant), dcg / idcg
+
+
+def random_exposure_ndcg(scores: np.ndarray, random_test: sp.csr_matrix, k: int) -> np.ndarray:
+    """Per user: NDCG@k of the method's order of that user's randomly exposed tracks, with graded
+    gains 2**score - 1 (a 5 counts far more than a 3). NaN for a user whose tracks all scored 1."""
+    out = np.full(random_test.shape[0], np.nan)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    for u in range(random_test.shape[0]):
+        row = slice(random_test.indptr[u], random_test.indptr[u + 1])
+        items, gains = random_test.indices[row], 2.0 ** random_test.data[row] - 1.0
+        ideal = np.sort(gains)[::-1][:k]
+        if len(items) == 0 or ideal[0] <= 1.0:
+            continue
+        order = np.argsort(-np.asarray(scores[u])[items], kind="stable")[:k]
+        out[u] = float((gains[order] * discounts[: len(order)]).sum() / (ideal * discounts[: len(ideal)]).sum())
+    return out
 
 
 def bootstrap_ci(values: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -376,8 +418,16 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
 
     def score(name: str, scores: np.ndarray, **extra) -> None:
         step(name)
-        methods[name] = {**evaluate_ranking(top_k(scores, train, k), train, test, k, resamples=resamples,
-                                            seed=config.seed, affinity=sim.affinity), **extra}
+        result = evaluate_ranking(top_k(scores, train, k), train, test, k, resamples=resamples,
+                                  seed=config.seed, affinity=sim.affinity)
+        if sim.random_test is not None:
+            per_user = random_exposure_ndcg(scores, sim.random_test, k)
+            low, high = bootstrap_ci(per_user, resamples=resamples, seed=config.seed)
+            result[f"random_exposure_ndcg@{k}"] = {"mean": round(float(np.nanmean(per_user)), 4),
+                                                   "ci95": [round(low, 4), round(high, 4)]}
+            if "_per_user" in result:  # paired differences on the same users as the other metrics
+                result["_per_user"][f"random_exposure_ndcg@{k}"] = per_user[result["_per_user"]["users"]]
+        methods[name] = {**result, **extra}
 
     latent, cold = scores_latent(train, vectors, ids)
     score("latent", latent, cold_users_given_popularity=cold)

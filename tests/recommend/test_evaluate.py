@@ -113,6 +113,38 @@ def test_simulation_labels_scores_and_split():
     assert affinity[coo.data >= 4].mean() > affinity[coo.data <= 2].mean() + 0.3
 
 
+def test_random_exposure_is_unseen_tracks_and_leaves_the_rest_unchanged():
+    from recommend import evaluation
+
+    facets, sim = _small_simulation()
+    without = evaluation.simulate(facets, evaluation.SimConfig(users=40, ratings_per_user=12, seed=3,
+                                                               random_exposure_items=0))
+    assert without.random_test is None
+    assert (without.train != sim.train).nnz == 0 and (without.test != sim.test).nnz == 0
+    seen = sim.train + sim.test
+    assert sim.random_test.multiply(seen).nnz == 0  # only tracks the user had not rated
+    expected = np.minimum(100, sim.random_test.shape[1] - np.diff(seen.indptr))  # 120 tracks: some users run out
+    assert (np.diff(sim.random_test.indptr) == expected).all() and expected.max() == 100
+    # Ordering by the hidden affinity beats a random order, and is near the ideal.
+    oracle = evaluation.random_exposure_ndcg(sim.affinity, sim.random_test, 10)
+    chance = evaluation.random_exposure_ndcg(evaluation.scores_random(sim.train), sim.random_test, 10)
+    assert np.nanmean(oracle) > 0.8 and np.nanmean(oracle) > np.nanmean(chance) + 0.3
+
+
+def test_random_exposure_ndcg_on_a_hand_made_case():
+    import scipy.sparse as sp
+
+    from recommend.evaluation import random_exposure_ndcg
+
+    ratings = sp.csr_matrix(np.array([[5, 1, 3, 0], [1, 1, 0, 1]], dtype=np.float32))
+    perfect = np.array([[3.0, 1.0, 2.0, 9.0], [0, 0, 0, 0]])
+    assert random_exposure_ndcg(perfect, ratings, 2)[0] == pytest.approx(1.0)
+    worst = np.array([[1.0, 3.0, 2.0, 0.0], [0, 0, 0, 0]])
+    ideal = 31 + 7 / np.log2(3)
+    assert random_exposure_ndcg(worst, ratings, 2)[0] == pytest.approx((1 + 7 / np.log2(3)) / ideal)
+    assert np.isnan(random_exposure_ndcg(worst, ratings, 2)[1])  # all 1s: nothing to rank
+
+
 @pytest.mark.parametrize("method", ["random", "popularity", "item_knn", "als", "latent", "latent_mmr"])
 def test_every_method_ranks_the_catalog_without_training_items(method):
     from recommend import evaluation
@@ -155,7 +187,9 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         for m in regime["methods"].values():
             assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
             assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1 and "_per_user" not in m
-        assert set(regime["methods"]["als"]["minus_latent"]) == {"ndcg@3", "hidden_liked_share@3"}
+        assert set(regime["methods"]["als"]["minus_latent"]) == {"ndcg@3", "hidden_liked_share@3",
+                                                                  "random_exposure_ndcg@3"}
+        assert 0 <= regime["methods"]["random"]["random_exposure_ndcg@3"]["mean"] <= 1
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
     assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}

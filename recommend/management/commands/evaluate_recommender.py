@@ -254,16 +254,20 @@ class Command(BaseCommand):
                               f"({regime['train_ratings_per_user']} in training, {regime['train_likes_per_user']} liked), "
                               f"{regime['items']} tracks; held-out liked tracks, 95% bootstrap intervals:")
             self.stdout.write(f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} "
-                              f"{'hidden liked share@' + str(k):<22} coverage  novelty")
+                              f"{'random-exposure ndcg@' + str(k):<24} {'hidden liked share@' + str(k):<22} "
+                              f"coverage  novelty")
             for method, m in regime["methods"].items():
-                liked = m.get(f"hidden_liked_share@{k}")
+                liked, unbiased = m.get(f"hidden_liked_share@{k}"), m.get(f"random_exposure_ndcg@{k}")
                 self.stdout.write(f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
-                                  f"{fmt(liked) if liked else '-':<22} {m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
-            paired = [(method, m["minus_latent"][f"hidden_liked_share@{k}"]) for method, m in regime["methods"].items()
-                      if f"hidden_liked_share@{k}" in m.get("minus_latent", {})]
-            if paired:
-                self.stdout.write("  hidden liked share, method minus latent (paired by user): "
-                                  + "; ".join(f"{method} {fmt(d)}" for method, d in paired))
+                                  f"{fmt(unbiased) if unbiased else '-':<24} {fmt(liked) if liked else '-':<22} "
+                                  f"{m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
+            for metric, label in ((f"random_exposure_ndcg@{k}", "random-exposure ndcg"),
+                                  (f"hidden_liked_share@{k}", "hidden liked share")):
+                paired = [(method, m["minus_latent"][metric]) for method, m in regime["methods"].items()
+                          if metric in m.get("minus_latent", {})]
+                if paired:
+                    self.stdout.write(f"  {label}, method minus latent (paired by user): "
+                                      + "; ".join(f"{method} {fmt(d)}" for method, d in paired))
         gen = sim.get("generated_feed")
         if gen and gen.get("users"):
             cos, aff = gen["cosine_to_heldout_likes"], gen["hidden_affinity_of_nearest_catalog_track"]
