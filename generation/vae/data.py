@@ -167,9 +167,9 @@ def build_splits(
 
 def transpose_batch(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shift each melody by a random number of semitones in [-max_shift, max_shift], kept in range."""
+    x = x.long()  # always int64 out: the windows are stored as int8
     if max_shift <= 0:
         return x
-    x = x.long()
     is_note = x >= FIRST_NOTE
     big = torch.full_like(x, 10_000)
     lo = torch.where(is_note, x, big).amin(1)  # lowest note token per row

@@ -208,3 +208,26 @@ def test_training_keeps_the_best_epoch_and_warm_starts_in_half_precision(midi_fo
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
     model, _ = load_model(tmp_path / "b" / "model.pt")
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_evaluation_command_end_to_end_with_a_temperature_sweep(midi_folder, tmp_path):
+    import json
+
+    from generation.vae.evaluate import main as evaluate_main
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", MusicVAE(MEL_TINY))
+    out = tmp_path / "eval.json"
+    report = evaluate_main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(midi_folder), "--out", str(out),
+                            "--samples", "8", "--recon-limit", "16", "--baseline-minutes", "0.005", "--threads", "1",
+                            "--cache-dir", str(tmp_path / "c"), "--sweep", "0.5", "1.0"])
+    assert json.loads(out.read_text())["reconstruction"] == report["reconstruction"]
+    assert out.with_suffix(".png").is_file()
+    assert 0 <= report["reconstruction"]["sampled_accuracy"] <= 1
+    assert [s["temperature"] for s in report["samples_by_temperature"]] == [1.0, 0.5]  # headline first, no repeat
+    for sweep in report["samples_by_temperature"]:
+        for name in ("vae_prior", "ngram", "lstm_lm"):
+            assert 0 <= sweep[name]["oa_mean"] <= 1
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate_main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(midi_folder), "--out", str(out),
+                       "--cache-dir", str(tmp_path / "c"), "--sweep", "0"])
