@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models import F, Q
 
 from config.errors import ConflictError, ServiceUnavailableError
-from recommend.models import IndexStatus, TrackEmbedding, vector_from_bytes
+from recommend.models import TrackEmbedding, vector_from_bytes
 
 
 def index_root() -> Path:
@@ -80,18 +81,20 @@ def serving_version():
     The active version once its first full embedding pass has completed; until then the version
     that most recently completed one, so that activating a new model never serves a half-filled
     index (the swap happens on the first request after the pass ends). With no completed version
-    at all (a fresh install filling its first index), the active one.
+    at all (a fresh install filling its first index), the active one. One query: every feed and
+    similar-tracks request asks.
     """
     from generation.models import ModelVersion
-    from generation.selectors import model_version_active
 
-    active = model_version_active()
-    if active is None or IndexStatus.objects.filter(model_version=active, complete=True).exists():
-        return active
-    previous = (
-        ModelVersion.objects.filter(index_status__complete=True).order_by("-index_status__completed_at").first()
+    candidates = list(
+        ModelVersion.objects.filter(Q(is_active=True) | Q(index_status__complete=True))
+        .annotate(completed_at=F("index_status__completed_at"), complete=F("index_status__complete"))
+        .order_by(F("completed_at").desc(nulls_last=True))
     )
-    return previous or active
+    active = next((v for v in candidates if v.is_active), None)
+    if active is None or active.complete:
+        return active
+    return next((v for v in candidates if v.complete), active)
 
 
 def serving_index():
