@@ -426,6 +426,45 @@ def bench_checks(model: MusicVAE, dev: torch.device, args, budget: Budget) -> di
 
 
 # ---- main -------------------------------------------------------------------------------------------------
+def plot_generation(result: dict, path: Path) -> None:
+    """Melodies/s against batch size for every decode path, and one-melody latency: the picture of a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fast = result.get("fast_decode") if isinstance(result.get("fast_decode"), dict) else {}
+    curves = {path_name: {int(b): row["melodies_per_s"] for b, row in rows.items()
+                          if isinstance(row, dict) and row.get("melodies_per_s")}
+              for path_name, rows in (fast.get("throughput") or {}).items()}
+    plain = result.get("generation_16bar")
+    if not curves and isinstance(plain, dict):
+        curves["MusicVAE.generate"] = {int(b): r["melodies_per_s"] for b, r in plain.items()
+                                       if isinstance(r, dict) and "melodies_per_s" in r}
+    latency = {k: v["p50_ms"] for k, v in (fast.get("latency_one_melody") or {}).items() if isinstance(v, dict) and "p50_ms" in v}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    for name, points in curves.items():
+        if points:
+            xs = sorted(points)
+            left.plot(xs, [points[x] for x in xs], "o-", label=name)
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("batch (melodies per call)")
+    left.set_ylabel("16-bar melodies / s")
+    left.axhline(100_000, color="grey", ls="--", lw=0.8)
+    left.legend(fontsize=8)
+    if latency:
+        right.barh(list(latency), list(latency.values()))
+        right.axvline(15, color="grey", ls="--", lw=0.8)
+        right.set_xscale("log")
+        right.set_xlabel("one melody, p50 (ms)")
+    device = (result.get("cuda") or {}).get("name") or result.get("machine", {}).get("cpu", "")
+    fig.suptitle(f"{result.get('checkpoint', {}).get('config')}: generation on {device}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="generation/checkpoints/mel_16bar.pt")
@@ -527,7 +566,8 @@ def main() -> None:
     save()
     if fast and isinstance(result.get("fast_decode"), dict) and "targets" in result["fast_decode"]:
         print(f"targets: {json.dumps(result['fast_decode']['targets'])}", flush=True)
-    print(f"wrote {out_path} ({result['elapsed_s']:.0f} s)")
+    plot_generation(result, out_path.with_suffix(".png"))
+    print(f"wrote {out_path} and {out_path.with_suffix('.png')} ({result['elapsed_s']:.0f} s)")
 
 
 if __name__ == "__main__":
