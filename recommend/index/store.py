@@ -113,6 +113,7 @@ class IndexStore:
             index = VectorIndex(faiss_index, use_config, manifest.kind)  # type: ignore[arg-type]
             _apply_search_settings(index)
             index.version = manifest.version
+            index.source = str(self.directory)
             return index, manifest.version
         raise AssertionError("unreachable")
 

@@ -46,6 +46,7 @@ class VectorIndex:
         # The on-disk version this object was loaded or saved as (None: fresh build). IndexStore uses it
         # to refuse overwriting a newer version with changes made to an older one.
         self.version: int | None = None
+        self.source: str | None = None  # the directory it was loaded from (IndexStore.load)
         self._gpu_index: faiss.Index | None = None
         self._gpu_tried = False
         self._n_tombstones = int(np.count_nonzero(self._hnsw_labels() < 0)) if kind == "hnsw" else 0
