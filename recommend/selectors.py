@@ -427,8 +427,10 @@ def _index_vectors(index, track_ids: list[int], *, model_version) -> dict[int, n
 def _cold_start_groups(index) -> list[list[FeedItem]]:
     """The catalog's k-means groups (up to 16), each ordered from its most typical tune outwards.
 
-    Computed once per loaded index version and process: the catalog tracks are read with one query
-    (no IN list, so it scales), and a track deleted since then is dropped when the page is served.
+    Computed with the catalog summary (once per process while the catalog changes by less than
+    SUMMARY_REUSE_SHARE): the catalog tracks are read with one query (no IN list, so it scales), a
+    track deleted since is dropped when the page is served, and one added since joins at the next
+    recomputation.
     """
     from catalog.models import Track
 
