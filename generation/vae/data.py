@@ -67,10 +67,11 @@ def _to_torch(item: dict) -> dict:
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in item.items()}
 
 
-def melody_cache_path(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
-    """Where load_melodies caches a folder: keyed by its listing (names, sizes, mtimes)."""
+def melody_cache_path(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR, files: list[Path] | None = None) -> Path:
+    """Where load_melodies caches a folder: keyed by its listing (names, sizes, mtimes). `files`:
+    the folder's list_midi_files, when the caller has it already."""
     root = Path(root)
-    files = list_midi_files(root)
+    files = list_midi_files(root) if files is None else files
     listing = "\n".join(f"{p.relative_to(root)}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
     digest = hashlib.sha1(listing.encode()).hexdigest()[:16]
     return Path(cache_dir) / f"melodies-{digest}.pt"
@@ -86,8 +87,8 @@ def load_melodies(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR, workers
     if root.is_file() and root.suffix == ".pt":
         cache = root
     else:
-        cache = melody_cache_path(root, cache_dir)
         files = list_midi_files(root)
+        cache = melody_cache_path(root, cache_dir, files)
     if cache.exists():
         raw = torch.load(cache, weights_only=True)
     else:
