@@ -235,12 +235,14 @@ def liked_sets(ratings: sp.csr_matrix) -> list[set[int]]:
 
 
 def evaluate_ranking(tops: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix, k: int, *,
-                     resamples: int = 1000, seed: int = 0, affinity: np.ndarray | None = None) -> dict:
+                     resamples: int = 1000, seed: int = 0, affinity: np.ndarray | None = None,
+                     scores: np.ndarray | None = None, random_test: sp.csr_matrix | None = None) -> dict:
     """Recall@k, NDCG@k, coverage and novelty of the top-k lists [users, >=k] against held-out likes.
 
     With the simulation's true affinity [users, items], also hidden_liked_share@k: the share of the
     top k the user would like (affinity >= 0.6, i.e. an expected score of 4 or more before rating
-    noise). Unlike recall it does not depend on which tracks the user happened to be shown."""
+    noise). Unlike recall it does not depend on which tracks the user happened to be shown.
+    With the method's scores and the randomly exposed ratings, also random_exposure_ndcg@k."""
     relevant = liked_sets(test)
     users = [u for u in range(len(relevant)) if relevant[u]]
     recall, ndcg = np.full(len(users), np.nan), np.full(len(users), np.nan)
@@ -262,6 +264,11 @@ def evaluate_ranking(tops: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix
         liked = (np.take_along_axis(affinity[users], tops[users, :k], axis=1) >= THRESHOLDS[LIKED - 2]).mean(axis=1)
         result[f"hidden_liked_share@{k}"] = summary(liked)
         result["_per_user"] = {"users": np.asarray(users), f"ndcg@{k}": ndcg, f"hidden_liked_share@{k}": liked}
+    if scores is not None and random_test is not None:
+        unbiased = random_exposure_ndcg(scores, random_test, k)  # every user, not only those with held-out likes
+        result[f"random_exposure_ndcg@{k}"] = summary(unbiased)
+        if "_per_user" in result:  # paired differences on the same users as the other metrics
+            result["_per_user"][f"random_exposure_ndcg@{k}"] = unbiased[users]
     return result
 
 
@@ -418,16 +425,9 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
 
     def score(name: str, scores: np.ndarray, **extra) -> None:
         step(name)
-        result = evaluate_ranking(top_k(scores, train, k), train, test, k, resamples=resamples,
-                                  seed=config.seed, affinity=sim.affinity)
-        if sim.random_test is not None:
-            per_user = random_exposure_ndcg(scores, sim.random_test, k)
-            low, high = bootstrap_ci(per_user, resamples=resamples, seed=config.seed)
-            result[f"random_exposure_ndcg@{k}"] = {"mean": round(float(np.nanmean(per_user)), 4),
-                                                   "ci95": [round(low, 4), round(high, 4)]}
-            if "_per_user" in result:  # paired differences on the same users as the other metrics
-                result["_per_user"][f"random_exposure_ndcg@{k}"] = per_user[result["_per_user"]["users"]]
-        methods[name] = {**result, **extra}
+        methods[name] = {**evaluate_ranking(top_k(scores, train, k), train, test, k, resamples=resamples,
+                                            seed=config.seed, affinity=sim.affinity, scores=scores,
+                                            random_test=sim.random_test), **extra}
 
     latent, cold = scores_latent(train, vectors, ids)
     score("latent", latent, cold_users_given_popularity=cold)
