@@ -39,8 +39,7 @@ class TrackSimilarApi(APIView):
     def get(self, request, track_id: int):
         k = _validated(SimilarQuerySerializer, request.query_params)["k"]
         track = track_get(track_id=track_id)
-        results = selectors.track_similar(track=track, k=k)
-        version, _ = selectors.serving_index()
+        version, results = selectors.track_similar(track=track, k=k)
         # One serializer for the whole list: a ModelSerializer builds its fields once per instance,
         # which cost more than the search itself when done per track (bench/results/feed_cpu.json).
         serialized = TrackSerializer([t for t, _ in results], many=True, context={"request": request}).data

@@ -119,8 +119,9 @@ def _tracks_in_order(ids, scores) -> list[tuple[object, float]]:
     return [(found[i], float(s)) for i, s in zip(ids, scores) if i in found]
 
 
-def track_similar(*, track, k: int = 10) -> list[tuple[object, float]]:
-    """The k tracks nearest this one in the active version's latent space, with cosine scores."""
+def track_similar(*, track, k: int = 10) -> tuple[object, list[tuple[object, float]]]:
+    """(the serving model version, the k tracks nearest this one in its latent space with cosine
+    scores): the version comes back with the answer so the caller names the one that was searched."""
     version, index = serving_index()
     if version is None:
         raise ServiceUnavailableError("No model version is active, so tracks have no embeddings yet.",
@@ -134,7 +135,7 @@ def track_similar(*, track, k: int = 10) -> list[tuple[object, float]]:
                             code="index_missing")
     # A little extra: tracks deleted since the index was written are dropped below.
     result = index.search(vector[None], k + 5, exclude_ids=[track.pk])
-    return _tracks_in_order(result.ids[0], result.scores[0])[:k]
+    return version, _tracks_in_order(result.ids[0], result.scores[0])[:k]
 
 
 # --- taste vectors --------------------------------------------------------------------------------
