@@ -50,8 +50,11 @@ def main() -> None:
     version = model_version_active()
     if version is None:
         raise SystemExit("No model version is active (manage.py register_default_model).")
-    rows = list(TrackEmbedding.objects.filter(model_version=version).order_by("track_id")
-                .values_list("track_id", "vector", "sigma_mean", "window_count"))
+    rows = list(
+        TrackEmbedding.objects.filter(model_version=version)
+        .order_by("track_id")
+        .values_list("track_id", "vector", "sigma_mean", "window_count")
+    )
     if not rows:
         raise SystemExit(f"Model version {version.pk} has no embeddings (manage.py embed_catalog).")
     track_ids = np.asarray([r[0] for r in rows], dtype=np.int64)
@@ -77,7 +80,7 @@ def main() -> None:
         todo = sorted(paths)
         for start in range(0, len(todo), args.batch):
             owners, windows = [], []
-            for track_id in todo[start:start + args.batch]:
+            for track_id in todo[start : start + args.batch]:
                 try:
                     with storage.open(paths[track_id], "rb") as handle:
                         melody = extract_melody(handle.read())
@@ -91,7 +94,7 @@ def main() -> None:
             sigmas = []
             with torch.no_grad():
                 for i in range(0, len(windows), args.batch):
-                    sigmas.append(vae.encode(windows[i:i + args.batch])[1].float().cpu().numpy())
+                    sigmas.append(vae.encode(windows[i : i + args.batch])[1].float().cpu().numpy())
             sigma_windows = np.concatenate(sigmas)
             owner_array = np.asarray(owners)
             for track_id in dict.fromkeys(owners):
@@ -100,17 +103,28 @@ def main() -> None:
             print(f"  {min(start + args.batch, len(todo))}/{len(todo)} tracks", file=sys.stderr, end="\r")
         print(file=sys.stderr)
         drift = float(np.max(np.abs(sigma.mean(axis=1) - sigma_mean)))
-        how = (f"real per-dimension posterior sigma (MelodyVAE.encode of each tune's windows, averaged per "
-               f"dimension) for {replaced} of {len(track_ids)} tunes, the rest stored sigma_mean broadcast; "
-               f"max |mean over dims - stored sigma_mean| = {drift:.2e}; re-encoding took "
-               f"{time.perf_counter() - started:.0f} s")
+        how = (
+            f"real per-dimension posterior sigma (MelodyVAE.encode of each tune's windows, averaged per "
+            f"dimension) for {replaced} of {len(track_ids)} tunes, the rest stored sigma_mean broadcast; "
+            f"max |mean over dims - stored sigma_mean| = {drift:.2e}; re-encoding took "
+            f"{time.perf_counter() - started:.0f} s"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out, mu=mu, sigma=sigma.astype(np.float32), track_ids=track_ids, window_count=window_count,
-             model_version=np.asarray(version.pk), sigma_source=np.asarray(how))
+    np.savez(
+        args.out,
+        mu=mu,
+        sigma=sigma.astype(np.float32),
+        track_ids=track_ids,
+        window_count=window_count,
+        model_version=np.asarray(version.pk),
+        sigma_source=np.asarray(how),
+    )
     norms = np.linalg.norm(mu, axis=1)
-    print(f"wrote {args.out}: {mu.shape[0]} tunes x {mu.shape[1]} dims of model version {version.pk} "
-          f"({version.checkpoint_path}); |mu| median {np.median(norms):.3f}; sigma median {np.median(sigma):.4f}; "
-          f"sigma: {how}")
+    print(
+        f"wrote {args.out}: {mu.shape[0]} tunes x {mu.shape[1]} dims of model version {version.pk} "
+        f"({version.checkpoint_path}); |mu| median {np.median(norms):.3f}; sigma median {np.median(sigma):.4f}; "
+        f"sigma: {how}"
+    )
 
 
 if __name__ == "__main__":

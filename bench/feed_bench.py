@@ -56,10 +56,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cold-users", type=int, default=20, help="users without ratings")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per endpoint")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per endpoint first")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() after the warm-up (moves the warm caches out of the collector's reach)")
-    parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
-                        help="cProfile an endpoint: auto = those whose p99 misses the target")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after the warm-up (moves the warm caches out of the collector's reach)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="cProfile an endpoint: auto = those whose p99 misses the target",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/feed_cpu.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary var dir (printed)")
     parser.add_argument("--seed", type=int, default=0)
@@ -121,8 +128,11 @@ def main() -> None:
     real = list(Track.objects.order_by("pk"))
     if not real:
         raise SystemExit("import_corpus imported nothing")
-    fields = [f.name for f in Track._meta.concrete_fields if f.name not in ("id", "title", "content_hash",
-                                                                          "created_at", "updated_at")]
+    fields = [
+        f.name
+        for f in Track._meta.concrete_fields
+        if f.name not in ("id", "title", "content_hash", "created_at", "updated_at")
+    ]
     copies = []
     for i in range(args.tracks - len(real)):
         src = real[i % len(real)]
@@ -142,16 +152,25 @@ def main() -> None:
     if mu.shape[1] != version.config.get("z_dim", mu.shape[1]):
         raise SystemExit(f"embeddings have {mu.shape[1]} dims, the model version {version.config.get('z_dim')}")
     n = len(track_ids)
-    source = np.concatenate([rng.permutation(len(mu))[: min(n, len(mu))],
-                             rng.integers(0, len(mu), max(0, n - len(mu)))])
+    source = np.concatenate(
+        [rng.permutation(len(mu))[: min(n, len(mu))], rng.integers(0, len(mu), max(0, n - len(mu)))]
+    )
     noise = rng.standard_normal((n, mu.shape[1]), dtype=np.float32)
     noise[: min(n, len(mu))] = 0.0  # the real tunes themselves, once each
     vectors = mu[source] + sigma[source] * noise
     sigma_means = sigma[source].mean(axis=1)
     vectors_order = rng.permutation(n)  # track_ids[i] gets vectors[vectors_order[i]]
-    rows = [TrackEmbedding(track_id=int(track_ids[i]), model_version=version, vector=vector_to_bytes(vectors[j]),
-                           dim=mu.shape[1], sigma_mean=float(sigma_means[j]), window_count=1)
-            for i, j in enumerate(vectors_order)]
+    rows = [
+        TrackEmbedding(
+            track_id=int(track_ids[i]),
+            model_version=version,
+            vector=vector_to_bytes(vectors[j]),
+            dim=mu.shape[1],
+            sigma_mean=float(sigma_means[j]),
+            window_count=1,
+        )
+        for i, j in enumerate(vectors_order)
+    ]
     TrackEmbedding.objects.bulk_create(rows, batch_size=5000)
     del rows
     setup["embeddings_bulk_create_s"] = round(time.perf_counter() - t0, 1)
@@ -164,8 +183,11 @@ def main() -> None:
     from recommend.selectors import serving_index
 
     _, loaded = serving_index()
-    index_description = {"tracks_indexed": indexed, "kind": getattr(loaded, "kind", index_kind),
-                         "config": repr(getattr(loaded, "config", None))}
+    index_description = {
+        "tracks_indexed": indexed,
+        "kind": getattr(loaded, "kind", index_kind),
+        "config": repr(getattr(loaded, "config", None)),
+    }
 
     # --- users and ratings -------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -226,15 +248,25 @@ def main() -> None:
         pauses.__exit__()
         body = response.json()
         items = len(body.get("results", []))
-        result = {"requests": n_requests, "warmup_requests": warmup, "first_request_ms": round(first * 1000, 1),
-                  "p50_ms": percentile(times, 50), "p90_ms": percentile(times, 90), "p99_ms": percentile(times, 99),
-                  "max_ms": percentile(times, 100), "mean_ms": round(1000 * float(np.mean(times)), 2),
-                  "sql_queries_per_request": int(np.median(queries)), "items_in_last_response": items,
-                  **pauses.summary(),
-                  "meets_p99_target": percentile(times, 99) < TARGET_P99_MS}
-        print(f"{name:28s} first {result['first_request_ms']:7.1f} ms  p50 {result['p50_ms']:6.2f}  "
-              f"p99 {result['p99_ms']:6.2f} ms  ({result['sql_queries_per_request']} queries, {items} items)",
-              file=sys.stderr)
+        result = {
+            "requests": n_requests,
+            "warmup_requests": warmup,
+            "first_request_ms": round(first * 1000, 1),
+            "p50_ms": percentile(times, 50),
+            "p90_ms": percentile(times, 90),
+            "p99_ms": percentile(times, 99),
+            "max_ms": percentile(times, 100),
+            "mean_ms": round(1000 * float(np.mean(times)), 2),
+            "sql_queries_per_request": int(np.median(queries)),
+            "items_in_last_response": items,
+            **pauses.summary(),
+            "meets_p99_target": percentile(times, 99) < TARGET_P99_MS,
+        }
+        print(
+            f"{name:28s} first {result['first_request_ms']:7.1f} ms  p50 {result['p50_ms']:6.2f}  "
+            f"p99 {result['p99_ms']:6.2f} ms  ({result['sql_queries_per_request']} queries, {items} items)",
+            file=sys.stderr,
+        )
         return result
 
     similar_ids = track_ids[rng.integers(0, n, args.requests + args.warmup + 1)]
@@ -256,8 +288,10 @@ def main() -> None:
             def request(i, pool=pool):  # noqa: E731 - rebinds to a login-outside-the-clock version
                 return client.get("/api/v1/feed/", {"kind": "recommended"})
 
-            endpoints_results[name] = {"what": what, **time_pool(client, pool, request, args, name,
-                                                                 percentile, CaptureQueriesContext, connection)}
+            endpoints_results[name] = {
+                "what": what,
+                **time_pool(client, pool, request, args, name, percentile, CaptureQueriesContext, connection),
+            }
         else:
             endpoints_results[name] = {"what": what, **time_requests(name, request, args.requests, args.warmup)}
 
@@ -270,8 +304,14 @@ def main() -> None:
         row = Track(**{name: getattr(src, name) for name in fields})
         row.title, row.content_hash = f"{src.title} (new upload {round_})", f"benchnew{round_:056d}"
         row.save()
-        TrackEmbedding.objects.create(track=row, model_version=version, vector=vector_to_bytes(vectors[round_]),
-                                      dim=mu.shape[1], sigma_mean=float(sigma_means[round_]), window_count=1)
+        TrackEmbedding.objects.create(
+            track=row,
+            model_version=version,
+            vector=vector_to_bytes(vectors[round_]),
+            dim=mu.shape[1],
+            sigma_mean=float(sigma_means[round_]),
+            window_count=1,
+        )
         t0 = time.perf_counter()
         services.index_add(track_ids=[row.pk], model_version=version)
         after_add.setdefault("index_add_ms", []).append(round((time.perf_counter() - t0) * 1000, 1))
@@ -284,7 +324,7 @@ def main() -> None:
     print(f"after one new track, 3 times: {after_add}", file=sys.stderr)
     endpoints_results["first_requests_after_a_new_track"] = {
         "what": "a new track's embedding added with recommend.services.index_add (a new index version on "
-                "disk), then the first feed request of a user with ratings and of a cold-start user; 3 rounds",
+        "disk), then the first feed request of a user with ratings and of a cold-start user; 3 rounds",
         **after_add,
     }
 
@@ -313,40 +353,45 @@ def main() -> None:
         "target": f"p99 < {TARGET_P99_MS:.0f} ms at 100k tracks on this machine",
         "endpoints": endpoints_results,
         "catalog": {
-            "tracks": n, "real_tunes_imported": len(real),
+            "tracks": n,
+            "real_tunes_imported": len(real),
             "tracks_are": f"{len(real)} real tunes imported with import_corpus --limit {args.real_tunes}; the other "
-                          f"{n - len(real):,} rows reuse their MIDI file and metadata (new title, content hash)",
+            f"{n - len(real):,} rows reuse their MIDI file and metadata (new title, content hash)",
             "embeddings": f"{min(n, len(mu)):,} real catalog means (from {args.embeddings.name}, {len(mu):,} tunes) "
-                          f"once each, the rest mu + sigma * N(0, 1) around random tunes; assigned to tracks at random",
+            f"once each, the rest mu + sigma * N(0, 1) around random tunes; assigned to tracks at random",
             "sigma_source": sigma_source,
             "index": index_description,
-            "users_with_ratings": len(users), "ratings_per_user": f"{min(rating_counts)}-{max(rating_counts)}",
+            "users_with_ratings": len(users),
+            "ratings_per_user": f"{min(rating_counts)}-{max(rating_counts)}",
             "ratings_are": "about 60% likes (4-5) of neighbours of one or two seed tracks, 25% random scores, "
-                           "15% random dislikes (1-2)",
+            "15% random dislikes (1-2)",
             "cold_start_users": len(cold),
         },
         "setup_seconds": setup,
         "code": _code_version(),
         "how": {
             "client": "django.test.Client in this process: routing, session auth, DRF, throttling (limits lifted "
-                      "via THROTTLE_USER/THROTTLE_ANON, the cache round trip still counted), selectors, SQL, "
-                      "JSON; no HTTP server, no network",
+            "via THROTTLE_USER/THROTTLE_ANON, the cache round trip still counted), selectors, SQL, "
+            "JSON; no HTTP server, no network",
             "settings": "config.settings.local with DEBUG set False after setup (no SQL logging)",
             "database": "DATABASE_URL" if not var_dir else "SQLite in a temporary REFRAIN_VAR_DIR",
             "timing": "perf_counter around each GET; logins (force_login) happen outside the clock; users taken "
-                      "round-robin; first request (index load, per-index-version catalog caches) reported apart",
+            "round-robin; first request (index load, per-index-version catalog caches) reported apart",
             "threads": "OMP/OPENBLAS/MKL threads 1 (faiss queries single-threaded)",
             "gc_freeze_after_warmup": args.gc_freeze,
             "gen2_collections": "full garbage collections (generation 2) that ran during the timed requests, "
-                                "with their longest and total pause",
+            "with their longest and total pause",
         },
         "machine": {
-            "cpu_model": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                               if line.startswith("model name")), "unknown"),
+            "cpu_model": next(
+                (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                "unknown",
+            ),
             "cpu_cores_visible": os.cpu_count(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "shared_with": "one other engineer's processes on the same cores",
-            "python": platform.python_version(), "database_vendor": connection.vendor,
+            "python": platform.python_version(),
+            "database_vendor": connection.vendor,
         },
     }
     if profiles:
@@ -366,10 +411,16 @@ def _code_version() -> str:
     import subprocess
 
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "recommend", "catalog", "config"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "recommend", "catalog", "config"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
         changed = sorted({line[3:] for line in dirty if line.strip()})
         return f"commit {head}" + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
     except (OSError, subprocess.CalledProcessError):
@@ -407,9 +458,11 @@ class GcPauses:
         gc.callbacks.remove(self)
 
     def summary(self) -> dict:
-        return {"gen2_collections": len(self.pauses),
-                "gen2_pause_ms_max": round(1000 * max(self.pauses), 1) if self.pauses else 0.0,
-                "gen2_pause_ms_total": round(1000 * sum(self.pauses), 1)}
+        return {
+            "gen2_collections": len(self.pauses),
+            "gen2_pause_ms_max": round(1000 * max(self.pauses), 1) if self.pauses else 0.0,
+            "gen2_pause_ms_total": round(1000 * sum(self.pauses), 1),
+        }
 
 
 def time_pool(client, pool, request, args, name, percentile, CaptureQueriesContext, connection) -> dict:
@@ -443,15 +496,25 @@ def time_pool(client, pool, request, args, name, percentile, CaptureQueriesConte
         queries.append(len(captured.captured_queries))
         items.append(len(response.json().get("results", [])))
     pauses.__exit__()
-    result = {"requests": args.requests, "warmup_requests": args.warmup, "first_request_ms": round(first * 1000, 1),
-              "p50_ms": percentile(times, 50), "p90_ms": percentile(times, 90), "p99_ms": percentile(times, 99),
-              "max_ms": percentile(times, 100), "mean_ms": round(1000 * float(np.mean(times)), 2),
-              "sql_queries_per_request": int(np.median(queries)), "items_per_page_min": int(min(items)),
-              **pauses.summary(),
-              "meets_p99_target": percentile(times, 99) < TARGET_P99_MS}
-    print(f"{name:28s} first {result['first_request_ms']:7.1f} ms  p50 {result['p50_ms']:6.2f}  "
-          f"p99 {result['p99_ms']:6.2f} ms  ({result['sql_queries_per_request']} queries, min {min(items)} items)",
-          file=sys.stderr)
+    result = {
+        "requests": args.requests,
+        "warmup_requests": args.warmup,
+        "first_request_ms": round(first * 1000, 1),
+        "p50_ms": percentile(times, 50),
+        "p90_ms": percentile(times, 90),
+        "p99_ms": percentile(times, 99),
+        "max_ms": percentile(times, 100),
+        "mean_ms": round(1000 * float(np.mean(times)), 2),
+        "sql_queries_per_request": int(np.median(queries)),
+        "items_per_page_min": int(min(items)),
+        **pauses.summary(),
+        "meets_p99_target": percentile(times, 99) < TARGET_P99_MS,
+    }
+    print(
+        f"{name:28s} first {result['first_request_ms']:7.1f} ms  p50 {result['p50_ms']:6.2f}  "
+        f"p99 {result['p99_ms']:6.2f} ms  ({result['sql_queries_per_request']} queries, min {min(items)} items)",
+        file=sys.stderr,
+    )
     return result
 
 

@@ -34,8 +34,14 @@ def machine() -> dict:
         pass
     import torch
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0], "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -46,9 +52,30 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu", "-P", "solo", "-n", "bench@%h",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO"],
-        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "gpu",
+            "-P",
+            "solo",
+            "-n",
+            "bench@%h",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while "ready." not in log.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -68,8 +95,9 @@ def run_scenario(client, n_jobs: int, concurrent: bool, count: int, timeout: flo
 
     def post(_=None) -> int:
         try:
-            response = client.post("/api/v1/generations/", {"kind": "sample", "count": count, "temperature": 0.5},
-                                   format="json")
+            response = client.post(
+                "/api/v1/generations/", {"kind": "sample", "count": count, "temperature": 0.5}, format="json"
+            )
             if response.status_code != 202:
                 raise SystemExit(f"POST failed: {response.status_code} {response.content[:300]!r}")
             return response.json()["id"]
@@ -98,17 +126,26 @@ def run_scenario(client, n_jobs: int, concurrent: bool, count: int, timeout: flo
     first = min(j.created_at for j in jobs)
     last = max(j.finished_at for j in jobs if j.finished_at)
     return {
-        "jobs": n_jobs, "melodies_per_job": count, "failed": failed,
-        "latency_ms": {"p50": round(percentile(latencies, 50), 1), "p95": round(percentile(latencies, 95), 1),
-                       "mean": round(statistics.mean(latencies), 1), "max": round(max(latencies), 1)},
+        "jobs": n_jobs,
+        "melodies_per_job": count,
+        "failed": failed,
+        "latency_ms": {
+            "p50": round(percentile(latencies, 50), 1),
+            "p95": round(percentile(latencies, 95), 1),
+            "mean": round(statistics.mean(latencies), 1),
+            "max": round(max(latencies), 1),
+        },
         "decode_passes": len({j.batch_id for j in jobs}),
         "mean_jobs_per_pass": round(statistics.mean(j.batch_jobs for j in jobs), 2),
         "throughput_melodies_per_s": round(melodies / max((last - first).total_seconds(), 1e-9), 2),
         # the worker alone: from the first claim to the last commit
         "worker_throughput_melodies_per_s": round(
-            melodies / max((last - min(j.started_at for j in jobs if j.started_at)).total_seconds(), 1e-9), 2),
-        "mean_ms_per_job": {key: round(statistics.mean(j.timings.get(key, 0) for j in jobs if j.timings), 1)
-                            for key in ("queued_ms", "decode_ms", "store_ms")},
+            melodies / max((last - min(j.started_at for j in jobs if j.started_at)).total_seconds(), 1e-9), 2
+        ),
+        "mean_ms_per_job": {
+            key: round(statistics.mean(j.timings.get(key, 0) for j in jobs if j.timings), 1)
+            for key in ("queued_ms", "decode_ms", "store_ms")
+        },
         "client_wall_s": round(wall, 2),
     }
 
@@ -176,29 +213,45 @@ def main() -> None:
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
     services.model_version_register(name=args.checkpoint.stem, checkpoint_path=str(args.checkpoint.resolve()))
 
-    results: dict = {"machine": machine(), "checkpoint": str(args.checkpoint), "broker": settings.CELERY_BROKER_URL,
-                     "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1], "scenarios": {}}
-    scenarios = [("one_at_a_time", args.single, False, {}),
-                 ("burst_microbatching", args.burst, True, {}),
-                 ("burst_no_microbatching", args.burst, True, {"GENERATION_MAX_BATCH_JOBS": "1",
-                                                               "GENERATION_BATCH_WAIT_MS": "0"})]
+    results: dict = {
+        "machine": machine(),
+        "checkpoint": str(args.checkpoint),
+        "broker": settings.CELERY_BROKER_URL,
+        "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+        "scenarios": {},
+    }
+    scenarios = [
+        ("one_at_a_time", args.single, False, {}),
+        ("burst_microbatching", args.burst, True, {}),
+        (
+            "burst_no_microbatching",
+            args.burst,
+            True,
+            {"GENERATION_MAX_BATCH_JOBS": "1", "GENERATION_BATCH_WAIT_MS": "0"},
+        ),
+    ]
     for name, n_jobs, concurrent, extra in scenarios:
         env = {**os.environ, **extra}
         worker = start_worker(env, work / f"worker-{name}.log")
         try:
-            results["scenarios"][name] = {**run_scenario(client, n_jobs, concurrent, args.count, args.timeout),
-                                          "worker_settings": extra or "defaults"}
+            results["scenarios"][name] = {
+                **run_scenario(client, n_jobs, concurrent, args.count, args.timeout),
+                "worker_settings": extra or "defaults",
+            }
         finally:
             worker.terminate()
             worker.wait(timeout=30)
     results["raw_decode_melodies_per_s_at_burst_batch"] = round(
-        raw_decode_rate(args.checkpoint, args.burst, args.count), 2)
+        raw_decode_rate(args.checkpoint, args.burst, args.count), 2
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{'scenario':26} {'p50 ms':>9} {'p95 ms':>9} {'melodies/s':>11} {'passes':>7}")
     for name, row in results["scenarios"].items():
-        print(f"{name:26} {row['latency_ms']['p50']:9.0f} {row['latency_ms']['p95']:9.0f} "
-              f"{row['throughput_melodies_per_s']:11.2f} {row['decode_passes']:7d}")
+        print(
+            f"{name:26} {row['latency_ms']['p50']:9.0f} {row['latency_ms']['p95']:9.0f} "
+            f"{row['throughput_melodies_per_s']:11.2f} {row['decode_passes']:7d}"
+        )
     print(f"raw batched decode: {results['raw_decode_melodies_per_s_at_burst_batch']} melodies/s; written {args.out}")
 
 

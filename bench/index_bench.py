@@ -136,7 +136,9 @@ def single_query_ms(index: VectorIndex, queries: np.ndarray, n: int = 200) -> fl
     return round(1000 * float(np.median(times)), 4)
 
 
-def build(ids: np.ndarray, vectors: np.ndarray, config: IndexConfig, threads: int) -> tuple[VectorIndex, dict[str, float]]:
+def build(
+    ids: np.ndarray, vectors: np.ndarray, config: IndexConfig, threads: int
+) -> tuple[VectorIndex, dict[str, float]]:
     """Build through VectorIndex (what production runs); wall seconds and CPU seconds of all threads."""
     faiss.omp_set_num_threads(threads)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -162,19 +164,33 @@ def bench_size(
         queries = queries_like(mu, sigma, args.queries, rng)
     ids = np.arange(size, dtype=np.int64)
 
-    def record(index_name: str, params: dict[str, Any], timing: dict[str, float], threads: int,
-               measured: tuple[float, float, np.ndarray], latency_ms: float | None = None) -> None:
+    def record(
+        index_name: str,
+        params: dict[str, Any],
+        timing: dict[str, float],
+        threads: int,
+        measured: tuple[float, float, np.ndarray],
+        latency_ms: float | None = None,
+    ) -> None:
         qps, qps_wall, found = measured
         row = {
-            "size": size, "index": index_name, "params": params, **timing, "build_threads": threads,
-            "query_threads": 1, "qps": round(qps, 1), "qps_wall": round(qps_wall, 1),
+            "size": size,
+            "index": index_name,
+            "params": params,
+            **timing,
+            "build_threads": threads,
+            "query_threads": 1,
+            "qps": round(qps, 1),
+            "qps_wall": round(qps_wall, 1),
             "recall_at_10": round(recall_at_k(found, truth), 4),
         }
         if latency_ms is not None:
             row["single_query_ms_p50"] = latency_ms
         rows.append(row)
-        tqdm.write(f"  {index_name:5s} {json.dumps(params):48s} build {timing['build_s']:7.1f}s  {qps:9.0f} q/s "
-                   f"(wall {qps_wall:7.0f})  recall@10 {row['recall_at_10']:.4f}")
+        tqdm.write(
+            f"  {index_name:5s} {json.dumps(params):48s} build {timing['build_s']:7.1f}s  {qps:9.0f} q/s "
+            f"(wall {qps_wall:7.0f})  recall@10 {row['recall_at_10']:.4f}"
+        )
 
     # Flat: exact, so its answers are the ground truth (ids are positions here).
     flat, timing = build(ids, vectors, IndexConfig(dim=dim, kind="flat", use_gpu=False), 1)
@@ -186,14 +202,19 @@ def bench_size(
 
     # HNSW32: efSearch sweep. Building is the slow part; more threads only for the build, if asked.
     hnsw_threads = args.hnsw_build_threads_large if size >= 1_000_000 else 1
-    hnsw_config = IndexConfig(dim=dim, kind="hnsw", hnsw_m=32, hnsw_ef_construction=args.ef_construction,
-                              use_gpu=False)
+    hnsw_config = IndexConfig(dim=dim, kind="hnsw", hnsw_m=32, hnsw_ef_construction=args.ef_construction, use_gpu=False)
     hnsw, timing = build(ids, vectors, hnsw_config, hnsw_threads)
     for ef in args.ef_search:
         measured = timed_search(hnsw.faiss_index, queries, faiss.SearchParametersHNSW(efSearch=ef))
         latency = single_query_ms(hnsw, queries) if ef == hnsw_config.hnsw_ef_search else None
-        record("hnsw", {"M": 32, "efConstruction": args.ef_construction, "efSearch": ef}, timing, hnsw_threads,
-               measured, latency)
+        record(
+            "hnsw",
+            {"M": 32, "efConstruction": args.ef_construction, "efSearch": ef},
+            timing,
+            hnsw_threads,
+            measured,
+            latency,
+        )
     del hnsw
     steps.update()
 
@@ -243,8 +264,10 @@ def best_meeting_target(rows: list[dict[str, Any]], size: int) -> list[dict[str,
         ok = [r for r in rows if r["size"] == size and r["index"] == kind and r["recall_at_10"] >= 0.95]
         if ok:
             top = max(ok, key=lambda r: r["qps"])
-            best.append({k: top[k] for k in ("index", "params", "qps", "qps_wall", "recall_at_10", "build_s")}
-                        | {"meets_target_2000_qps": top["qps"] >= 2000})
+            best.append(
+                {k: top[k] for k in ("index", "params", "qps", "qps_wall", "recall_at_10", "build_s")}
+                | {"meets_target_2000_qps": top["qps"] >= 2000}
+            )
     return best
 
 
@@ -287,9 +310,13 @@ def spread_summary(mu: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
     sample /= np.linalg.norm(sample, axis=1, keepdims=True)
     variance = mu.var(axis=0)
     return {
-        "median_unit_distance_tune_to_nearest_tune": round(float(np.median(np.sqrt(np.maximum(0, 2 - 2 * sims[:, 1])))), 4),
-        "median_unit_distance_posterior_sample_to_its_tune": round(float(np.median(np.linalg.norm(sample - unit[probe], axis=1))), 4),
-        "mean_sum_of_sigma_squared": round(float((sigma ** 2).sum(axis=1).mean()), 3),
+        "median_unit_distance_tune_to_nearest_tune": round(
+            float(np.median(np.sqrt(np.maximum(0, 2 - 2 * sims[:, 1])))), 4
+        ),
+        "median_unit_distance_posterior_sample_to_its_tune": round(
+            float(np.median(np.linalg.norm(sample - unit[probe], axis=1))), 4
+        ),
+        "mean_sum_of_sigma_squared": round(float((sigma**2).sum(axis=1).mean()), 3),
         "sum_of_variances_of_mu_across_tunes": round(float(variance.sum()), 3),
         "dims_with_variance_of_mu_over_0_1": int((variance > 0.1).sum()),
     }
@@ -298,21 +325,34 @@ def spread_summary(mu: np.ndarray, sigma: np.ndarray) -> dict[str, Any]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings", type=Path, help=".npz with mu and sigma (N x D); default: a stand-in")
-    parser.add_argument("--grow", choices=["posterior", "neighbours"], default="posterior",
-                        help="posterior: mu + sigma * N(0, 1) around random tunes (default); neighbours: points "
-                             "between a random tune and one of its 10 nearest tunes (for a VAE whose unused "
-                             "latent dimensions have sigma near 1, posterior sampling drowns the real structure)")
+    parser.add_argument(
+        "--grow",
+        choices=["posterior", "neighbours"],
+        default="posterior",
+        help="posterior: mu + sigma * N(0, 1) around random tunes (default); neighbours: points "
+        "between a random tune and one of its 10 nearest tunes (for a VAE whose unused "
+        "latent dimensions have sigma near 1, posterior sampling drowns the real structure)",
+    )
     parser.add_argument("--label", help="replaces the default label of the result")
     parser.add_argument("--make-standin", type=Path, help="write the stand-in .npz here and exit")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256])
     parser.add_argument("--ef-construction", type=int, default=IndexConfig(dim=1).hnsw_ef_construction)
-    parser.add_argument("--nlist-factors", type=float, nargs="+", default=[0.25, 1.0],
-                        help="nlist as a multiple of the default 4*sqrt(n)")
+    parser.add_argument(
+        "--nlist-factors",
+        type=float,
+        nargs="+",
+        default=[0.25, 1.0],
+        help="nlist as a multiple of the default 4*sqrt(n)",
+    )
     parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
-    parser.add_argument("--hnsw-build-threads-large", type=int, default=2,
-                        help="threads for the HNSW build at >= 1M vectors (queries always use one)")
+    parser.add_argument(
+        "--hnsw-build-threads-large",
+        type=int,
+        default=2,
+        help="threads for the HNSW build at >= 1M vectors (queries always use one)",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/index_cpu.json")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
@@ -343,30 +383,40 @@ def main() -> None:
     result: dict[str, Any] = {
         "label": label,
         "target": TARGET,
-        "data": data_description | {
-            "grown_by": ("each mean once, then samples mu + sigma * N(0, 1) around uniformly chosen means; unit-normalized"
-                         if args.grow == "posterior" else
-                         "each mean once, then mu_i + u (mu_j - mu_i), u ~ U(0, 1), i a uniformly chosen tune and j "
-                         "one of its 10 nearest tunes (cosine); unit-normalized"),
+        "data": data_description
+        | {
+            "grown_by": (
+                "each mean once, then samples mu + sigma * N(0, 1) around uniformly chosen means; unit-normalized"
+                if args.grow == "posterior"
+                else "each mean once, then mu_i + u (mu_j - mu_i), u ~ U(0, 1), i a uniformly chosen tune and j "
+                "one of its 10 nearest tunes (cosine); unit-normalized"
+            ),
             "queries": f"{args.queries} held-out samples drawn the same way (not in the index)",
         },
         "machine": machine(),
-        "settings": {"k": K, "query_threads": 1, "queries_per_measure": args.queries,
-                     "qps_measured_as": "one batch search of all queries on one OpenMP thread; qps divides by "
-                                        "the searching thread's CPU time (the machine is shared), qps_wall by "
-                                        "elapsed time",
-                     "build_s": "elapsed seconds of VectorIndex.build (normalize, train for IVF, add); "
-                                "build_cpu_s: CPU seconds of all threads",
-                     "single_query_ms_p50": "median elapsed ms of 200 VectorIndex.search calls with one query "
-                                            "each, at the default efSearch/nprobe (includes the wrapper's "
-                                            "checks and filtering; affected by other load on the machine)"},
+        "settings": {
+            "k": K,
+            "query_threads": 1,
+            "queries_per_measure": args.queries,
+            "qps_measured_as": "one batch search of all queries on one OpenMP thread; qps divides by "
+            "the searching thread's CPU time (the machine is shared), qps_wall by "
+            "elapsed time",
+            "build_s": "elapsed seconds of VectorIndex.build (normalize, train for IVF, add); "
+            "build_cpu_s: CPU seconds of all threads",
+            "single_query_ms_p50": "median elapsed ms of 200 VectorIndex.search calls with one query "
+            "each, at the default efSearch/nprobe (includes the wrapper's "
+            "checks and filtering; affected by other load on the machine)",
+        },
         "results": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for size in args.sizes:
         result["results"].extend(bench_size(size, mu, sigma, args, rng))
-        result["best_meeting_recall_0_95"] = {str(s): best_meeting_target(result["results"], s) for s in args.sizes
-                                              if any(r["size"] == s for r in result["results"])}
+        result["best_meeting_recall_0_95"] = {
+            str(s): best_meeting_target(result["results"], s)
+            for s in args.sizes
+            if any(r["size"] == s for r in result["results"])
+        }
         # Written after every size, so a long run interrupted at 1M keeps its 100k results.
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         plot(result["results"], args.out.with_suffix(".png"), label)

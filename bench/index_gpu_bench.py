@@ -81,8 +81,11 @@ class Run:
         return self.elapsed() > self.args.time_budget_s
 
     def error(self, where: str, exc: BaseException, row: dict[str, Any] | None = None) -> None:
-        entry = {"where": where, "error": f"{type(exc).__name__}: {exc}"[:2000],
-                 "traceback": traceback.format_exc()[-3000:]}
+        entry = {
+            "where": where,
+            "error": f"{type(exc).__name__}: {exc}"[:2000],
+            "traceback": traceback.format_exc()[-3000:],
+        }
         self.result["errors"].append(entry)
         if row is not None:
             row.setdefault("errors", {})[where] = entry["error"]
@@ -130,8 +133,9 @@ def normalize_torch_(x: torch.Tensor) -> torch.Tensor:
     return x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(torch.finfo(torch.float32).tiny))
 
 
-def grow_torch(mu: torch.Tensor, sigma: torch.Tensor, size: int, gen: torch.Generator, out: torch.Tensor,
-               chunk: int = 1_000_000) -> torch.Tensor:
+def grow_torch(
+    mu: torch.Tensor, sigma: torch.Tensor, size: int, gen: torch.Generator, out: torch.Tensor, chunk: int = 1_000_000
+) -> torch.Tensor:
     """bench/embedding_growth.grow on the device: every mean once (in random order, while they fit),
     the rest mu + sigma * N(0, 1) around uniformly chosen means; unit rows. `out` is (size, dim) fp32,
     on the device or in (pinned) host memory."""
@@ -152,12 +156,13 @@ def neighbours_torch(mu: torch.Tensor, k: int = 10) -> torch.Tensor:
     unit = normalize_torch_(mu.clone())
     near = []
     for start in range(0, unit.shape[0], 4096):
-        near.append((unit[start:start + 4096] @ unit.T).topk(k + 1, dim=1).indices[:, 1:])
+        near.append((unit[start : start + 4096] @ unit.T).topk(k + 1, dim=1).indices[:, 1:])
     return torch.cat(near)
 
 
-def grow_between_torch(mu: torch.Tensor, near: torch.Tensor, size: int, gen: torch.Generator, out: torch.Tensor,
-                       chunk: int = 1_000_000) -> torch.Tensor:
+def grow_between_torch(
+    mu: torch.Tensor, near: torch.Tensor, size: int, gen: torch.Generator, out: torch.Tensor, chunk: int = 1_000_000
+) -> torch.Tensor:
     """bench/embedding_growth.grow_between on the device: the new vectors lie between neighbouring tunes."""
     n, _ = mu.shape
     n_means = min(n, size)
@@ -167,7 +172,7 @@ def grow_between_torch(mu: torch.Tensor, near: torch.Tensor, size: int, gen: tor
         i = torch.randint(0, n, (count,), generator=gen, device=mu.device)
         j = near[i, torch.randint(0, near.shape[1], (count,), generator=gen, device=mu.device)]
         u = torch.rand((count, 1), generator=gen, device=mu.device)
-        out[start:start + count] = normalize_torch_(mu[i] + u * (mu[j] - mu[i]))
+        out[start : start + count] = normalize_torch_(mu[i] + u * (mu[j] - mu[i]))
     return out
 
 
@@ -203,7 +208,7 @@ class Searcher:
             return self.scores(q, self.db[:n]).topk(k, dim=1)
         values, ids = [], []
         for start in range(0, n, step):
-            part = self.db[start:min(n, start + step)]
+            part = self.db[start : min(n, start + step)]
             if self.streamed:
                 part = part.to(self.device, non_blocking=True)
             v, i = self.scores(q, part).topk(min(k, part.shape[0]), dim=1, sorted=False)
@@ -213,8 +218,9 @@ class Searcher:
         return v, torch.cat(ids, dim=1).gather(1, pos)
 
 
-def latency_ms(one_query: Callable[[np.ndarray], Any], queries: np.ndarray, device: torch.device,
-               warmup: int = 5) -> dict[str, float]:
+def latency_ms(
+    one_query: Callable[[np.ndarray], Any], queries: np.ndarray, device: torch.device, warmup: int = 5
+) -> dict[str, float]:
     """One query at a time from the host, ids back on the host, synchronised around each."""
     for row in queries[:warmup]:
         one_query(row[None])
@@ -226,12 +232,23 @@ def latency_ms(one_query: Callable[[np.ndarray], Any], queries: np.ndarray, devi
         sync(device)
         times.append(time.perf_counter() - start)
     ms = 1000 * np.asarray(times)
-    return {"p50": round(float(np.percentile(ms, 50)), 4), "p99": round(float(np.percentile(ms, 99)), 4),
-            "mean": round(float(ms.mean()), 4), "max": round(float(ms.max()), 4), "n": len(times)}
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 4),
+        "p99": round(float(np.percentile(ms, 99)), 4),
+        "mean": round(float(ms.mean()), 4),
+        "max": round(float(ms.max()), 4),
+        "n": len(times),
+    }
 
 
-def throughput(search_batch: Callable[[Any], Any], pool: Any, batch: int, device: torch.device,
-               min_seconds: float, warm: Callable[[Any], Any]) -> dict[str, Any]:
+def throughput(
+    search_batch: Callable[[Any], Any],
+    pool: Any,
+    batch: int,
+    device: torch.device,
+    min_seconds: float,
+    warm: Callable[[Any], Any],
+) -> dict[str, Any]:
     """Queries/s of back-to-back searches of `batch` queries (cycling through the pool), synchronised
     only at the ends: at least one batch, then more until min_seconds or the pool's worth of queries."""
     pool_size = pool.shape[0]
@@ -241,7 +258,7 @@ def throughput(search_batch: Callable[[Any], Any], pool: Any, batch: int, device
     reps, start = 0, time.perf_counter()
     while True:  # the host runs ahead of the device; the final synchronize waits for all that was queued
         offset = (reps * batch) % max(1, pool_size - batch + 1)
-        search_batch(pool[offset:offset + batch])
+        search_batch(pool[offset : offset + batch])
         reps += 1
         if reps * batch >= pool_size or time.perf_counter() - start >= min_seconds:
             break
@@ -267,8 +284,16 @@ def host_tensor(shape: tuple[int, int], dtype: torch.dtype, device: torch.device
     return torch.empty(shape, dtype=dtype, pin_memory=pin)
 
 
-def grow_database(run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor, near_t: torch.Tensor | None,
-                  how: str, device: torch.device, info: dict[str, Any]) -> torch.Tensor:
+def grow_database(
+    run: Run,
+    size: int,
+    mu_t: torch.Tensor,
+    sigma_t: torch.Tensor,
+    near_t: torch.Tensor | None,
+    how: str,
+    device: torch.device,
+    info: dict[str, Any],
+) -> torch.Tensor:
     """The grown fp32 unit vectors, on the device (or in pinned host memory when they do not fit), timed."""
     args = run.args
     dim = mu_t.shape[1]
@@ -278,12 +303,16 @@ def grow_database(run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor
     sync(device)
     start = time.perf_counter()
     if args.grow_with == "numpy" and how == "posterior":
-        out = torch.from_numpy(grow(mu_t.cpu().numpy(), sigma_t.cpu().numpy(), size,
-                                    np.random.default_rng(args.seed + size)))
+        out = torch.from_numpy(
+            grow(mu_t.cpu().numpy(), sigma_t.cpu().numpy(), size, np.random.default_rng(args.seed + size))
+        )
         info[f"grow_{how}_with"] = "numpy on the host (bench/embedding_growth.grow)"
     else:
-        out = torch.empty((size, dim), dtype=torch.float32, device=device) if on_device else host_tensor(
-            (size, dim), torch.float32, device)
+        out = (
+            torch.empty((size, dim), dtype=torch.float32, device=device)
+            if on_device
+            else host_tensor((size, dim), torch.float32, device)
+        )
         if how == "posterior":
             grow_torch(mu_t, sigma_t, size, gen, out)
         else:
@@ -294,8 +323,9 @@ def grow_database(run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor
     return out
 
 
-def make_database(run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor, device: torch.device,
-                  info: dict[str, Any]) -> np.ndarray:
+def make_database(
+    run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor, device: torch.device, info: dict[str, Any]
+) -> np.ndarray:
     """The posterior-grown fp32 unit vectors as a host numpy array (what the uploads start from)."""
     out = grow_database(run, size, mu_t, sigma_t, None, "posterior", device, info)
     start = time.perf_counter()
@@ -306,8 +336,9 @@ def make_database(run: Run, size: int, mu_t: torch.Tensor, sigma_t: torch.Tensor
     return host
 
 
-def upload(host: np.ndarray, dtype: torch.dtype, device: torch.device, args: argparse.Namespace
-           ) -> tuple[torch.Tensor, dict[str, Any]]:
+def upload(
+    host: np.ndarray, dtype: torch.dtype, device: torch.device, args: argparse.Namespace
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """Host fp32 -> device tensor of `dtype` (or pinned host memory, streamed at search time, when the
     database does not fit), timed."""
     itemsize = torch.finfo(dtype).bits // 8
@@ -323,16 +354,26 @@ def upload(host: np.ndarray, dtype: torch.dtype, device: torch.device, args: arg
         db.copy_(source)
     sync(device)
     seconds = time.perf_counter() - start
-    return db, {"upload_s": round(seconds, 3), "db_bytes": nbytes,
-                "resident": "device" if resident or device.type == "cpu" else "pinned host memory, streamed"}
+    return db, {
+        "upload_s": round(seconds, 3),
+        "db_bytes": nbytes,
+        "resident": "device" if resident or device.type == "cpu" else "pinned host memory, streamed",
+    }
 
 
-def torch_method(run: Run, size: int, method: str, host: np.ndarray, pool: np.ndarray, truth: dict[str, Any],
-                 device: torch.device, size_info: dict[str, Any]) -> dict[str, Any]:
+def torch_method(
+    run: Run,
+    size: int,
+    method: str,
+    host: np.ndarray,
+    pool: np.ndarray,
+    truth: dict[str, Any],
+    device: torch.device,
+    size_info: dict[str, Any],
+) -> dict[str, Any]:
     args = run.args
     storage, scores = METHODS[method]
-    row: dict[str, Any] = {"size": size, "method": method, "storage": storage, "scores": scores,
-                           "dim": host.shape[1]}
+    row: dict[str, Any] = {"size": size, "method": method, "storage": storage, "scores": scores, "dim": host.shape[1]}
     run.result["results"].append(row)
     if scores != storage and device.type != "cuda":
         row["skipped"] = ["all: fp32 scores from fp16 inputs (torch.mm out_dtype) are CUDA-only"]
@@ -345,7 +386,7 @@ def torch_method(run: Run, size: int, method: str, host: np.ndarray, pool: np.nd
     row.update(timing)
     searcher = Searcher(db, device, DTYPES[scores], int(args.score_budget_gb * 2**30))
     pool_dev = torch.from_numpy(pool).to(device).to(dtype)
-    recall_q = pool_dev[:args.recall_queries]
+    recall_q = pool_dev[: args.recall_queries]
 
     def recall() -> None:
         sync(device)
@@ -359,6 +400,7 @@ def torch_method(run: Run, size: int, method: str, host: np.ndarray, pool: np.nd
         elif "ids" in truth:
             row["recall_at_10_vs_fp32"] = round(recall_at_k(found, truth["ids"][:, :K]), 4)
             row["top1_agrees_with_fp32"] = round(float(np.mean(found[:, 0] == truth["ids"][:, 0])), 4)
+
     run.attempt(f"{size}/{method}/recall", recall, row)
 
     if method == "torch-fp32":
@@ -367,15 +409,25 @@ def torch_method(run: Run, size: int, method: str, host: np.ndarray, pool: np.nd
 
     def one_query(q: np.ndarray) -> np.ndarray:
         return searcher.search(torch.from_numpy(q).to(device).to(dtype))[1].cpu().numpy()
-    latency_queries = pool[args.recall_queries:args.recall_queries + args.latency_queries]
-    row["latency_ms"] = run.attempt(f"{size}/{method}/latency",
-                                    lambda: latency_ms(one_query, latency_queries, device), row)
+
+    latency_queries = pool[args.recall_queries : args.recall_queries + args.latency_queries]
+    row["latency_ms"] = run.attempt(
+        f"{size}/{method}/latency", lambda: latency_ms(one_query, latency_queries, device), row
+    )
     row["qps"], row["batch_ms"], row["chunk_rows"] = {}, {}, {}
     for batch in args.batches:
         measured = run.attempt(
             f"{size}/{method}/throughput_{batch}",
-            lambda: throughput(lambda q: searcher.search(q), pool_dev, batch, device, args.min_seconds,
-                               lambda q: searcher.search(q, rows=searcher.chunk_rows(q.shape[0]))), row)
+            lambda: throughput(
+                lambda q: searcher.search(q),
+                pool_dev,
+                batch,
+                device,
+                args.min_seconds,
+                lambda q: searcher.search(q, rows=searcher.chunk_rows(q.shape[0])),
+            ),
+            row,
+        )
         if measured:
             row["qps"][str(batch)] = measured["qps"]
             row["batch_ms"][str(batch)] = measured["batch_ms"]
@@ -398,8 +450,14 @@ def score_stats(searcher: Searcher, queries: torch.Tensor, size_info: dict[str, 
     }
 
 
-def fp64_check(searcher: Searcher, pool: np.ndarray, truth: dict[str, Any], device: torch.device,
-               args: argparse.Namespace, row: dict[str, Any]) -> None:
+def fp64_check(
+    searcher: Searcher,
+    pool: np.ndarray,
+    truth: dict[str, Any],
+    device: torch.device,
+    args: argparse.Namespace,
+    row: dict[str, Any],
+) -> None:
     """Recall@10 of the fp32 results against float64 on 100 queries (is fp32 itself exact enough)."""
     if "ids" not in truth:
         return
@@ -409,7 +467,7 @@ def fp64_check(searcher: Searcher, pool: np.ndarray, truth: dict[str, Any], devi
     step = max(K, min(db.shape[0], int(args.score_budget_gb * 2**30) // (8 * (count + db.shape[1]))))
     values, ids = [], []
     for start in range(0, db.shape[0], step):
-        part = db[start:start + step].to(device).double()
+        part = db[start : start + step].to(device).double()
         v, i = (q @ part.T).topk(K, dim=1)
         values.append(v)
         ids.append(i + start)
@@ -418,14 +476,24 @@ def fp64_check(searcher: Searcher, pool: np.ndarray, truth: dict[str, Any], devi
     row["fp32_recall_at_10_vs_fp64_100_queries"] = round(recall_at_k(truth["ids"][:count, :K], exact), 4)
 
 
-def extra_recall(run: Run, size: int, how: str, mu_t: torch.Tensor, near_t: torch.Tensor, near_np: np.ndarray,
-                 mu: np.ndarray, device: torch.device, size_info: dict[str, Any]) -> None:
+def extra_recall(
+    run: Run,
+    size: int,
+    how: str,
+    mu_t: torch.Tensor,
+    near_t: torch.Tensor,
+    near_np: np.ndarray,
+    mu: np.ndarray,
+    device: torch.device,
+    size_info: dict[str, Any],
+) -> None:
     """Recall (only) of the reduced-precision methods when the catalog grows between neighbouring tunes
     (bench/index_bench.py --grow neighbours), with queries drawn the same way."""
     args = run.args
     grown = grow_database(run, size, mu_t, mu_t, near_t, how, device, size_info)
-    queries = np.ascontiguousarray(normalize_rows(between_neighbours(mu, near_np, args.recall_queries,
-                                                                     np.random.default_rng(args.seed + 7))))
+    queries = np.ascontiguousarray(
+        normalize_rows(between_neighbours(mu, near_np, args.recall_queries, np.random.default_rng(args.seed + 7)))
+    )
     truth = None
     out: dict[str, Any] = {}
     for method in args.methods:
@@ -460,8 +528,9 @@ def faiss_available(args: argparse.Namespace) -> tuple[Any, str]:
     return faiss, f"faiss {faiss.__version__}, {gpus} GPU(s)"
 
 
-def faiss_size(run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarray, truth: dict[str, Any],
-               device: torch.device) -> None:
+def faiss_size(
+    run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarray, truth: dict[str, Any], device: torch.device
+) -> None:
     args = run.args
     dim = host.shape[1]
     on_cpu = args.faiss_on_cpu
@@ -472,20 +541,26 @@ def faiss_size(run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarr
         run.result["results"].append(row)
 
         def recall() -> None:
-            _, found = index.search(pool[:args.recall_queries], K)
+            _, found = index.search(pool[: args.recall_queries], K)
             if "ids" in truth:
                 row["recall_at_10_vs_fp32"] = round(recall_at_k(found, truth["ids"][:, :K]), 4)
+
         run.attempt(f"{size}/{name}{params}/recall", recall, row)
-        latency_queries = pool[args.recall_queries:args.recall_queries + args.latency_queries]
-        row["latency_ms"] = run.attempt(f"{size}/{name}{params}/latency",
-                                        lambda: latency_ms(lambda q: index.search(q, K), latency_queries, device),
-                                        row)
+        latency_queries = pool[args.recall_queries : args.recall_queries + args.latency_queries]
+        row["latency_ms"] = run.attempt(
+            f"{size}/{name}{params}/latency",
+            lambda: latency_ms(lambda q: index.search(q, K), latency_queries, device),
+            row,
+        )
         row["qps"], row["batch_ms"] = {}, {}
         for batch in args.batches:
             measured = run.attempt(
                 f"{size}/{name}{params}/throughput_{batch}",
-                lambda: throughput(lambda q: index.search(q, K), pool, batch, device, args.min_seconds,
-                                   lambda q: index.search(q, K)), row)
+                lambda: throughput(
+                    lambda q: index.search(q, K), pool, batch, device, args.min_seconds, lambda q: index.search(q, K)
+                ),
+                row,
+            )
             if measured:
                 row["qps"][str(batch)] = measured["qps"]
                 row["batch_ms"][str(batch)] = measured["batch_ms"]
@@ -504,6 +579,7 @@ def faiss_size(run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarr
                 index = faiss.GpuIndexFlatIP(res, dim, config)
             index.add(host)
             return index, {"build_s": round(time.perf_counter() - start, 3)}
+
         if on_cpu and float16:
             continue
         built = run.attempt(f"{size}/{name}/build", build_flat)
@@ -524,8 +600,14 @@ def faiss_size(run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarr
         trained = time.perf_counter()
         index.add(host)
         done = time.perf_counter()
-        return index, {"build_s": round(done - start, 3), "train_s": round(trained - start, 3),
-                       "add_s": round(done - trained, 3), "nlist": nlist, "train_points": len(train)}
+        return index, {
+            "build_s": round(done - start, 3),
+            "train_s": round(trained - start, 3),
+            "add_s": round(done - trained, 3),
+            "nlist": nlist,
+            "train_points": len(train),
+        }
+
     built = run.attempt(f"{size}/faiss-ivf-flat/build", build_ivf)
     if built:
         index, build = built
@@ -547,27 +629,47 @@ def faiss_size(run: Run, faiss: Any, size: int, host: np.ndarray, pool: np.ndarr
 
 def machine(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "torch_version": torch.__version__, "torch_cuda_version": torch.version.cuda,
+        "torch_version": torch.__version__,
+        "torch_cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "numpy_version": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-        "cpu_cores_visible": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device),
+        "numpy_version": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_cores_visible": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
     }
     try:
         with open("/proc/cpuinfo") as handle:
-            info["cpu_model"] = next((line.split(":", 1)[1].strip() for line in handle
-                                      if line.startswith("model name")), "unknown")
+            info["cpu_model"] = next(
+                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "unknown"
+            )
     except OSError:
         pass
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update({"gpu_name": props.name, "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-                     "gpu_capability": f"{props.major}.{props.minor}", "gpu_sm_count": props.multi_processor_count,
-                     "fp16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
-                     "bf16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction})
+        info.update(
+            {
+                "gpu_name": props.name,
+                "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+                "gpu_capability": f"{props.major}.{props.minor}",
+                "gpu_sm_count": props.multi_processor_count,
+                "fp16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
+                "bf16_reduced_precision_reduction": torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+            }
+        )
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
-                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+            smi = subprocess.run(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+                    "--format=csv,noheader",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             info["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
         except Exception as exc:  # noqa: BLE001
             info["nvidia_smi"] = f"unavailable: {exc}"
@@ -586,9 +688,11 @@ def plot(rows: list[dict[str, Any]], path: Path, label: str, batches: list[int])
 
     methods = list(dict.fromkeys(key(r) for r in rows))
     panels = [(f"queries/s, batch {b:,}", lambda r, b=b: (r.get("qps") or {}).get(str(b)), True) for b in batches]
-    panels += [("one-query latency ms (p50 solid, p99 dashed)", None, True),
-               ("recall@10 vs torch fp32", lambda r: r.get("recall_at_10_vs_fp32"), False),
-               ("upload / build s", lambda r: r.get("upload_s", r.get("build_s")), True)]
+    panels += [
+        ("one-query latency ms (p50 solid, p99 dashed)", None, True),
+        ("recall@10 vs torch fp32", lambda r: r.get("recall_at_10_vs_fp32"), False),
+        ("upload / build s", lambda r: r.get("upload_s", r.get("build_s")), True),
+    ]
     cols = 3
     nrows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4.4 * nrows), squeeze=False)
@@ -612,7 +716,7 @@ def plot(rows: list[dict[str, Any]], path: Path, label: str, batches: list[int])
         ax.set_xlabel("vectors in the index")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     for ax in axes.flat:
@@ -638,21 +742,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 1024, 10_000])
     parser.add_argument("--recall-queries", type=int, default=1000)
     parser.add_argument("--latency-queries", type=int, default=200)
-    parser.add_argument("--min-seconds", type=float, default=0.5,
-                        help="each throughput measure runs at least this long (or a whole pool of queries)")
-    parser.add_argument("--score-budget-gb", type=float, default=4.0,
-                        help="most GiB of scores held at once (the database is searched in chunks)")
-    parser.add_argument("--max-resident-gb", type=float,
-                        help="treat a database larger than this as not fitting the device (tests streaming)")
-    parser.add_argument("--grow-with", choices=["torch", "numpy"], default="torch",
-                        help="torch: grow on the device (default); numpy: bench/embedding_growth.grow on the host")
-    parser.add_argument("--extra-recall-grow", choices=["neighbours", "none"], default="neighbours",
-                        help="also measure recall (only) on a catalog grown between neighbouring tunes")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.5,
+        help="each throughput measure runs at least this long (or a whole pool of queries)",
+    )
+    parser.add_argument(
+        "--score-budget-gb",
+        type=float,
+        default=4.0,
+        help="most GiB of scores held at once (the database is searched in chunks)",
+    )
+    parser.add_argument(
+        "--max-resident-gb",
+        type=float,
+        help="treat a database larger than this as not fitting the device (tests streaming)",
+    )
+    parser.add_argument(
+        "--grow-with",
+        choices=["torch", "numpy"],
+        default="torch",
+        help="torch: grow on the device (default); numpy: bench/embedding_growth.grow on the host",
+    )
+    parser.add_argument(
+        "--extra-recall-grow",
+        choices=["neighbours", "none"],
+        default="neighbours",
+        help="also measure recall (only) on a catalog grown between neighbouring tunes",
+    )
     parser.add_argument("--nlist", type=int, default=4096, help="faiss IVF lists (fewer for tiny sizes)")
     parser.add_argument("--train-per-list", type=int, default=64, help="faiss IVF training points per list")
     parser.add_argument("--faiss-on-cpu", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--time-budget-s", type=float, default=200,
-                        help="sections that would start after this many seconds are skipped (and listed)")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=200,
+        help="sections that would start after this many seconds are skipped (and listed)",
+    )
     parser.add_argument("--label", help="replaces the default label")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/index_gpu.json")
     parser.add_argument("--seed", type=int, default=0)
@@ -667,36 +794,51 @@ def main() -> None:
     mu, sigma = load_embeddings(args.embeddings)
     pool_size = max([args.recall_queries + args.latency_queries, *args.batches])
     # The recall queries come first and from their own generator, so they do not depend on --batches.
-    pool = np.concatenate([queries_like(mu, sigma, args.recall_queries, np.random.default_rng(args.seed)),
-                           queries_like(mu, sigma, pool_size - args.recall_queries,
-                                        np.random.default_rng(args.seed + 1))])
-    label = args.label or (f"exact search with torch matmul + topk on {device}: real embeddings "
-                           f"({mu.shape[0]:,} tunes x {mu.shape[1]} from {args.embeddings.name}) grown by "
-                           f"posterior sampling")
+    pool = np.concatenate(
+        [
+            queries_like(mu, sigma, args.recall_queries, np.random.default_rng(args.seed)),
+            queries_like(mu, sigma, pool_size - args.recall_queries, np.random.default_rng(args.seed + 1)),
+        ]
+    )
+    label = args.label or (
+        f"exact search with torch matmul + topk on {device}: real embeddings "
+        f"({mu.shape[0]:,} tunes x {mu.shape[1]} from {args.embeddings.name}) grown by "
+        f"posterior sampling"
+    )
     result: dict[str, Any] = {
         "label": label,
         "data": {
-            "source": str(args.embeddings), "n_tracks": mu.shape[0], "dim": mu.shape[1],
+            "source": str(args.embeddings),
+            "n_tracks": mu.shape[0],
+            "dim": mu.shape[1],
             "grown_by": "bench/embedding_growth.grow, done with torch on the device: each mean once, then "
-                        "mu + sigma * N(0, 1) around uniformly chosen means; rows L2-normalised (cosine)",
+            "mu + sigma * N(0, 1) around uniformly chosen means; rows L2-normalised (cosine)",
             "queries": f"{pool_size} held-out samples from queries_like (not in the index); recall uses the first "
-                       f"{args.recall_queries}, latency the next {args.latency_queries}, throughput cycles all",
+            f"{args.recall_queries}, latency the next {args.latency_queries}, throughput cycles all",
         },
         "machine": {},
         "settings": {
-            "k": K, "methods": {m: {"vectors_and_queries": s, "scores_ranked_in": c} for m, (s, c) in METHODS.items()
-                                if m in args.methods},
-            "batches": args.batches, "score_budget_gib": args.score_budget_gb, "min_seconds": args.min_seconds,
+            "k": K,
+            "methods": {
+                m: {"vectors_and_queries": s, "scores_ranked_in": c}
+                for m, (s, c) in METHODS.items()
+                if m in args.methods
+            },
+            "batches": args.batches,
+            "score_budget_gib": args.score_budget_gb,
+            "min_seconds": args.min_seconds,
             "upload_s": "host fp32 numpy -> device tensor, cast to the method's dtype, synchronised",
             "latency_ms": "one query at a time: host row -> device, search, ids -> host; synchronised before "
-                          "and after each; 5 warm-up queries first",
+            "and after each; 5 warm-up queries first",
             "qps": "back-to-back batches of queries already on the device, synchronised at the ends; after one "
-                   "warm-up batch over the first chunk of the database",
+            "warm-up batch over the first chunk of the database",
             "recall_at_10_vs_fp32": "share of torch-fp32's top 10 found, on the recall queries",
             "faiss": "host numpy queries in and ids out (faiss copies them), so its latency and qps include "
-                     "the transfers",
+            "the transfers",
         },
-        "results": [], "sizes": {}, "errors": [],
+        "results": [],
+        "sizes": {},
+        "errors": [],
     }
     run = Run(args, result)
     try:
@@ -734,16 +876,20 @@ def main() -> None:
             truth: dict[str, Any] = {}
             for method in args.methods:
                 row = torch_method(run, size, method, host, pool, truth, device, info)
-                print(f"  {method:22s} upload {row.get('upload_s', '-')} s  latency {row.get('latency_ms')}  "
-                      f"qps {row.get('qps')}  recall {row.get('recall_at_10_vs_fp32')}  ({run.elapsed():.0f} s)",
-                      flush=True)
+                print(
+                    f"  {method:22s} upload {row.get('upload_s', '-')} s  latency {row.get('latency_ms')}  "
+                    f"qps {row.get('qps')}  recall {row.get('recall_at_10_vs_fp32')}  ({run.elapsed():.0f} s)",
+                    flush=True,
+                )
                 run.write()
             if faiss is not None:
                 run.attempt(f"{size}/faiss", lambda: faiss_size(run, faiss, size, host, pool, truth, device))
             del host
             if near_t is not None:
-                run.attempt(f"{size}/recall_neighbours_growth",
-                            lambda: extra_recall(run, size, "neighbours", mu_t, near_t, near_np, mu, device, info))
+                run.attempt(
+                    f"{size}/recall_neighbours_growth",
+                    lambda: extra_recall(run, size, "neighbours", mu_t, near_t, near_np, mu, device, info),
+                )
             print(f"  sizes info: {json.dumps(info)}", flush=True)
             run.write()
             try:
@@ -751,8 +897,9 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001
                 run.error("plot", exc)
     run.write()
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {run.elapsed():.0f} s "
-          f"({len(result['errors'])} errors)")
+    print(
+        f"wrote {args.out} and {args.out.with_suffix('.png')} in {run.elapsed():.0f} s ({len(result['errors'])} errors)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,21 +47,45 @@ def fluidsynth_seconds(midi: bytes, soundfont: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "in.mid").write_bytes(midi)
         started = time.perf_counter()
-        subprocess.run(["fluidsynth", "-n", "-i", "-q", "-g", "0.5", "-r", "44100", "-O", "float", "-T", "raw",
-                        "-F", str(Path(folder) / "out.raw"), soundfont, str(Path(folder) / "in.mid")], check=True)
+        subprocess.run(
+            [
+                "fluidsynth",
+                "-n",
+                "-i",
+                "-q",
+                "-g",
+                "0.5",
+                "-r",
+                "44100",
+                "-O",
+                "float",
+                "-T",
+                "raw",
+                "-F",
+                str(Path(folder) / "out.raw"),
+                soundfont,
+                str(Path(folder) / "in.mid"),
+            ],
+            check=True,
+        )
         return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tunes", type=int, default=30)
-    parser.add_argument("--soundfont", default=os.environ.get("REFRAIN_SOUNDFONT", "/usr/share/sounds/sf2/default-GM.sf2"))
+    parser.add_argument(
+        "--soundfont", default=os.environ.get("REFRAIN_SOUNDFONT", "/usr/share/sounds/sf2/default-GM.sf2")
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     per = -(-args.tunes // 3)
-    tunes = [t.midi for c in ("essen", "oneills1850", "ryans_mammoth")
-             for t in itertools.islice((t for t in iter_abc_tunes(c) if hasattr(t, "midi")), 0, per * 10, 10)]
+    tunes = [
+        t.midi
+        for c in ("essen", "oneills1850", "ryans_mammoth")
+        for t in itertools.islice((t for t in iter_abc_tunes(c) if hasattr(t, "midi")), 0, per * 10, 10)
+    ]
     rows = []
     for midi in tunes[: args.tunes]:
         rendered = render_audio(midi, soundfont=args.soundfont)
@@ -70,12 +94,19 @@ def main() -> None:
         full, thumb = render_pianoroll(midi), render_pianoroll(midi, thumbnail=True)
         roll_seconds = time.perf_counter() - started
         samples, rate = decode(rendered.data)
-        rows.append({
-            "seconds": len(samples) / rate, "render_s": rendered.render_seconds, "fluidsynth_s": synth,
-            "ogg_bytes": len(rendered.data), "lufs": integrated_loudness(samples, rate),
-            "peak_dbfs": 20 * float(np.log10(np.abs(samples).max())), "png_bytes": len(full),
-            "thumb_bytes": len(thumb), "pianoroll_s": roll_seconds,
-        })
+        rows.append(
+            {
+                "seconds": len(samples) / rate,
+                "render_s": rendered.render_seconds,
+                "fluidsynth_s": synth,
+                "ogg_bytes": len(rendered.data),
+                "lufs": integrated_loudness(samples, rate),
+                "peak_dbfs": 20 * float(np.log10(np.abs(samples).max())),
+                "png_bytes": len(full),
+                "thumb_bytes": len(thumb),
+                "pianoroll_s": roll_seconds,
+            }
+        )
     minutes = sum(r["seconds"] for r in rows) / 60
     lufs = [r["lufs"] for r in rows]
     summary = {

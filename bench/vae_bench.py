@@ -90,9 +90,15 @@ def cuda_info() -> dict:
         ("multiprocessors", lambda: torch.cuda.get_device_properties(0).multi_processor_count),
         ("matmul_allow_tf32", lambda: torch.backends.cuda.matmul.allow_tf32),
         ("cudnn_allow_tf32", lambda: torch.backends.cudnn.allow_tf32),
-        ("driver", lambda: subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10).stdout.strip()),
+        (
+            "driver",
+            lambda: subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip(),
+        ),
     ):
         try:
             info[key] = get()
@@ -153,9 +159,15 @@ def bench_training(config_name: str, dev: torch.device, steps: int) -> dict:
         if i:  # the first step pays one-off allocation costs
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    return {"config": config_name, "batch": cfg.batch_size, "seq_len": cfg.seq_len, "steps_timed": steps,
-            "seconds_per_step_median": med, "windows_per_s": cfg.batch_size / med,
-            "note": "includes the scheduled-sampling pass"}
+    return {
+        "config": config_name,
+        "batch": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "steps_timed": steps,
+        "seconds_per_step_median": med,
+        "windows_per_s": cfg.batch_size / med,
+        "note": "includes the scheduled-sampling pass",
+    }
 
 
 @torch.no_grad()
@@ -224,8 +236,13 @@ def bench_fast_paths(model: MusicVAE, dev: torch.device, args, budget: Budget) -
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     fp32_graph_batches = {int(b) for b in args.graph_fp32_batches.split(",") if b.strip()}
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
-    result: dict = {"temperature": args.temperature, "repeats": args.repeats, "latency_calls": args.latency_calls,
-                    "throughput": {}, "latency_one_melody": {}}
+    result: dict = {
+        "temperature": args.temperature,
+        "repeats": args.repeats,
+        "latency_calls": args.latency_calls,
+        "throughput": {},
+        "latency_one_melody": {},
+    }
     if dev.type != "cuda":
         result["note"] = "no CUDA: graph_* paths run the same code eagerly (no capture)"
     for path in paths:
@@ -237,10 +254,14 @@ def bench_fast_paths(model: MusicVAE, dev: torch.device, args, budget: Budget) -
                 rows[str(b)] = {"skipped": f"graph_fp32 only at --graph-fp32-batches {sorted(fp32_graph_batches)}"}
                 continue
             cap = min(args.max_seconds, budget.left())
-            calls = args.repeats + 1 + (3 if path.startswith("graph") and dev.type == "cuda" else 0)  # + warm-up (+ capture)
+            calls = (
+                args.repeats + 1 + (3 if path.startswith("graph") and dev.type == "cuda" else 0)
+            )  # + warm-up (+ capture)
             if per_melody_est is not None and per_melody_est * b * calls > cap:
-                rows[str(b)] = {"skipped": f"estimated {per_melody_est * b * calls:.0f} s > limit {cap:.0f} s "
-                                           f"(--max-seconds {args.max_seconds:.0f}, time budget left {budget.left():.0f} s)"}
+                rows[str(b)] = {
+                    "skipped": f"estimated {per_melody_est * b * calls:.0f} s > limit {cap:.0f} s "
+                    f"(--max-seconds {args.max_seconds:.0f}, time budget left {budget.left():.0f} s)"
+                }
                 print(f"  {path:10s} batch {b:6d}: skipped ({rows[str(b)]['skipped']})", flush=True)
                 continue
             if budget.left() <= 0:
@@ -268,19 +289,31 @@ def bench_fast_paths(model: MusicVAE, dev: torch.device, args, budget: Budget) -
                     sync(dev)
                     times.append(time.perf_counter() - t0)
                 sec = statistics.median(times)
-                row = {"seconds_median": sec, "seconds_all": times, "melodies_per_s": b / sec,
-                       "build_seconds": build_s, "first_call_seconds": first_s, "repeats": reps,
-                       "tokens_shape": list(tokens.shape), **runner.describe()}
+                row = {
+                    "seconds_median": sec,
+                    "seconds_all": times,
+                    "melodies_per_s": b / sec,
+                    "build_seconds": build_s,
+                    "first_call_seconds": first_s,
+                    "repeats": reps,
+                    "tokens_shape": list(tokens.shape),
+                    **runner.describe(),
+                }
                 if dev.type == "cuda":
                     row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
                 rows[str(b)] = row
                 per_melody_est = sec / b
                 extra = f", capture {row['capture_seconds']:.2f} s" if row.get("capture_seconds") else ""
-                print(f"  {path:10s} batch {b:6d}: {b / sec:12.1f} melodies/s ({sec * 1000:.2f} ms/call{extra})", flush=True)
+                print(
+                    f"  {path:10s} batch {b:6d}: {b / sec:12.1f} melodies/s ({sec * 1000:.2f} ms/call{extra})",
+                    flush=True,
+                )
                 if b == 1 and args.latency_calls > 0:
                     try:
                         lat = latency(runner, model, dev, args.latency_calls, min(args.max_seconds, budget.left()))
-                        print(f"  {path:10s} latency: p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms", flush=True)
+                        print(
+                            f"  {path:10s} latency: p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms", flush=True
+                        )
                     except Exception as exc:
                         lat = error_record(exc)
                         print(f"  {path:10s} latency: ERROR {lat['error']}", flush=True)
@@ -309,8 +342,14 @@ def latency(runner: PathRunner, model: MusicVAE, dev: torch.device, calls: int, 
         if time.perf_counter() - start > cap:
             break
     ms = [t * 1000 for t in times]
-    return {"calls": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "mean_ms": statistics.mean(ms),
-            "min_ms": min(ms), "max_ms": max(ms)}
+    return {
+        "calls": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "mean_ms": statistics.mean(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+    }
 
 
 def targets(result: dict) -> dict:
@@ -319,9 +358,11 @@ def targets(result: dict) -> dict:
     lat = result["latency_one_melody"].get("graph_bf16", {})
     mps, p50 = row.get("melodies_per_s"), lat.get("p50_ms")
     return {
-        "graph_bf16_melodies_per_s_at_16384": mps, "target_melodies_per_s": TARGET_MELODIES_PER_S,
+        "graph_bf16_melodies_per_s_at_16384": mps,
+        "target_melodies_per_s": TARGET_MELODIES_PER_S,
         "throughput_met": None if mps is None else mps >= TARGET_MELODIES_PER_S,
-        "graph_bf16_latency_p50_ms": p50, "target_latency_ms": TARGET_LATENCY_MS,
+        "graph_bf16_latency_p50_ms": p50,
+        "target_latency_ms": TARGET_LATENCY_MS,
         "latency_met": None if p50 is None else p50 <= TARGET_LATENCY_MS,
     }
 
@@ -329,16 +370,23 @@ def targets(result: dict) -> dict:
 # ---- consistency checks --------------------------------------------------------------------------------
 def agreement(a: torch.Tensor, b: torch.Tensor) -> dict:
     a, b = a.cpu(), b.cpu()
-    return {"token_agreement": (a == b).float().mean().item(), "identical_melodies": (a == b).all(1).float().mean().item(),
-            "equal": bool(torch.equal(a, b))}
+    return {
+        "token_agreement": (a == b).float().mean().item(),
+        "identical_melodies": (a == b).all(1).float().mean().item(),
+        "equal": bool(torch.equal(a, b)),
+    }
 
 
 def token_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
     t = tokens.cpu().flatten()
     hist = torch.bincount(t, minlength=VOCAB_SIZE).double()
     hist /= hist.sum()
-    return hist, {"hold": hist[0].item(), "off": hist[1].item(), "note_on": hist[FIRST_NOTE:].sum().item(),
-                  "distinct_tokens": int((hist > 0).sum().item())}
+    return hist, {
+        "hold": hist[0].item(),
+        "off": hist[1].item(),
+        "note_on": hist[FIRST_NOTE:].sum().item(),
+        "distinct_tokens": int((hist > 0).sum().item()),
+    }
 
 
 @torch.no_grad()
@@ -361,7 +409,10 @@ def bench_checks(model: MusicVAE, dev: torch.device, args, budget: Budget) -> di
             checks[name] = error_record(exc)
         finally:
             free_memory(dev)
-        print(f"  {name}: {json.dumps({k: v for k, v in checks[name].items() if k != 'traceback_tail'})[:300]}", flush=True)
+        print(
+            f"  {name}: {json.dumps({k: v for k, v in checks[name].items() if k != 'traceback_tail'})[:300]}",
+            flush=True,
+        )
 
     def seeded(seed: int) -> torch.Generator:
         return torch.Generator(device=dev).manual_seed(seed)
@@ -374,6 +425,7 @@ def bench_checks(model: MusicVAE, dev: torch.device, args, budget: Budget) -> di
                 reference["greedy"] = model.generate(z, greedy=True)
             dec = GraphDecoder(model, n, dtype, greedy=True)
             return {**agreement(dec(z), reference["greedy"]), "decoder": dec.describe()}
+
         return run
 
     check("graph_fp32_greedy_vs_generate", greedy_vs_generate(torch.float32))
@@ -389,8 +441,9 @@ def bench_checks(model: MusicVAE, dev: torch.device, args, budget: Budget) -> di
     def graph_vs_eager_same_code():
         # Same kernels, same noise: a correct capture replays exactly what the eager run computes.
         graph = GraphDecoder(model, n, torch.bfloat16, temperature=args.temperature)
-        eager = GraphDecoder(model, n, torch.bfloat16, temperature=args.temperature, use_graph=False,
-                             conductor=graph.conductor)
+        eager = GraphDecoder(
+            model, n, torch.bfloat16, temperature=args.temperature, use_graph=False, conductor=graph.conductor
+        )
         return {**agreement(graph(z, seeded(5)), eager(z, seeded(5))), "graph_captured": graph.graph is not None}
 
     check("graph_bf16_vs_eager_same_code_sampled", graph_vs_eager_same_code)
@@ -434,14 +487,24 @@ def plot_generation(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fast = result.get("fast_decode") if isinstance(result.get("fast_decode"), dict) else {}
-    curves = {path_name: {int(b): row["melodies_per_s"] for b, row in rows.items()
-                          if isinstance(row, dict) and row.get("melodies_per_s")}
-              for path_name, rows in (fast.get("throughput") or {}).items()}
+    curves = {
+        path_name: {
+            int(b): row["melodies_per_s"]
+            for b, row in rows.items()
+            if isinstance(row, dict) and row.get("melodies_per_s")
+        }
+        for path_name, rows in (fast.get("throughput") or {}).items()
+    }
     plain = result.get("generation_16bar")
     if not curves and isinstance(plain, dict):
-        curves["MusicVAE.generate"] = {int(b): r["melodies_per_s"] for b, r in plain.items()
-                                       if isinstance(r, dict) and "melodies_per_s" in r}
-    latency = {k: v["p50_ms"] for k, v in (fast.get("latency_one_melody") or {}).items() if isinstance(v, dict) and "p50_ms" in v}
+        curves["MusicVAE.generate"] = {
+            int(b): r["melodies_per_s"] for b, r in plain.items() if isinstance(r, dict) and "melodies_per_s" in r
+        }
+    latency = {
+        k: v["p50_ms"]
+        for k, v in (fast.get("latency_one_melody") or {}).items()
+        if isinstance(v, dict) and "p50_ms" in v
+    }
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     for name, points in curves.items():
         if points:
@@ -468,27 +531,45 @@ def plot_generation(result: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="generation/checkpoints/mel_16bar.pt")
-    p.add_argument("--config", default=None,
-                   help="benchmark a randomly initialised model of this config (e.g. mel_16bar_large) instead of --checkpoint")
-    p.add_argument("--out", default=None,
-                   help="JSON path (default bench/results/vae_cpu.json on CPU, bench/results/vae_gpu_<model>.json on CUDA)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="benchmark a randomly initialised model of this config (e.g. mel_16bar_large) instead of --checkpoint",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="JSON path (default bench/results/vae_cpu.json on CPU, bench/results/vae_gpu_<model>.json on CUDA)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-steps", type=int, default=5, help="0 skips the training benchmark")
     p.add_argument("--batches", default="1,64,1024,16384")
     p.add_argument("--max-seconds", type=float, default=120.0, help="skip a (path, batch) estimated to take longer")
-    p.add_argument("--fast-paths", choices=("auto", "on", "off"), default="auto",
-                   help="compare the fast_decode paths (auto: on for CUDA, off for CPU)")
+    p.add_argument(
+        "--fast-paths",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="compare the fast_decode paths (auto: on for CUDA, off for CPU)",
+    )
     p.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
     p.add_argument("--graph-fp32-batches", default="1", help="batches at which graph_fp32 runs")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per (path, batch) after one warm-up call")
     p.add_argument("--latency-calls", type=int, default=50)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--check-batch", type=int, default=None, help="batch of the consistency checks (64 CUDA, 4 CPU)")
-    p.add_argument("--distribution-batch", type=int, default=None,
-                   help="melodies per histogram in the sampling check (1024 CUDA, 4 CPU)")
-    p.add_argument("--time-budget", type=float, default=None,
-                   help="seconds for the whole run; later sections are skipped once spent (default 150 on CUDA, none on CPU)")
+    p.add_argument(
+        "--distribution-batch",
+        type=int,
+        default=None,
+        help="melodies per histogram in the sampling check (1024 CUDA, 4 CPU)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds for the whole run; later sections are skipped once spent (default 150 on CUDA, none on CPU)",
+    )
     args = p.parse_args()
     bad = [x for x in args.paths.split(",") if x.strip() and x.strip() not in PATHS]
     if bad:
@@ -506,23 +587,35 @@ def main() -> None:
     started = time.perf_counter()
     torch.manual_seed(0)
 
-    result: dict = {"machine": machine(), "device": str(dev),
-                    "args": {k: (None if v == float("inf") else v) for k, v in vars(args).items()}}
+    result: dict = {
+        "machine": machine(),
+        "device": str(dev),
+        "args": {k: (None if v == float("inf") else v) for k, v in vars(args).items()},
+    }
     if dev.type == "cuda":
         result["cuda"] = cuda_info()
     if args.config:
         cfg = get_config(args.config)
         model = MusicVAE(cfg).to(dev).eval()
-        result["checkpoint"] = {"path": None, "config": cfg.name, "random_init": True,
-                                "params": sum(p.numel() for p in model.parameters())}
+        result["checkpoint"] = {
+            "path": None,
+            "config": cfg.name,
+            "random_init": True,
+            "params": sum(p.numel() for p in model.parameters()),
+        }
     else:
         model, _ = load_model(args.checkpoint, dev)
-        result["checkpoint"] = {"path": args.checkpoint, "config": model.cfg.name,
-                                "params": sum(p.numel() for p in model.parameters()),
-                                "bytes": Path(args.checkpoint).stat().st_size}
+        result["checkpoint"] = {
+            "path": args.checkpoint,
+            "config": model.cfg.name,
+            "params": sum(p.numel() for p in model.parameters()),
+            "bytes": Path(args.checkpoint).stat().st_size,
+        }
     result["model_config"] = model.cfg.to_dict()
-    out_path = Path(args.out or ("bench/results/vae_cpu.json" if dev.type == "cpu"
-                                 else f"bench/results/vae_gpu_{model.cfg.name}.json"))
+    out_path = Path(
+        args.out
+        or ("bench/results/vae_cpu.json" if dev.type == "cpu" else f"bench/results/vae_gpu_{model.cfg.name}.json")
+    )
 
     def save() -> None:
         result["elapsed_s"] = round(time.perf_counter() - started, 2)
@@ -556,8 +649,12 @@ def main() -> None:
     if "median" in result["latency_one_melody_s"]:
         print(f"  median {result['latency_one_melody_s']['median'] * 1000:.1f} ms", flush=True)
     print("generation throughput (MusicVAE.generate) ...", flush=True)
-    section("generation_16bar", lambda: bench_generation(
-        model, dev, [int(b) for b in args.batches.split(",")], min(args.max_seconds, max(budget.left(), 0))))
+    section(
+        "generation_16bar",
+        lambda: bench_generation(
+            model, dev, [int(b) for b in args.batches.split(",")], min(args.max_seconds, max(budget.left(), 0))
+        ),
+    )
     if args.train_steps > 0:
         print("training throughput ...", flush=True)
         section("training", lambda: [bench_training(name, dev, args.train_steps) for name in ("mel_2bar", "mel_16bar")])

@@ -66,22 +66,53 @@ class RatingInline(admin.TabularInline):
 
 @admin.register(Track)
 class TrackAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "title", "composer", "collection", "region", "key", "time_signature",
-                    "duration", "note_count", "is_generated", "ratings", "created_at"]
+    list_display = [
+        "thumbnail",
+        "title",
+        "composer",
+        "collection",
+        "region",
+        "key",
+        "time_signature",
+        "duration",
+        "note_count",
+        "is_generated",
+        "ratings",
+        "created_at",
+    ]
     list_filter = ["is_generated", "collection", "region", "time_signature"]
     search_fields = ["title", "composer", "source", "content_hash"]
     list_per_page = 50
     date_hierarchy = "created_at"
     list_display_links = ["title"]
-    readonly_fields = ["preview", "midi_file", "content_hash", "file_size", "source", "duration_seconds", "tempo_bpm",
-                       "note_count", "pitch_min", "pitch_max", "is_generated", "created_by",
-                       "created_at", "updated_at", "rating_summary"]
+    readonly_fields = [
+        "preview",
+        "midi_file",
+        "content_hash",
+        "file_size",
+        "source",
+        "duration_seconds",
+        "tempo_bpm",
+        "note_count",
+        "pitch_min",
+        "pitch_max",
+        "is_generated",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "rating_summary",
+    ]
     fields = ["title", "composer", "collection", "region", "key", "time_signature", *readonly_fields]
     inlines = [RatingInline]
     actions = ["delete_tracks", "render_media"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("media").annotate(_ratings=Count("ratings"), _avg=Avg("ratings__score"))
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("media")
+            .annotate(_ratings=Count("ratings"), _avg=Avg("ratings__score"))
+        )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -108,8 +139,9 @@ class TrackAdmin(admin.ModelAdmin):
                     self.message_user(request, exc.message, messages.ERROR)
             return
         if form.ingest_created is False:
-            self.message_user(request, "This MIDI file is already in the catalog: showing that track.",
-                              messages.WARNING)
+            self.message_user(
+                request, "This MIDI file is already in the catalog: showing that track.", messages.WARNING
+            )
 
     def delete_model(self, request, obj):
         services.track_delete(track=obj)
@@ -138,8 +170,9 @@ class TrackAdmin(admin.ModelAdmin):
     @admin.display(description="roll")
     def thumbnail(self, obj) -> str:
         url = reverse("api:track-pianoroll", kwargs={"track_id": obj.pk})
-        return format_html('<img src="{}?size=thumb" width="120" height="24" alt="" loading="lazy" '
-                           'style="border:1px solid #ddd">', url)
+        return format_html(
+            '<img src="{}?size=thumb" width="120" height="24" alt="" loading="lazy" style="border:1px solid #ddd">', url
+        )
 
     @admin.display(description="listen and look")
     def preview(self, obj) -> str:
@@ -150,15 +183,25 @@ class TrackAdmin(admin.ModelAdmin):
             audio = format_html(
                 '<audio controls preload="none" src="{}" style="width:100%;max-width:600px"></audio>'
                 '<div class="help">Ogg Vorbis, {} KiB, {} LUFS, rendered in {} s</div>',
-                audio_url, (media.audio_size or 0) // 1024, media.audio_loudness_lufs, media.render_seconds,
+                audio_url,
+                (media.audio_size or 0) // 1024,
+                media.audio_loudness_lufs,
+                media.render_seconds,
             )
         elif media is not None and media.audio_status == TrackMedia.AudioStatus.FAILED:
             audio = format_html('<p class="errornote">The audio could not be rendered: {}</p>', media.audio_error)
         else:
-            audio = format_html('<p>The audio is being rendered (<a href="{}">check</a>); reload this page in a '
-                                'few seconds, or use the action "Render audio and piano roll again".</p>', audio_url)
-        return format_html('{}<div><img src="{}" width="1200" height="400" alt="piano roll" '
-                           'style="max-width:100%;height:auto;border:1px solid #ddd"></div>', audio, roll_url)
+            audio = format_html(
+                '<p>The audio is being rendered (<a href="{}">check</a>); reload this page in a '
+                'few seconds, or use the action "Render audio and piano roll again".</p>',
+                audio_url,
+            )
+        return format_html(
+            '{}<div><img src="{}" width="1200" height="400" alt="piano roll" '
+            'style="max-width:100%;height:auto;border:1px solid #ddd"></div>',
+            audio,
+            roll_url,
+        )
 
     @admin.display(description="duration", ordering="duration_seconds")
     def duration(self, obj) -> str:

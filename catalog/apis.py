@@ -46,8 +46,9 @@ class RegisterApi(APIView):
     def post(self, request):
         data = _validated(RegisterSerializer, request.data)
         user, token = services.user_register(**data)
-        body = AccountSerializer({"id": user.pk, "username": user.username, "email": user.email,
-                                  "is_staff": user.is_staff, "token": token}).data
+        body = AccountSerializer(
+            {"id": user.pk, "username": user.username, "email": user.email, "is_staff": user.is_staff, "token": token}
+        ).data
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -72,8 +73,11 @@ class MeApi(APIView):
     @extend_schema(responses=AccountSerializer)
     def get(self, request):
         user = request.user
-        return Response(AccountSerializer({"id": user.pk, "username": user.username,
-                                           "email": user.email, "is_staff": user.is_staff}).data)
+        return Response(
+            AccountSerializer(
+                {"id": user.pk, "username": user.username, "email": user.email, "is_staff": user.is_staff}
+            ).data
+        )
 
 
 class TrackListApi(generics.ListAPIView):
@@ -84,22 +88,32 @@ class TrackListApi(generics.ListAPIView):
     parser_classes = [MultiPartParser, FormParser]
     filterset_class = TrackFilter
     search_fields = ["title", "composer", "collection", "region"]
-    ordering_fields = ["title", "created_at", "duration_seconds", "note_count", "tempo_bpm",
-                       "rating_count", "rating_average"]
+    ordering_fields = [
+        "title",
+        "created_at",
+        "duration_seconds",
+        "note_count",
+        "tempo_bpm",
+        "rating_count",
+        "rating_average",
+    ]
     filter_backends = [*generics.ListAPIView.filter_backends]
 
     def get_queryset(self):
         return selectors.track_list()
 
-    @extend_schema(request={"multipart/form-data": TrackUploadSerializer},
-                   responses={201: TrackSerializer, 200: TrackSerializer, **ERRORS})
+    @extend_schema(
+        request={"multipart/form-data": TrackUploadSerializer},
+        responses={201: TrackSerializer, 200: TrackSerializer, **ERRORS},
+    )
     def post(self, request):
         data = _validated(TrackUploadSerializer, request.data)
         upload = data.pop("file")
         services.midi_size_check(size=upload.size)  # before reading it into memory
         title = data.pop("title", "") or upload.name.rsplit(".", 1)[0]
-        result = services.track_ingest(midi_bytes=upload.read(), title=title, created_by=request.user,
-                                       source=f"upload:{upload.name}"[:300], **data)
+        result = services.track_ingest(
+            midi_bytes=upload.read(), title=title, created_by=request.user, source=f"upload:{upload.name}"[:300], **data
+        )
         track = selectors.track_get(track_id=result.track.pk)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(TrackSerializer(track, context={"request": request}).data, status=code)
@@ -133,8 +147,12 @@ class TrackMidiApi(APIView):
     @extend_schema(responses={(200, "audio/midi"): OpenApiTypes.BINARY, 404: None})
     def get(self, request, track_id: int):
         track = selectors.track_get(track_id=track_id)
-        return FileResponse(track.midi_file.open("rb"), content_type="audio/midi", as_attachment=True,
-                            filename=f"{_slug(track.title)}-{track.pk}.mid")
+        return FileResponse(
+            track.midi_file.open("rb"),
+            content_type="audio/midi",
+            as_attachment=True,
+            filename=f"{_slug(track.title)}-{track.pk}.mid",
+        )
 
 
 class TrackRatingApi(APIView):
@@ -190,8 +208,15 @@ class TrackAudioApi(APIView):
     content_negotiation_class = FileContentNegotiation
 
     @extend_schema(
-        parameters=[OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-                                     description="One byte range, e.g. `bytes=0-` or `bytes=1000-1999`.")],
+        parameters=[
+            OpenApiParameter(
+                "Range",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="One byte range, e.g. `bytes=0-` or `bytes=1000-1999`.",
+            )
+        ],
         responses={
             (200, "audio/ogg"): OpenApiTypes.BINARY,
             (206, "audio/ogg"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
@@ -205,15 +230,25 @@ class TrackAudioApi(APIView):
         track = selectors.track_get(track_id=track_id)
         media = services.track_audio_request(track=track)
         if media.audio_is_current:
-            return ranged_file_response(request, media.audio_file, content_type=AUDIO_CONTENT_TYPE,
-                                        etag=f"{media.audio_source_hash[:32]}-audio",
-                                        filename=f"{_slug(track.title)}-{track.pk}.ogg")
+            return ranged_file_response(
+                request,
+                media.audio_file,
+                content_type=AUDIO_CONTENT_TYPE,
+                etag=f"{media.audio_source_hash[:32]}-audio",
+                filename=f"{_slug(track.title)}-{track.pk}.ogg",
+            )
         if media.audio_status == media.AudioStatus.FAILED:
-            raise ServiceUnavailableError(f"The audio of this track could not be rendered: {media.audio_error}",
-                                          code="audio_render_failed")
+            raise ServiceUnavailableError(
+                f"The audio of this track could not be rendered: {media.audio_error}", code="audio_render_failed"
+            )
         retry_after = settings.REFRAIN_AUDIO_RETRY_AFTER
-        body = AudioPendingSerializer({"status": media.audio_status, "retry_after": retry_after,
-                                       "message": f"The audio is being rendered; try again in {retry_after} s."})
+        body = AudioPendingSerializer(
+            {
+                "status": media.audio_status,
+                "retry_after": retry_after,
+                "message": f"The audio is being rendered; try again in {retry_after} s.",
+            }
+        )
         return Response(body.data, status=status.HTTP_202_ACCEPTED, headers={"Retry-After": str(retry_after)})
 
 
@@ -234,5 +269,4 @@ class TrackPianorollApi(APIView):
         if size not in ("full", "thumb"):
             raise ApplicationError("size must be 'full' or 'thumb'.", fields={"size": ["full or thumb"]})
         image = services.track_pianoroll_ensure(track=track, thumbnail=size == "thumb")
-        return ranged_file_response(request, image, content_type="image/png",
-                                    etag=f"{track.content_hash[:32]}-{size}")
+        return ranged_file_response(request, image, content_type="image/png", etag=f"{track.content_hash[:32]}-{size}")

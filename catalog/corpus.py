@@ -220,9 +220,7 @@ def read_chorale(path: Path) -> CorpusTune | CorpusFailure:
         seconds_per_quarter = 60.0 / CHORALE_TEMPO
         pm = pretty_midi.PrettyMIDI(initial_tempo=CHORALE_TEMPO)
         if ts is not None:
-            pm.time_signature_changes.append(
-                pretty_midi.TimeSignature(ts.numerator, ts.denominator, 0.0)
-            )
+            pm.time_signature_changes.append(pretty_midi.TimeSignature(ts.numerator, ts.denominator, 0.0))
         for part in score.parts:
             instrument = pretty_midi.Instrument(program=0, name=part.partName or "")
             for note in part.flatten().stripTies().notes:
@@ -231,9 +229,7 @@ def read_chorale(path: Path) -> CorpusTune | CorpusFailure:
                 if end <= start:
                     continue  # grace notes carry no duration
                 for pitch in note.pitches:
-                    instrument.notes.append(
-                        pretty_midi.Note(velocity=80, pitch=pitch.midi, start=start, end=end)
-                    )
+                    instrument.notes.append(pretty_midi.Note(velocity=80, pitch=pitch.midi, start=start, end=end))
             pm.instruments.append(instrument)
         buffer = io.BytesIO()
         pm.write(buffer)

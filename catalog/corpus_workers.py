@@ -30,8 +30,15 @@ def ingest_job(args) -> tuple[str, str, str]:
         return "skipped", "", item.reason.split(":")[0]
     try:
         result = services.track_ingest(
-            midi_bytes=item.midi, title=item.title, composer=item.composer, collection=item.collection,
-            region=item.region, source=item.source, key_hint=item.key, meter_hint=item.meter, process=process,
+            midi_bytes=item.midi,
+            title=item.title,
+            composer=item.composer,
+            collection=item.collection,
+            region=item.region,
+            source=item.source,
+            key_hint=item.key,
+            meter_hint=item.meter,
+            process=process,
         )
     except ApplicationError as exc:
         return "skipped", item.collection, exc.code

@@ -20,11 +20,26 @@ NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 _MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _MODES = {
-    "": "major", "maj": "major", "major": "major", "ion": "major", "ionian": "major",
-    "m": "minor", "min": "minor", "minor": "minor", "aeo": "minor", "aeolian": "minor",
-    "mix": "mixolydian", "mixolydian": "mixolydian", "dor": "dorian", "dorian": "dorian",
-    "phr": "phrygian", "phrygian": "phrygian", "lyd": "lydian", "lydian": "lydian",
-    "loc": "locrian", "locrian": "locrian",
+    "": "major",
+    "maj": "major",
+    "major": "major",
+    "ion": "major",
+    "ionian": "major",
+    "m": "minor",
+    "min": "minor",
+    "minor": "minor",
+    "aeo": "minor",
+    "aeolian": "minor",
+    "mix": "mixolydian",
+    "mixolydian": "mixolydian",
+    "dor": "dorian",
+    "dorian": "dorian",
+    "phr": "phrygian",
+    "phrygian": "phrygian",
+    "lyd": "lydian",
+    "lydian": "lydian",
+    "loc": "locrian",
+    "locrian": "locrian",
 }
 _KEY_HINT = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)")
 _METER = re.compile(r"^\s*(\d{1,2})/(\d{1,2})\s*$")
@@ -50,7 +65,9 @@ def load_midi(data: bytes) -> pretty_midi.PrettyMIDI:
     if not data:
         raise InvalidMidi("The file is empty.", code="empty_file")
     if data[:4] != b"MThd":
-        raise InvalidMidi("This is not a Standard MIDI File (it does not start with the 'MThd' header).", code="not_midi")
+        raise InvalidMidi(
+            "This is not a Standard MIDI File (it does not start with the 'MThd' header).", code="not_midi"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pretty_midi warns about odd but legal files
@@ -68,9 +85,7 @@ def analyze_midi(data: bytes, *, max_seconds: float, max_notes: int) -> MidiInfo
     if not notes:
         raise InvalidMidi("The MIDI file holds no pitched notes.", code="no_notes")
     if len(notes) > max_notes:
-        raise InvalidMidi(
-            f"The MIDI file holds {len(notes)} notes; the limit is {max_notes}.", code="too_many_notes"
-        )
+        raise InvalidMidi(f"The MIDI file holds {len(notes)} notes; the limit is {max_notes}.", code="too_many_notes")
     duration = float(max(note.end for note in notes))
     if not np.isfinite(duration) or duration <= 0:
         raise InvalidMidi("The MIDI file's notes have no duration.", code="no_duration")

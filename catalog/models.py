@@ -129,5 +129,8 @@ class TrackMedia(models.Model):
 
     @property
     def audio_is_current(self) -> bool:
-        return (self.audio_status == self.AudioStatus.READY and bool(self.audio_file)
-                and self.audio_source_hash == self.track.content_hash)
+        return (
+            self.audio_status == self.AudioStatus.READY
+            and bool(self.audio_file)
+            and self.audio_source_hash == self.track.content_hash
+        )

@@ -10,9 +10,9 @@ from config.errors import NotFoundError
 
 def track_list() -> QuerySet[Track]:
     # Aggregates drop Meta.ordering (GROUP BY): order explicitly so pages are stable.
-    return Track.objects.annotate(
-        rating_count=Count("ratings"), rating_average=Avg("ratings__score")
-    ).order_by("-created_at", "-id")
+    return Track.objects.annotate(rating_count=Count("ratings"), rating_average=Avg("ratings__score")).order_by(
+        "-created_at", "-id"
+    )
 
 
 def track_get(*, track_id: int) -> Track:

@@ -18,10 +18,29 @@ class TrackSerializer(serializers.ModelSerializer):
     class Meta:
         model = Track
         fields = [
-            "id", "title", "composer", "collection", "region", "source", "is_generated",
-            "duration_seconds", "tempo_bpm", "key", "time_signature", "note_count",
-            "pitch_min", "pitch_max", "file_size", "content_hash", "rating_count",
-            "rating_average", "midi_url", "audio_url", "pianoroll_url", "created_at", "updated_at",
+            "id",
+            "title",
+            "composer",
+            "collection",
+            "region",
+            "source",
+            "is_generated",
+            "duration_seconds",
+            "tempo_bpm",
+            "key",
+            "time_signature",
+            "note_count",
+            "pitch_min",
+            "pitch_max",
+            "file_size",
+            "content_hash",
+            "rating_count",
+            "rating_average",
+            "midi_url",
+            "audio_url",
+            "pianoroll_url",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -42,7 +61,9 @@ class TrackSerializer(serializers.ModelSerializer):
 
 class AudioPendingSerializer(serializers.Serializer):
     status = serializers.CharField(help_text='"pending" while the audio is rendered.')
-    retry_after = serializers.IntegerField(help_text="Seconds to wait before asking again (also the Retry-After header).")
+    retry_after = serializers.IntegerField(
+        help_text="Seconds to wait before asking again (also the Retry-After header)."
+    )
     message = serializers.CharField()
 
 

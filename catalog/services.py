@@ -36,8 +36,9 @@ def midi_size_check(*, size: int) -> None:
     """Refuse a file over the configured size (the API calls this before reading an upload)."""
     limit = settings.REFRAIN_MIDI_MAX_BYTES
     if size > limit:
-        raise InvalidMidi(f"The file is {size / 1024:.0f} KiB; the limit is {limit / 1024:.0f} KiB.",
-                          code="file_too_large")
+        raise InvalidMidi(
+            f"The file is {size / 1024:.0f} KiB; the limit is {limit / 1024:.0f} KiB.", code="file_too_large"
+        )
 
 
 def track_ingest(
@@ -129,8 +130,17 @@ def track_refresh_metadata(*, track: Track) -> Track:
     for field in ("duration_seconds", "tempo_bpm", "note_count", "pitch_min", "pitch_max"):
         setattr(track, field, getattr(info, field))
     track.file_size = len(data)
-    track.save(update_fields=["duration_seconds", "tempo_bpm", "note_count", "pitch_min", "pitch_max",
-                              "file_size", "updated_at"])
+    track.save(
+        update_fields=[
+            "duration_seconds",
+            "tempo_bpm",
+            "note_count",
+            "pitch_min",
+            "pitch_max",
+            "file_size",
+            "updated_at",
+        ]
+    )
     return track
 
 
@@ -141,12 +151,16 @@ def track_update(*, track: Track, **fields) -> Track:
     if "key" in fields and fields["key"]:
         key = normalize_key(fields["key"])
         if not key:
-            raise ApplicationError("Key must look like 'D major', 'A minor' or 'G mixolydian'.", fields={"key": ["invalid key"]})
+            raise ApplicationError(
+                "Key must look like 'D major', 'A minor' or 'G mixolydian'.", fields={"key": ["invalid key"]}
+            )
         fields["key"] = key
     if "time_signature" in fields:
         meter = normalize_meter(fields["time_signature"])
         if not meter:
-            raise ApplicationError("Time signature must look like '3/4' or '6/8'.", fields={"time_signature": ["invalid"]})
+            raise ApplicationError(
+                "Time signature must look like '3/4' or '6/8'.", fields={"time_signature": ["invalid"]}
+            )
         fields["time_signature"] = meter
     if "title" in fields and not str(fields["title"]).strip():
         raise ApplicationError("The title cannot be empty.", fields={"title": ["required"]})
@@ -160,7 +174,9 @@ def track_delete(*, track: Track) -> None:
     """Delete the row, then its files (MIDI, rendered audio, piano rolls) once the deletion is committed."""
     midi_file = track.midi_file
     media = TrackMedia.objects.filter(track=track).first()
-    media_files = [f for f in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file) if f] if media else []
+    media_files = (
+        [f for f in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file) if f] if media else []
+    )
     track_id = track.pk
     with transaction.atomic():
         track.delete()
@@ -219,8 +235,11 @@ def _enqueue_render(track_id: int, force: bool) -> None:
     try:
         track_render_audio.delay(track_id, force=force)
     except Exception:  # noqa: BLE001 - a broker outage must not fail the upload that is already stored
-        logger.exception("Could not enqueue the audio render of track %s; the audio endpoint will retry "
-                         "after REFRAIN_AUDIO_PENDING_TIMEOUT.", track_id)
+        logger.exception(
+            "Could not enqueue the audio render of track %s; the audio endpoint will retry "
+            "after REFRAIN_AUDIO_PENDING_TIMEOUT.",
+            track_id,
+        )
 
 
 def track_audio_request(*, track: Track) -> TrackMedia:
@@ -234,8 +253,10 @@ def track_audio_request(*, track: Track) -> TrackMedia:
         same_file = media.audio_source_hash == track.content_hash
         if media.audio_status == TrackMedia.AudioStatus.FAILED and same_file:
             return media  # the same bytes would fail again; staff can re-render from the admin
-        if media.audio_status == TrackMedia.AudioStatus.PENDING and media.audio_requested_at and (
-            (timezone.now() - media.audio_requested_at).total_seconds() < settings.REFRAIN_AUDIO_PENDING_TIMEOUT
+        if (
+            media.audio_status == TrackMedia.AudioStatus.PENDING
+            and media.audio_requested_at
+            and ((timezone.now() - media.audio_requested_at).total_seconds() < settings.REFRAIN_AUDIO_PENDING_TIMEOUT)
         ):
             return media
     return track_media_schedule(track=track)
@@ -267,8 +288,12 @@ def track_media_render(*, track: Track, force: bool = False) -> TrackMedia:
         )
     except rendering.AudioRenderError as exc:
         logger.warning("Audio render of track %s failed: %s", track.pk, exc)
-        _update_media(media, audio_status=TrackMedia.AudioStatus.FAILED, audio_error=str(exc)[:2000],
-                      audio_source_hash=source_hash)
+        _update_media(
+            media,
+            audio_status=TrackMedia.AudioStatus.FAILED,
+            audio_error=str(exc)[:2000],
+            audio_source_hash=source_hash,
+        )
         if isinstance(exc, (rendering.SoundFontMissing, rendering.RendererMissing)):
             raise
         return media
@@ -289,9 +314,14 @@ def track_media_render(*, track: Track, force: bool = False) -> TrackMedia:
     )
     if old_name and old_name != name:
         media.audio_file.storage.delete(old_name)
-    logger.info("Rendered track %s: %.1f s of audio in %.2f s, %d KiB, %.1f LUFS", track.pk,
-                rendered.duration_seconds, rendered.render_seconds, len(rendered.data) // 1024,
-                rendered.loudness_lufs)
+    logger.info(
+        "Rendered track %s: %.1f s of audio in %.2f s, %d KiB, %.1f LUFS",
+        track.pk,
+        rendered.duration_seconds,
+        rendered.render_seconds,
+        len(rendered.data) // 1024,
+        rendered.loudness_lufs,
+    )
     return media
 
 
@@ -315,12 +345,17 @@ def _pianorolls_current(media: TrackMedia) -> bool:
 def _store_pianorolls(media: TrackMedia, midi_bytes: bytes) -> None:
     old = {f.name for f in (media.pianoroll_file, media.pianoroll_thumb_file) if f}
     media.pianoroll_source_hash = media.track.content_hash
-    full = _store_file(media.pianoroll_file, rendering.render_pianoroll(midi_bytes, title=media.track.title),
-                       filename="pianoroll.png")
-    thumb = _store_file(media.pianoroll_thumb_file, rendering.render_pianoroll(midi_bytes, thumbnail=True),
-                        filename="pianoroll-thumb.png")
-    _update_media(media, pianoroll_file=full, pianoroll_thumb_file=thumb,
-                  pianoroll_source_hash=media.pianoroll_source_hash)
+    full = _store_file(
+        media.pianoroll_file, rendering.render_pianoroll(midi_bytes, title=media.track.title), filename="pianoroll.png"
+    )
+    thumb = _store_file(
+        media.pianoroll_thumb_file,
+        rendering.render_pianoroll(midi_bytes, thumbnail=True),
+        filename="pianoroll-thumb.png",
+    )
+    _update_media(
+        media, pianoroll_file=full, pianoroll_thumb_file=thumb, pianoroll_source_hash=media.pianoroll_source_hash
+    )
     for name in old - {full, thumb}:
         media.pianoroll_file.storage.delete(name)
 

@@ -10,6 +10,7 @@ app = Celery("refrain")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
 # Options of every task that must survive a dead worker: acknowledged only when done, given back
 # when the worker dies, retried only for transient database errors (the tasks are idempotent).
 # Celery's settings already make acks_late and reject_on_worker_lost the default; saying it on the

@@ -42,8 +42,9 @@ def parse_byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
     return start, size - 1 if last == "" else min(int(last), size - 1)
 
 
-def ranged_file_response(request, field_file, *, content_type: str, etag: str, filename: str = "",
-                         max_age: int = 3600) -> HttpResponse:
+def ranged_file_response(
+    request, field_file, *, content_type: str, etag: str, filename: str = "", max_age: int = 3600
+) -> HttpResponse:
     """200 with the whole file, 206 with one range, 304 when the client's copy is current, or 416."""
     quoted = f'"{etag}"'
     headers = {"Accept-Ranges": "bytes", "ETag": quoted, "Cache-Control": f"public, max-age={max_age}"}

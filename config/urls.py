@@ -5,7 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
 
-api_v1 = ([path("", include("catalog.urls")), path("", include("generation.urls")), path("", include("recommend.urls"))], "api")
+api_v1 = (
+    [path("", include("catalog.urls")), path("", include("generation.urls")), path("", include("recommend.urls"))],
+    "api",
+)
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

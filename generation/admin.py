@@ -42,8 +42,18 @@ class GeneratedTrackInline(admin.TabularInline):
 class GenerationJobAdmin(admin.ModelAdmin):
     """Watch jobs: who asked for what, how they ran, what came out."""
 
-    list_display = ["id", "kind", "owner", "status", "progress", "batch_jobs", "attempts", "model_version",
-                    "created_at", "finished_at"]
+    list_display = [
+        "id",
+        "kind",
+        "owner",
+        "status",
+        "progress",
+        "batch_jobs",
+        "attempts",
+        "model_version",
+        "created_at",
+        "finished_at",
+    ]
     list_filter = ["status", "kind", "model_version"]
     search_fields = ["owner__username", "error"]
     list_select_related = ["owner", "model_version"]

@@ -29,18 +29,20 @@ class GenerationListApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.generation_job_list(user=self.request.user)
 
-    @extend_schema(request=GenerationRequestSerializer,
-                   responses={202: GenerationJobSerializer, 400: OpenApiResponse(description="bad parameters")})
+    @extend_schema(
+        request=GenerationRequestSerializer,
+        responses={202: GenerationJobSerializer, 400: OpenApiResponse(description="bad parameters")},
+    )
     def post(self, request):
         serializer = GenerationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         params = dict(serializer.validated_data)
         kind = params.pop("kind")
         job = services.generation_job_create(owner=request.user, kind=kind, params=params)
-        body = GenerationJobSerializer(selectors.generation_job_get(user=request.user, job_id=job.pk),
-                                       context={"request": request}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": f"/api/v1/generations/{job.pk}/"})
+        body = GenerationJobSerializer(
+            selectors.generation_job_get(user=request.user, job_id=job.pk), context={"request": request}
+        ).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/generations/{job.pk}/"})
 
 
 class GenerationDetailApi(APIView):

@@ -12,22 +12,43 @@ class GenerationRequestSerializer(serializers.Serializer):
     """One request shape for every kind; which fields a kind needs is in each field's help."""
 
     kind = serializers.ChoiceField(choices=GenerationJob.Kind.choices)
-    count = serializers.IntegerField(min_value=1, max_value=settings.GENERATION_MAX_COUNT, default=1,
-                                     help_text="Melodies to make (for interpolate: the points between the two tracks).")
-    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, default=0.5,
-                                         help_text="0: most likely notes; higher: more adventurous.")
-    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False,
-                                    help_text="Same seed, same latent targets.")
+    count = serializers.IntegerField(
+        min_value=1,
+        max_value=settings.GENERATION_MAX_COUNT,
+        default=1,
+        help_text="Melodies to make (for interpolate: the points between the two tracks).",
+    )
+    temperature = serializers.FloatField(
+        min_value=0.0, max_value=2.0, default=0.5, help_text="0: most likely notes; higher: more adventurous."
+    )
+    seed = serializers.IntegerField(
+        min_value=0, max_value=2**31 - 1, required=False, help_text="Same seed, same latent targets."
+    )
     track_id = serializers.IntegerField(required=False, help_text="similar, steer: the track to start from.")
-    track_ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=2,
-                                      help_text="interpolate: the two tracks to travel between.")
-    spread = serializers.FloatField(required=False, min_value=0.01, max_value=2.0,
-                                    help_text="similar: how far from the track (latent standard deviation).")
-    attribute = serializers.ChoiceField(choices=STEER_ATTRIBUTES, required=False,
-                                        help_text="steer: note_density (denser), register (higher), "
-                                                  "major_minor (negative amount: more minor), syncopation.")
-    amount = serializers.FloatField(required=False, min_value=-4.0, max_value=4.0,
-                                    help_text="steer: how far along the attribute (negative: less of it).")
+    track_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        max_length=2,
+        help_text="interpolate: the two tracks to travel between.",
+    )
+    spread = serializers.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=2.0,
+        help_text="similar: how far from the track (latent standard deviation).",
+    )
+    attribute = serializers.ChoiceField(
+        choices=STEER_ATTRIBUTES,
+        required=False,
+        help_text="steer: note_density (denser), register (higher), "
+        "major_minor (negative amount: more minor), syncopation.",
+    )
+    amount = serializers.FloatField(
+        required=False,
+        min_value=-4.0,
+        max_value=4.0,
+        help_text="steer: how far along the attribute (negative: less of it).",
+    )
 
 
 class GenerationJobSerializer(serializers.ModelSerializer):
@@ -36,6 +57,20 @@ class GenerationJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = GenerationJob
-        fields = ["id", "kind", "params", "status", "progress", "error", "model_version", "tracks",
-                  "batch_jobs", "attempts", "timings", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "kind",
+            "params",
+            "status",
+            "progress",
+            "error",
+            "model_version",
+            "tracks",
+            "batch_jobs",
+            "attempts",
+            "timings",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = fields

@@ -106,8 +106,11 @@ def model_version_register_default() -> ModelVersion:
         metrics = {"test": report.get("reconstruction", {}), "samples": report.get("samples", {}).get("vae_prior", {})}
     config, file_metrics = _checkpoint_summary(_resolve(DEFAULT_CHECKPOINT))
     return model_version_register(
-        name="mel_16bar (demo)", checkpoint_path=DEFAULT_CHECKPOINT, config=config,
-        metrics={**file_metrics, **metrics}, activate=True,
+        name="mel_16bar (demo)",
+        checkpoint_path=DEFAULT_CHECKPOINT,
+        config=config,
+        metrics={**file_metrics, **metrics},
+        activate=True,
     )
 
 
@@ -145,16 +148,19 @@ def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     from generation.models import GenerationJob
 
     if kind not in GenerationJob.Kind.values:
-        raise ApplicationError(f"Unknown kind {kind!r}: choose one of {', '.join(GenerationJob.Kind.values)}.",
-                               fields={"kind": ["unknown"]})
+        raise ApplicationError(
+            f"Unknown kind {kind!r}: choose one of {', '.join(GenerationJob.Kind.values)}.",
+            fields={"kind": ["unknown"]},
+        )
     limit = settings.GENERATION_MAX_COUNT
     count = _number(params, "count", 1, int)
     if not 1 <= count <= limit:
         raise ApplicationError(f"count must be between 1 and {limit}.", fields={"count": [f"1..{limit}"]})
     temperature = _number(params, "temperature", 0.5, float)
     if not 0.0 <= temperature <= 2.0:
-        raise ApplicationError("temperature must be between 0 (most likely notes) and 2 (wild).",
-                               fields={"temperature": ["0..2"]})
+        raise ApplicationError(
+            "temperature must be between 0 (most likely notes) and 2 (wild).", fields={"temperature": ["0..2"]}
+        )
     seed = _number(params, "seed", None, int)
     seed = seed if seed is not None else secrets.randbelow(2**31)
     clean: dict[str, Any] = {"count": count, "temperature": temperature, "seed": seed}
@@ -181,12 +187,14 @@ def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if kind == "steer":
         attribute = params.get("attribute")
         if attribute not in STEER_ATTRIBUTES:
-            raise ApplicationError(f"attribute must be one of {', '.join(STEER_ATTRIBUTES)}.",
-                                   fields={"attribute": ["unknown"]})
+            raise ApplicationError(
+                f"attribute must be one of {', '.join(STEER_ATTRIBUTES)}.", fields={"attribute": ["unknown"]}
+            )
         amount = _number(params, "amount", 1.0, float)
         if not -4.0 <= amount <= 4.0 or amount == 0:
-            raise ApplicationError("amount must be between -4 and 4 and not 0 (negative: less of it).",
-                                   fields={"amount": ["-4..4"]})
+            raise ApplicationError(
+                "amount must be between -4 and 4 and not 0 (negative: less of it).", fields={"amount": ["-4..4"]}
+            )
         clean.update(attribute=attribute, amount=amount)
     return clean
 
@@ -247,8 +255,13 @@ def _claim_batch(job_id: int) -> list:
         batch = [first, *others]
         batch_id = uuid.uuid4()
         GenerationJob.objects.filter(pk__in=[j.pk for j in batch]).update(
-            status=GenerationJob.Status.RUNNING, progress=10, started_at=now, batch_id=batch_id,
-            batch_jobs=len(batch), attempts=F("attempts") + 1, error="",
+            status=GenerationJob.Status.RUNNING,
+            progress=10,
+            started_at=now,
+            batch_id=batch_id,
+            batch_jobs=len(batch),
+            attempts=F("attempts") + 1,
+            error="",
             lease_expires_at=now + timedelta(seconds=settings.GENERATION_LEASE_SECONDS),
         )
     claimed = list(GenerationJob.objects.filter(pk__in=[j.pk for j in batch]).select_related("model_version", "owner"))
@@ -294,8 +307,9 @@ def _run_jobs(jobs: list, stats) -> None:
             _job_fail(runnable[0], "The GPU ran out of memory for this job; ask for fewer melodies.")
         return
     decode_ms = (time.perf_counter() - started) * 1000
-    logger.info("decoded %d jobs (%d melodies) in one pass: %.0f ms", len(runnable),
-                sum(len(r) for r in results), decode_ms)
+    logger.info(
+        "decoded %d jobs (%d melodies) in one pass: %.0f ms", len(runnable), sum(len(r) for r in results), decode_ms
+    )
     for job, request, tokens in zip(runnable, requests, results):
         _job_store(job, vae, tokens, request, decode_ms)
 
@@ -313,9 +327,14 @@ def _latent_request(vae, job):
     order = {pk: i for i, pk in enumerate(params.get("track_ids", []))}
     anchors.sort(key=lambda item: order[item[0]])
     return LatentRequest(
-        kind=job.kind, count=params["count"], temperature=params["temperature"], seed=params["seed"],
-        anchors=tuple(a for _, a in anchors), spread=params.get("spread", 0.3),
-        attribute=params.get("attribute", ""), amount=params.get("amount", 0.0),
+        kind=job.kind,
+        count=params["count"],
+        temperature=params["temperature"],
+        seed=params["seed"],
+        anchors=tuple(a for _, a in anchors),
+        spread=params.get("spread", 0.3),
+        attribute=params.get("attribute", ""),
+        amount=params.get("amount", 0.0),
     )
 
 
@@ -334,8 +353,11 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
     written: list = []
     try:
         with transaction.atomic():
-            locked = GenerationJob.objects.select_for_update().filter(
-                pk=job.pk, status=GenerationJob.Status.RUNNING, batch_id=job.batch_id).first()
+            locked = (
+                GenerationJob.objects.select_for_update()
+                .filter(pk=job.pk, status=GenerationJob.Status.RUNNING, batch_id=job.batch_id)
+                .first()
+            )
             if locked is None:
                 return  # finished or re-claimed elsewhere meanwhile: never write a second set
             parents = list(Track.objects.filter(pk__in=job.params.get("track_ids", [])))
@@ -345,8 +367,11 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
                     result = track_ingest(
                         midi_bytes=vae.to_midi_bytes(melody),
                         title=f"{job.get_kind_display().capitalize()} #{job.pk}.{position + 1}",
-                        composer=f"Refrain model {job.model_version.name}", collection="generated",
-                        source=f"generation:job/{job.pk}#{position}", is_generated=True, created_by=job.owner,
+                        composer=f"Refrain model {job.model_version.name}",
+                        collection="generated",
+                        source=f"generation:job/{job.pk}#{position}",
+                        is_generated=True,
+                        created_by=job.owner,
                     )
                 except InvalidMidi:
                     silent += 1  # the decoder produced no notes: nothing worth keeping
@@ -355,15 +380,19 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
                 if result.created:
                     written.append(result.track)
                     generated = GeneratedTrack.objects.create(
-                        track=result.track, job=locked, model_version=job.model_version,
-                        latent=[round(float(v), 6) for v in z], position=position)
+                        track=result.track,
+                        job=locked,
+                        model_version=job.model_version,
+                        latent=[round(float(v), 6) for v in z],
+                        position=position,
+                    )
                     generated.parents.set(parents)
             locked.finished_at = timezone.now()
             locked.progress = 100
             locked.lease_expires_at = None
             made = len(tokens) - silent
             locked.status = GenerationJob.Status.DONE if made else GenerationJob.Status.FAILED
-            locked.error = (f"{silent} of {len(tokens)} melodies came out silent and were dropped." if silent else "")
+            locked.error = f"{silent} of {len(tokens)} melodies came out silent and were dropped." if silent else ""
             if not made:
                 locked.error = "The model produced only silence for this request; try a higher temperature."
             locked.timings = {
@@ -386,7 +415,8 @@ def _job_fail(job, message: str) -> None:
     from generation.models import GenerationJob
 
     GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
-        status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None)
+        status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None
+    )
 
 
 def generation_runtime_warm_up() -> None:
@@ -413,8 +443,10 @@ def generation_jobs_recover() -> int:
 
     now = timezone.now()
     stale = GenerationJob.objects.filter(
-        Q(status=GenerationJob.Status.PENDING,
-          created_at__lt=now - timedelta(seconds=settings.GENERATION_PENDING_STALE_SECONDS))
+        Q(
+            status=GenerationJob.Status.PENDING,
+            created_at__lt=now - timedelta(seconds=settings.GENERATION_PENDING_STALE_SECONDS),
+        )
         | Q(status=GenerationJob.Status.RUNNING, lease_expires_at__lt=now)
     ).values_list("pk", flat=True)
     job_ids = list(stale)

@@ -32,9 +32,12 @@ class TrackSimilarApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("k", int, required=False, description="How many (1..100, default 10).")],
-        responses={200: SimilarSerializer, 404: OpenApiResponse(description="No such track."),
-                   409: OpenApiResponse(description="The track has no embedding yet (or no index is built)."),
-                   503: OpenApiResponse(description="No model version is active.")},
+        responses={
+            200: SimilarSerializer,
+            404: OpenApiResponse(description="No such track."),
+            409: OpenApiResponse(description="The track has no embedding yet (or no index is built)."),
+            503: OpenApiResponse(description="No model version is active."),
+        },
     )
     def get(self, request, track_id: int):
         k = _validated(SimilarQuerySerializer, request.query_params)["k"]
@@ -43,11 +46,13 @@ class TrackSimilarApi(APIView):
         # One serializer for the whole list: a ModelSerializer builds its fields once per instance,
         # which cost more than the search itself when done per track (bench/results/feed_cpu.json).
         serialized = TrackSerializer([t for t, _ in results], many=True, context={"request": request}).data
-        return Response({
-            "track_id": track.pk,
-            "model_version": version.pk,
-            "results": [{"score": round(score, 6), "track": data} for (_, score), data in zip(results, serialized)],
-        })
+        return Response(
+            {
+                "track_id": track.pk,
+                "model_version": version.pk,
+                "results": [{"score": round(score, 6), "track": data} for (_, score), data in zip(results, serialized)],
+            }
+        )
 
 
 class FeedApi(APIView):
@@ -57,10 +62,16 @@ class FeedApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        parameters=[OpenApiParameter("kind", str, enum=["recommended", "generated", "mixed"], required=False),
-                    OpenApiParameter("page", int, required=False), OpenApiParameter("page_size", int, required=False)],
-        responses={200: FeedPageSerializer, 400: OpenApiResponse(description="Unknown kind."),
-                   401: OpenApiResponse(description="Not signed in.")},
+        parameters=[
+            OpenApiParameter("kind", str, enum=["recommended", "generated", "mixed"], required=False),
+            OpenApiParameter("page", int, required=False),
+            OpenApiParameter("page_size", int, required=False),
+        ],
+        responses={
+            200: FeedPageSerializer,
+            400: OpenApiResponse(description="Unknown kind."),
+            401: OpenApiResponse(description="Not signed in."),
+        },
     )
     def get(self, request):
         kind = _validated(FeedQuerySerializer, request.query_params)["kind"]
@@ -72,8 +83,11 @@ class FeedApi(APIView):
         tracks = {t.pk: t for t in track_list().filter(pk__in=[item.track_id for item in page])}
         shown = [item for item in page if item.track_id in tracks]
         # One serializer for the page, not one per item (see TrackSimilarApi).
-        serialized = TrackSerializer([tracks[item.track_id] for item in shown], many=True,
-                                     context={"request": request}).data
-        body = [{"score": round(item.score, 6), "reason": item.reason, "source": item.source, "track": data}
-                for item, data in zip(shown, serialized)]
+        serialized = TrackSerializer(
+            [tracks[item.track_id] for item in shown], many=True, context={"request": request}
+        ).data
+        body = [
+            {"score": round(item.score, 6), "reason": item.reason, "source": item.source, "track": data}
+            for item, data in zip(shown, serialized)
+        ]
         return paginator.get_paginated_response(body)

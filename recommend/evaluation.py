@@ -69,8 +69,9 @@ def tertile_labels(values: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def catalog_facets(*, region, collection, time_signature, key, tempo_bpm, note_count, duration_seconds
-                   ) -> dict[str, np.ndarray]:
+def catalog_facets(
+    *, region, collection, time_signature, key, tempo_bpm, note_count, duration_seconds
+) -> dict[str, np.ndarray]:
     """The five label columns (object arrays of strings, '' = unknown) of the catalog tracks."""
     region, collection = list(region), list(collection)
     duration = np.maximum(np.asarray(duration_seconds, dtype=float), 1e-3)
@@ -156,7 +157,7 @@ def random_exposure(affinity: np.ndarray, seen: sp.csr_matrix, config: SimConfig
     rng = np.random.default_rng([config.seed, 1])
     rows, cols, scores = [], [], []
     for u in range(affinity.shape[0]):
-        unseen = np.setdiff1d(np.arange(affinity.shape[1]), seen.indices[seen.indptr[u]:seen.indptr[u + 1]])
+        unseen = np.setdiff1d(np.arange(affinity.shape[1]), seen.indices[seen.indptr[u] : seen.indptr[u + 1]])
         items = rng.choice(unseen, min(n, len(unseen)), replace=False)
         observed = affinity[u, items] + rng.normal(0.0, config.rating_noise, len(items))
         rows += [u] * len(items)
@@ -230,13 +231,28 @@ def bootstrap_ci(values: np.ndarray, *, resamples: int = 1000, seed: int = 0) ->
 
 
 def liked_sets(ratings: sp.csr_matrix) -> list[set[int]]:
-    return [set(ratings.indices[ratings.indptr[u]:ratings.indptr[u + 1]][
-        ratings.data[ratings.indptr[u]:ratings.indptr[u + 1]] >= LIKED].tolist()) for u in range(ratings.shape[0])]
+    return [
+        set(
+            ratings.indices[ratings.indptr[u] : ratings.indptr[u + 1]][
+                ratings.data[ratings.indptr[u] : ratings.indptr[u + 1]] >= LIKED
+            ].tolist()
+        )
+        for u in range(ratings.shape[0])
+    ]
 
 
-def evaluate_ranking(tops: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix, k: int, *,
-                     resamples: int = 1000, seed: int = 0, affinity: np.ndarray | None = None,
-                     scores: np.ndarray | None = None, random_test: sp.csr_matrix | None = None) -> dict:
+def evaluate_ranking(
+    tops: np.ndarray,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    k: int,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    affinity: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    random_test: sp.csr_matrix | None = None,
+) -> dict:
     """Recall@k, NDCG@k, coverage and novelty of the top-k lists [users, >=k] against held-out likes.
 
     With the simulation's true affinity [users, items], also hidden_liked_share@k: the share of the
@@ -255,11 +271,18 @@ def evaluate_ranking(tops: np.ndarray, train: sp.csr_matrix, test: sp.csr_matrix
 
     def summary(values):
         low, high = bootstrap_ci(values, resamples=resamples, seed=seed)
-        return {"mean": round(float(np.nanmean(values)), 4) if len(values) else math.nan,
-                "ci95": [round(low, 4), round(high, 4)]}
+        return {
+            "mean": round(float(np.nanmean(values)), 4) if len(values) else math.nan,
+            "ci95": [round(low, 4), round(high, 4)],
+        }
 
-    result = {"users": len(users), f"recall@{k}": summary(recall), f"ndcg@{k}": summary(ndcg),
-              "coverage": round(float(coverage), 4), "novelty": summary(novelty)}
+    result = {
+        "users": len(users),
+        f"recall@{k}": summary(recall),
+        f"ndcg@{k}": summary(ndcg),
+        "coverage": round(float(coverage), 4),
+        "novelty": summary(novelty),
+    }
     if affinity is not None and users:
         liked = (np.take_along_axis(affinity[users], tops[users, :k], axis=1) >= THRESHOLDS[LIKED - 2]).mean(axis=1)
         result[f"hidden_liked_share@{k}"] = summary(liked)
@@ -335,9 +358,15 @@ def scores_als(train: sp.csr_matrix, config: dict, seed: int = 0) -> np.ndarray:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=config["factors"], regularization=config["regularization"],
-                                        iterations=config["iterations"], alpha=config["alpha"],
-                                        random_state=seed, num_threads=1, use_gpu=False)
+        model = AlternatingLeastSquares(
+            factors=config["factors"],
+            regularization=config["regularization"],
+            iterations=config["iterations"],
+            alpha=config["alpha"],
+            random_state=seed,
+            num_threads=1,
+            use_gpu=False,
+        )
         model.fit(implicit_matrix(train), show_progress=False)
         users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
     return users @ items.T
@@ -367,12 +396,12 @@ def user_tastes(train: sp.csr_matrix, u: int, unit_vectors: np.ndarray, mean: np
     row = slice(train.indptr[u], train.indptr[u + 1])
     items, scores = train.indices[row], train.data[row].astype(int)
     ratings = [(int(ids[i]), int(s), "") for i, s in zip(items, scores) if s != 3]
-    return tastes_from_ratings(ratings=ratings, unit_vectors={int(ids[i]): unit_vectors[i] for i in items},
-                               mean=mean)
+    return tastes_from_ratings(ratings=ratings, unit_vectors={int(ids[i]): unit_vectors[i] for i in items}, mean=mean)
 
 
-def scores_latent(train: sp.csr_matrix, vectors: np.ndarray, ids: np.ndarray, *, mmr_size: int = 0
-                  ) -> tuple[np.ndarray, int]:
+def scores_latent(
+    train: sp.csr_matrix, vectors: np.ndarray, ids: np.ndarray, *, mmr_size: int = 0
+) -> tuple[np.ndarray, int]:
     """The feed's rule: cosine of every catalog track to the user's nearest taste vector (max over
     taste groups), as the FAISS search ranks them. With mmr_size, the top of each ranking is
     re-ordered by the feed's MMR over the best mmr_size + 100 candidates. Users with no usable
@@ -390,10 +419,11 @@ def scores_latent(train: sp.csr_matrix, vectors: np.ndarray, ids: np.ndarray, *,
             continue
         sims = (catalog @ unit(np.stack([t.vector for t in tastes])).T).max(axis=1)
         if mmr_size:
-            rated = train.indices[train.indptr[u]:train.indptr[u + 1]]
+            rated = train.indices[train.indptr[u] : train.indptr[u + 1]]
             candidates = np.argsort(-np.where(np.isin(np.arange(len(sims)), rated), -np.inf, sims))[: mmr_size + 100]
-            chosen = mmr([FeedItem(int(i), float(sims[i]), "", "recommended", catalog[i]) for i in candidates],
-                         mmr_size)
+            chosen = mmr(
+                [FeedItem(int(i), float(sims[i]), "", "recommended", catalog[i]) for i in candidates], mmr_size
+            )
             bump = sims.max() + 1.0 + np.linspace(1.0, 0.0, len(chosen))  # MMR order above everything else
             sims = sims.copy()
             sims[[it.track_id for it in chosen]] = bump
@@ -414,8 +444,16 @@ def mean_cosine(generated: np.ndarray, targets: np.ndarray) -> float:
     return float((unit(generated) @ unit(targets).T).mean())
 
 
-def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.ndarray, config: SimConfig, *,
-                   k: int = 10, resamples: int = 1000, progress=None) -> tuple[dict, Simulation]:
+def run_simulation(
+    facets: dict[str, np.ndarray],
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    config: SimConfig,
+    *,
+    k: int = 10,
+    resamples: int = 1000,
+    progress=None,
+) -> tuple[dict, Simulation]:
     """Simulate users, rank with every method, score the rankings. `progress(name)` is called per method."""
     step = progress or (lambda name: None)
     sim = simulate(facets, config)
@@ -425,9 +463,20 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
 
     def score(name: str, scores: np.ndarray, **extra) -> None:
         step(name)
-        methods[name] = {**evaluate_ranking(top_k(scores, train, k), train, test, k, resamples=resamples,
-                                            seed=config.seed, affinity=sim.affinity, scores=scores,
-                                            random_test=sim.random_test), **extra}
+        methods[name] = {
+            **evaluate_ranking(
+                top_k(scores, train, k),
+                train,
+                test,
+                k,
+                resamples=resamples,
+                seed=config.seed,
+                affinity=sim.affinity,
+                scores=scores,
+                random_test=sim.random_test,
+            ),
+            **extra,
+        }
 
     latent, cold = scores_latent(train, vectors, ids)
     score("latent", latent, cold_users_given_popularity=cold)
@@ -444,8 +493,10 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
     paired_differences(methods, "latent", resamples=resamples, seed=config.seed)
     data = {
         "config": dataclasses.asdict(config),
-        "users": config.users, "items": train.shape[1],
-        "train_ratings": int(train.nnz), "test_ratings": int(test.nnz),
+        "users": config.users,
+        "items": train.shape[1],
+        "train_ratings": int(train.nnz),
+        "test_ratings": int(test.nnz),
         "train_ratings_per_user": round(train.nnz / config.users, 1),
         "train_likes_per_user": round(float(liked_train.mean()), 1),
         "liked_share_of_ratings": round(float((train.data >= LIKED).mean()), 3),
@@ -457,9 +508,19 @@ def run_simulation(facets: dict[str, np.ndarray], vectors: np.ndarray, ids: np.n
     return data, sim
 
 
-def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.ndarray, *, users: int,
-                           per_user: int, seed: int = 0, temperature: float = 0.5, spread: float = 0.3,
-                           resamples: int = 1000) -> dict:
+def generated_feed_quality(
+    vae,
+    sim: Simulation,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    *,
+    users: int,
+    per_user: int,
+    seed: int = 0,
+    temperature: float = 0.5,
+    spread: float = 0.3,
+    resamples: int = 1000,
+) -> dict:
     """Part c: melodies generated near simulated users' tastes, the way the generated feed's top-up
     makes them (vae.similar around the best-liked track of each taste group, spread 0.3, then
     decode at temperature 0.5), re-encoded and compared with the same user's HELD-OUT liked tracks
@@ -492,8 +553,9 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
         for j in range(per_user):
             anchors.append(vectors[position[best[j % len(best)]]])
             owners.append(u)
-    z = torch.cat([vae.similar(torch.as_tensor(a), 1, spread=spread, seed=seed * 100003 + n)
-                   for n, a in enumerate(anchors)])
+    z = torch.cat(
+        [vae.similar(torch.as_tensor(a), 1, spread=spread, seed=seed * 100003 + n) for n, a in enumerate(anchors)]
+    )
     tokens = vae.decode(z, temperature=temperature, seed=seed, batch_size=256)
     with torch.no_grad():
         mu, _ = vae.encode(list(tokens))
@@ -501,8 +563,15 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
     owners = np.asarray(owners)
     users_in = [u for u, _ in picked]
     others = np.roll(np.asarray(users_in), 1 + int(rng.integers(max(1, len(users_in) - 1))))  # no fixed point
-    rows = {"cosine_own": [], "cosine_other": [], "centred_own": [], "centred_other": [], "affinity_own": [],
-            "affinity_other": [], "affinity_catalog": []}
+    rows = {
+        "cosine_own": [],
+        "cosine_other": [],
+        "centred_own": [],
+        "centred_other": [],
+        "affinity_own": [],
+        "affinity_other": [],
+        "affinity_catalog": [],
+    }
     for u, other in zip(users_in, others):
         mine, theirs = generated[owners == u], generated[owners == other]
         targets = catalog[sorted(held_likes[u])]
@@ -521,15 +590,25 @@ def generated_feed_quality(vae, sim: Simulation, vectors: np.ndarray, ids: np.nd
 
     silent = int((np.asarray(tokens) == np.asarray(tokens)[:, :1]).all(axis=1).sum())
     return {
-        "users": len(users_in), "melodies_per_user": per_user, "temperature": temperature, "spread": spread,
+        "users": len(users_in),
+        "melodies_per_user": per_user,
+        "temperature": temperature,
+        "spread": spread,
         "constant_melodies": silent,
-        "cosine_to_heldout_likes": {"own": summary(arrays["cosine_own"]), "other_user": summary(arrays["cosine_other"]),
-                                    "gap": summary(arrays["cosine_own"] - arrays["cosine_other"])},
-        "centred_cosine_to_heldout_likes": {"own": summary(arrays["centred_own"]),
-                                           "other_user": summary(arrays["centred_other"]),
-                                           "gap": summary(arrays["centred_own"] - arrays["centred_other"])},
+        "cosine_to_heldout_likes": {
+            "own": summary(arrays["cosine_own"]),
+            "other_user": summary(arrays["cosine_other"]),
+            "gap": summary(arrays["cosine_own"] - arrays["cosine_other"]),
+        },
+        "centred_cosine_to_heldout_likes": {
+            "own": summary(arrays["centred_own"]),
+            "other_user": summary(arrays["centred_other"]),
+            "gap": summary(arrays["centred_own"] - arrays["centred_other"]),
+        },
         "hidden_affinity_of_nearest_catalog_track": {
-            "own": summary(arrays["affinity_own"]), "other_user": summary(arrays["affinity_other"]),
+            "own": summary(arrays["affinity_own"]),
+            "other_user": summary(arrays["affinity_other"]),
             "gap": summary(arrays["affinity_own"] - arrays["affinity_other"]),
-            "catalog_average": summary(arrays["affinity_catalog"])},
+            "catalog_average": summary(arrays["affinity_catalog"]),
+        },
     }

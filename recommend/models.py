@@ -16,9 +16,7 @@ class TrackEmbedding(models.Model):
     """
 
     track = models.ForeignKey("catalog.Track", on_delete=models.CASCADE, related_name="embeddings")
-    model_version = models.ForeignKey(
-        "generation.ModelVersion", on_delete=models.CASCADE, related_name="embeddings"
-    )
+    model_version = models.ForeignKey("generation.ModelVersion", on_delete=models.CASCADE, related_name="embeddings")
     vector = models.BinaryField(help_text="float32 little-endian, z_dim values.")
     dim = models.PositiveSmallIntegerField()
     sigma_mean = models.FloatField(help_text="Mean posterior standard deviation (how unsure the encoder is).")

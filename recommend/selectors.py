@@ -46,16 +46,16 @@ def embedding_matrix(*, model_version, track_ids=None) -> tuple[np.ndarray, np.n
 
 
 def embedding_get(*, track, model_version) -> np.ndarray | None:
-    data = (TrackEmbedding.objects.filter(track=track, model_version=model_version)
-            .values_list("vector", flat=True).first())
+    data = (
+        TrackEmbedding.objects.filter(track=track, model_version=model_version).values_list("vector", flat=True).first()
+    )
     return None if data is None else vector_from_bytes(data)
 
 
 def tracks_missing_embedding(*, model_version):
     from catalog.models import Track
 
-    return (Track.objects.exclude(embeddings__model_version=model_version).order_by("pk")
-            .values_list("pk", flat=True))
+    return Track.objects.exclude(embeddings__model_version=model_version).order_by("pk").values_list("pk", flat=True)
 
 
 # --- readers: one per version directory and process, reloaded when a new version is saved ----------
@@ -124,15 +124,17 @@ def track_similar(*, track, k: int = 10) -> tuple[object, list[tuple[object, flo
     scores): the version comes back with the answer so the caller names the one that was searched."""
     version, index = serving_index()
     if version is None:
-        raise ServiceUnavailableError("No model version is active, so tracks have no embeddings yet.",
-                                      code="no_model")
+        raise ServiceUnavailableError("No model version is active, so tracks have no embeddings yet.", code="no_model")
     vector = embedding_get(track=track, model_version=version)
     if vector is None:
-        raise ConflictError(f"Track {track.pk} has no embedding yet: it is computed shortly after upload. "
-                            "Try again in a minute.", code="not_embedded")
+        raise ConflictError(
+            f"Track {track.pk} has no embedding yet: it is computed shortly after upload. Try again in a minute.",
+            code="not_embedded",
+        )
     if index is None:
-        raise ConflictError("The similarity index is not built yet (manage.py rebuild_index builds it).",
-                            code="index_missing")
+        raise ConflictError(
+            "The similarity index is not built yet (manage.py rebuild_index builds it).", code="index_missing"
+        )
     # A little extra: tracks deleted since the index was written are dropped below.
     result = index.search(vector[None], k + 5, exclude_ids=[track.pk])
     return version, _tracks_in_order(result.ids[0], result.scores[0])[:k]
@@ -187,8 +189,13 @@ def _catalog_summary(index):
     if cached is None:
         ids, vectors = index.export()
         mean = vectors.mean(axis=0) if len(ids) else np.zeros(index.dim, np.float32)
-        cached = {"mean": mean.astype(np.float32), "ids": ids, "vectors": vectors,
-                  "version": index.version, "n": len(ids)}
+        cached = {
+            "mean": mean.astype(np.float32),
+            "ids": ids,
+            "vectors": vectors,
+            "version": index.version,
+            "n": len(ids),
+        }
         with _summary_lock:
             if len(_summary_cache) > 8:
                 _summary_cache.clear()
@@ -251,15 +258,20 @@ def taste_vectors(*, user, model_version=None, index=None) -> list[Taste]:
         model_version, index = serving_index()
     if model_version is None or index is None:
         return []
-    ratings = list(Rating.objects.filter(user=user).exclude(score=3).order_by("-updated_at")
-                   .values_list("track_id", "score", "track__title")[:TASTE_MAX_RATINGS])
+    ratings = list(
+        Rating.objects.filter(user=user)
+        .exclude(score=3)
+        .order_by("-updated_at")
+        .values_list("track_id", "score", "track__title")[:TASTE_MAX_RATINGS]
+    )
     if not ratings:
         return []
     ids, vectors = embedding_matrix(model_version=model_version, track_ids=[r[0] for r in ratings])
     if not len(ids):
         return []
-    return tastes_from_ratings(ratings=ratings, unit_vectors=dict(zip(ids.tolist(), _unit(vectors))),
-                               mean=_catalog_summary(index)["mean"])
+    return tastes_from_ratings(
+        ratings=ratings, unit_vectors=dict(zip(ids.tolist(), _unit(vectors))), mean=_catalog_summary(index)["mean"]
+    )
 
 
 def tastes_from_ratings(*, ratings, unit_vectors: dict[int, np.ndarray], mean: np.ndarray) -> list[Taste]:
@@ -277,8 +289,9 @@ def tastes_from_ratings(*, ratings, unit_vectors: dict[int, np.ndarray], mean: n
     def taste(group: list[Anchor]) -> Taste:
         pull = sum(((a.score - 3) * (a.vector - mean) for a in group), np.zeros_like(mean))
         weight = sum(a.score - 3 for a in group) + push_weight
-        return Taste(vector=(mean + (pull - push) / max(weight, 1e-9)).astype(np.float32), likes=group,
-                     dislikes=dislikes)
+        return Taste(
+            vector=(mean + (pull - push) / max(weight, 1e-9)).astype(np.float32), likes=group, dislikes=dislikes
+        )
 
     groups = [likes]
     if len(likes) >= 4:
@@ -344,16 +357,18 @@ def _with_reasons(items: list[FeedItem], tastes: list[Taste], verb: str) -> list
         picks = np.argmax(sims, axis=1) if taste.likes else np.argmin(sims, axis=1)
         for item, pick in zip(mine, picks):
             anchor = anchors[int(pick)]
-            item.reason = (f"{verb} {anchor.title}, which you rated {anchor.score}" if taste.likes
-                           else f"unlike {anchor.title}, which you rated {anchor.score}")
+            item.reason = (
+                f"{verb} {anchor.title}, which you rated {anchor.score}"
+                if taste.likes
+                else f"unlike {anchor.title}, which you rated {anchor.score}"
+            )
     return items
 
 
 def _live_track_ids(ids, *, generated: bool) -> set[int]:
     from catalog.models import Track
 
-    return set(Track.objects.filter(pk__in=[int(i) for i in ids], is_generated=generated)
-               .values_list("pk", flat=True))
+    return set(Track.objects.filter(pk__in=[int(i) for i in ids], is_generated=generated).values_list("pk", flat=True))
 
 
 def _catalog_track_ids(index, candidates) -> set[int]:
@@ -455,9 +470,15 @@ def _cold_start_groups(index) -> list[list[FeedItem]]:
             order = np.argsort(-sims)
             names = [collections.get(int(ids[m]), "") for m in members]
             common = max(set(names), key=names.count) if any(names) else ""
-            reason = f"to start with: typical of {members.size} similar tunes" + (f", mostly {common}" if common else "")
-            groups.append([FeedItem(int(ids[members[i]]), float(sims[i]), reason, "recommended", vectors[members[i]])
-                           for i in order])
+            reason = f"to start with: typical of {members.size} similar tunes" + (
+                f", mostly {common}" if common else ""
+            )
+            groups.append(
+                [
+                    FeedItem(int(ids[members[i]]), float(sims[i]), reason, "recommended", vectors[members[i]])
+                    for i in order
+                ]
+            )
         groups.sort(key=len, reverse=True)
     summary["cold_start"] = groups
     return groups
@@ -486,9 +507,13 @@ def _feed_popular(*, user, size: int) -> list[FeedItem]:
 
     from catalog.selectors import track_list
 
-    rows = (track_list().filter(is_generated=False).exclude(pk__in=_rated_ids(user))
-            .order_by(F("rating_average").desc(nulls_last=True), "-rating_count", "-id")
-            .values_list("pk", "rating_average")[:size])
+    rows = (
+        track_list()
+        .filter(is_generated=False)
+        .exclude(pk__in=_rated_ids(user))
+        .order_by(F("rating_average").desc(nulls_last=True), "-rating_count", "-id")
+        .values_list("pk", "rating_average")[:size]
+    )
     return [FeedItem(pk, float(avg or 0.0), "popular in the catalog", "recommended") for pk, avg in rows]
 
 
@@ -509,8 +534,12 @@ def feed_generated(*, user, size: int | None = None) -> list[FeedItem]:
     rated = _rated_ids(user)
     if version is None:
         return []
-    pool = list(GeneratedTrack.objects.filter(track__is_generated=True).exclude(track_id__in=rated)
-                .order_by("-track_id").values_list("track_id", "model_version_id", "latent")[:GENERATED_POOL])
+    pool = list(
+        GeneratedTrack.objects.filter(track__is_generated=True)
+        .exclude(track_id__in=rated)
+        .order_by("-track_id")
+        .values_list("track_id", "model_version_id", "latent")[:GENERATED_POOL]
+    )
     ids = [row[0] for row in pool]
     emb_ids, emb_vectors = embedding_matrix(model_version=version, track_ids=ids)
     vectors = dict(zip(emb_ids.tolist(), emb_vectors))
@@ -527,8 +556,10 @@ def feed_generated(*, user, size: int | None = None) -> list[FeedItem]:
     queries = _unit(np.stack([t.vector for t in tastes]))
     sims = matrix @ queries.T  # [n, tastes]
     best_taste = np.argmax(sims, axis=1)
-    items = [FeedItem(t, float(sims[i, best_taste[i]]), "", "generated", matrix[i], taste=int(best_taste[i]))
-             for i, t in enumerate(ordered)]
+    items = [
+        FeedItem(t, float(sims[i, best_taste[i]]), "", "generated", matrix[i], taste=int(best_taste[i]))
+        for i, t in enumerate(ordered)
+    ]
     items.sort(key=lambda it: -it.score)
     return _with_reasons(mmr(items[: 4 * size], size), tastes, "composed near")
 

@@ -106,16 +106,27 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
     rows = []
     for track_id in dict.fromkeys(owners):  # first-seen order, unique
         mask = owner_array == track_id
-        rows.append(TrackEmbedding(
-            track_id=track_id, model_version=model_version, vector=vector_to_bytes(mu_all[mask].mean(axis=0)),
-            dim=mu_all.shape[1], sigma_mean=float(sigma_all[mask].mean()), window_count=int(mask.sum()),
-            created_at=now,
-        ))
+        rows.append(
+            TrackEmbedding(
+                track_id=track_id,
+                model_version=model_version,
+                vector=vector_to_bytes(mu_all[mask].mean(axis=0)),
+                dim=mu_all.shape[1],
+                sigma_mean=float(sigma_all[mask].mean()),
+                window_count=int(mask.sum()),
+                created_at=now,
+            )
+        )
     report.embedded = _embeddings_store(rows)
     report.windows = len(windows)
     report.seconds = time.perf_counter() - started
-    logger.info("Embedded %d tracks (%d windows) with model version %s in %.2f s", len(report.embedded),
-                len(windows), model_version.pk, report.seconds)
+    logger.info(
+        "Embedded %d tracks (%d windows) with model version %s in %.2f s",
+        len(report.embedded),
+        len(windows),
+        model_version.pk,
+        report.seconds,
+    )
     return report
 
 
@@ -126,8 +137,9 @@ def _embeddings_store(rows: list[TrackEmbedding]) -> list[int]:
     fields = ["vector", "dim", "sigma_mean", "window_count", "created_at"]
     try:
         with transaction.atomic():
-            TrackEmbedding.objects.bulk_create(rows, update_conflicts=True,
-                                               unique_fields=["track", "model_version"], update_fields=fields)
+            TrackEmbedding.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["track", "model_version"], update_fields=fields
+            )
         return [row.track_id for row in rows]
     except IntegrityError:  # a track was deleted while it was being encoded: store the rest one by one
         stored = []
@@ -137,8 +149,10 @@ def _embeddings_store(rows: list[TrackEmbedding]) -> list[int]:
                     if not Track.objects.filter(pk=row.track_id).exists():
                         continue
                     TrackEmbedding.objects.update_or_create(
-                        track_id=row.track_id, model_version=row.model_version,
-                        defaults={name: getattr(row, name) for name in fields})
+                        track_id=row.track_id,
+                        model_version=row.model_version,
+                        defaults={name: getattr(row, name) for name in fields},
+                    )
                 stored.append(row.track_id)
             except IntegrityError:
                 continue
@@ -335,16 +349,20 @@ def generated_feed_top_up(*, user, target: int | None = None) -> list:
     missing = target - selectors.generated_near_count(user=user)
     if missing <= 0:
         return []
-    busy = GenerationJob.objects.filter(owner=user, kind=GenerationJob.Kind.SIMILAR,
-                                        status__in=[GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING])
+    busy = GenerationJob.objects.filter(
+        owner=user,
+        kind=GenerationJob.Kind.SIMILAR,
+        status__in=[GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING],
+    )
     if busy.exists():
         return []
     per_job = min(settings.GENERATION_MAX_COUNT, -(-missing // len(tastes)))
     jobs = []
     for taste in tastes:  # one job per taste group, around its best-liked track
         anchor = max(taste.likes, key=lambda a: a.score)
-        jobs.append(generation_job_create(owner=user, kind="similar",
-                                          params={"track_id": anchor.track_id, "count": per_job}))
+        jobs.append(
+            generation_job_create(owner=user, kind="similar", params={"track_id": anchor.track_id, "count": per_job})
+        )
     logger.info("Topped up the generated feed of user %s: %d jobs of %d melodies", user.pk, len(jobs), per_job)
     return jobs
 

@@ -186,10 +186,29 @@ def start_worker(transactional_db, settings):
             env["REFRAIN_TEST_BROKER_DIR"] = str(settings.BROKER_DIR)
         log_path = Path(settings.MEDIA_ROOT).parent / f"worker-{name}-{len(started)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-P", "solo",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "INFO",
-             "-n", f"{name}{len(started)}@%h"],
-            env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                "solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+                "-n",
+                f"{name}{len(started)}@%h",
+            ],
+            env=env,
+            stdout=open(log_path, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         handle = WorkerHandle(process, log_path)
         started.append(handle)
@@ -222,8 +241,9 @@ def tiny_checkpoint(tmp_path_factory):
     from generation.vae.model import MusicVAE
 
     torch.manual_seed(7)
-    cfg = MEL_TINY.with_overrides(name="mel_test", seq_len=64, bar_len=16, hierarchical=True,
-                                  conductor_hidden=32, conductor_dim=16)
+    cfg = MEL_TINY.with_overrides(
+        name="mel_test", seq_len=64, bar_len=16, hierarchical=True, conductor_hidden=32, conductor_dim=16
+    )
     model = MusicVAE(cfg)
     vectors = torch.randn(len(ATTRIBUTES), cfg.z_dim)
     path = tmp_path_factory.mktemp("ckpt") / "mel_test.pt"

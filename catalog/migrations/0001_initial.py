@@ -10,128 +10,212 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                ("first_name", models.CharField(blank=True, max_length=150, verbose_name="first name")),
+                ("last_name", models.CharField(blank=True, max_length=150, verbose_name="last name")),
+                ("email", models.EmailField(blank=True, max_length=254, verbose_name="email address")),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now, verbose_name="date joined")),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='Track',
+            name="Track",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=300)),
-                ('composer', models.CharField(blank=True, default='', max_length=200)),
-                ('collection', models.CharField(blank=True, default='', max_length=100)),
-                ('region', models.CharField(blank=True, default='', max_length=100)),
-                ('source', models.CharField(blank=True, default='', help_text='Where the tune came from, e.g. a corpus file and index.', max_length=300)),
-                ('midi_file', models.FileField(max_length=200, upload_to=catalog.models.track_midi_path)),
-                ('content_hash', models.CharField(help_text='SHA-256 of the MIDI bytes.', max_length=64, unique=True)),
-                ('file_size', models.PositiveIntegerField()),
-                ('duration_seconds', models.FloatField()),
-                ('tempo_bpm', models.FloatField()),
-                ('key', models.CharField(blank=True, default='', help_text='e.g. "D major", "A minor".', max_length=32)),
-                ('time_signature', models.CharField(default='4/4', max_length=8)),
-                ('note_count', models.PositiveIntegerField()),
-                ('pitch_min', models.PositiveSmallIntegerField()),
-                ('pitch_max', models.PositiveSmallIntegerField()),
-                ('is_generated', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tracks', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=300)),
+                ("composer", models.CharField(blank=True, default="", max_length=200)),
+                ("collection", models.CharField(blank=True, default="", max_length=100)),
+                ("region", models.CharField(blank=True, default="", max_length=100)),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Where the tune came from, e.g. a corpus file and index.",
+                        max_length=300,
+                    ),
+                ),
+                ("midi_file", models.FileField(max_length=200, upload_to=catalog.models.track_midi_path)),
+                ("content_hash", models.CharField(help_text="SHA-256 of the MIDI bytes.", max_length=64, unique=True)),
+                ("file_size", models.PositiveIntegerField()),
+                ("duration_seconds", models.FloatField()),
+                ("tempo_bpm", models.FloatField()),
+                (
+                    "key",
+                    models.CharField(blank=True, default="", help_text='e.g. "D major", "A minor".', max_length=32),
+                ),
+                ("time_signature", models.CharField(default="4/4", max_length=8)),
+                ("note_count", models.PositiveIntegerField()),
+                ("pitch_min", models.PositiveSmallIntegerField()),
+                ("pitch_max", models.PositiveSmallIntegerField()),
+                ("is_generated", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tracks",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Rating',
+            name="Rating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('score', models.PositiveSmallIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to=settings.AUTH_USER_MODEL)),
-                ('track', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='catalog.track')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("score", models.PositiveSmallIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ratings", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "track",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ratings", to="catalog.track"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated_at', '-id'],
+                "ordering": ["-updated_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['collection'], name='catalog_tra_collect_9368b8_idx'),
+            model_name="track",
+            index=models.Index(fields=["collection"], name="catalog_tra_collect_9368b8_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['composer'], name='catalog_tra_compose_a8613b_idx'),
+            model_name="track",
+            index=models.Index(fields=["composer"], name="catalog_tra_compose_a8613b_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['region'], name='catalog_tra_region_d4acc4_idx'),
+            model_name="track",
+            index=models.Index(fields=["region"], name="catalog_tra_region_d4acc4_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['key'], name='catalog_tra_key_efba4f_idx'),
+            model_name="track",
+            index=models.Index(fields=["key"], name="catalog_tra_key_efba4f_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['time_signature'], name='catalog_tra_time_si_272ebd_idx'),
+            model_name="track",
+            index=models.Index(fields=["time_signature"], name="catalog_tra_time_si_272ebd_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['is_generated', '-created_at'], name='catalog_tra_is_gene_4c71ef_idx'),
+            model_name="track",
+            index=models.Index(fields=["is_generated", "-created_at"], name="catalog_tra_is_gene_4c71ef_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['title'], name='catalog_tra_title_d1c714_idx'),
+            model_name="track",
+            index=models.Index(fields=["title"], name="catalog_tra_title_d1c714_idx"),
         ),
         migrations.AddIndex(
-            model_name='track',
-            index=models.Index(fields=['source'], name='catalog_tra_source_e9671e_idx'),
+            model_name="track",
+            index=models.Index(fields=["source"], name="catalog_tra_source_e9671e_idx"),
         ),
         migrations.AddConstraint(
-            model_name='track',
-            constraint=models.CheckConstraint(condition=models.Q(('pitch_min__lte', models.F('pitch_max'))), name='track_pitch_range'),
+            model_name="track",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("pitch_min__lte", models.F("pitch_max"))), name="track_pitch_range"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rating',
-            index=models.Index(fields=['track', 'score'], name='catalog_rat_track_i_2a32bd_idx'),
+            model_name="rating",
+            index=models.Index(fields=["track", "score"], name="catalog_rat_track_i_2a32bd_idx"),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.UniqueConstraint(fields=('user', 'track'), name='rating_one_per_user_and_track'),
+            model_name="rating",
+            constraint=models.UniqueConstraint(fields=("user", "track"), name="rating_one_per_user_and_track"),
         ),
         migrations.AddConstraint(
-            model_name='rating',
-            constraint=models.CheckConstraint(condition=models.Q(('score__gte', 1), ('score__lte', 5)), name='rating_score_1_to_5'),
+            model_name="rating",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("score__gte", 1), ("score__lte", 5)), name="rating_score_1_to_5"
+            ),
         ),
     ]

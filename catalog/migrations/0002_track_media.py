@@ -6,34 +6,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TrackMedia',
+            name="TrackMedia",
             fields=[
-                ('track', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='media', serialize=False, to='catalog.track')),
-                ('audio_status', models.CharField(choices=[('pending', 'pending'), ('ready', 'ready'), ('failed', 'failed')], default='pending', max_length=10)),
-                ('audio_file', models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_audio_path)),
-                ('audio_source_hash', models.CharField(blank=True, default='', max_length=64)),
-                ('audio_error', models.TextField(blank=True, default='')),
-                ('audio_size', models.PositiveIntegerField(blank=True, help_text='Bytes.', null=True)),
-                ('audio_duration_seconds', models.FloatField(blank=True, null=True)),
-                ('audio_loudness_lufs', models.FloatField(blank=True, null=True)),
-                ('render_seconds', models.FloatField(blank=True, help_text='Wall time of the last audio render.', null=True)),
-                ('audio_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('audio_rendered_at', models.DateTimeField(blank=True, null=True)),
-                ('pianoroll_file', models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_pianoroll_path)),
-                ('pianoroll_thumb_file', models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_pianoroll_path)),
-                ('pianoroll_source_hash', models.CharField(blank=True, default='', max_length=64)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "track",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="media",
+                        serialize=False,
+                        to="catalog.track",
+                    ),
+                ),
+                (
+                    "audio_status",
+                    models.CharField(
+                        choices=[("pending", "pending"), ("ready", "ready"), ("failed", "failed")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("audio_file", models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_audio_path)),
+                ("audio_source_hash", models.CharField(blank=True, default="", max_length=64)),
+                ("audio_error", models.TextField(blank=True, default="")),
+                ("audio_size", models.PositiveIntegerField(blank=True, help_text="Bytes.", null=True)),
+                ("audio_duration_seconds", models.FloatField(blank=True, null=True)),
+                ("audio_loudness_lufs", models.FloatField(blank=True, null=True)),
+                (
+                    "render_seconds",
+                    models.FloatField(blank=True, help_text="Wall time of the last audio render.", null=True),
+                ),
+                ("audio_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("audio_rendered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "pianoroll_file",
+                    models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_pianoroll_path),
+                ),
+                (
+                    "pianoroll_thumb_file",
+                    models.FileField(blank=True, max_length=200, upload_to=catalog.models.track_pianoroll_path),
+                ),
+                ("pianoroll_source_hash", models.CharField(blank=True, default="", max_length=64)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name_plural': 'track media',
-                'indexes': [models.Index(fields=['audio_status'], name='catalog_tra_audio_s_ffabf0_idx')],
+                "verbose_name_plural": "track media",
+                "indexes": [models.Index(fields=["audio_status"], name="catalog_tra_audio_s_ffabf0_idx")],
             },
         ),
     ]

@@ -66,8 +66,10 @@ def check_audio_renderer(soundfont: str | os.PathLike) -> Path:
             "`fluidsynth` and `vorbis-tools` (apt-get install --no-install-recommends fluidsynth vorbis-tools)."
         )
     path = Path(soundfont)
-    hint = ("install `fluid-soundfont-gm` (or `timgm6mb-soundfont`), or point REFRAIN_SOUNDFONT "
-            "at a General MIDI .sf2/.sf3 file")
+    hint = (
+        "install `fluid-soundfont-gm` (or `timgm6mb-soundfont`), or point REFRAIN_SOUNDFONT "
+        "at a General MIDI .sf2/.sf3 file"
+    )
     if not path.is_file():
         raise SoundFontMissing(f"The SoundFont {path} does not exist; {hint}.")
     try:
@@ -98,20 +100,37 @@ def render_audio(
     with tempfile.TemporaryDirectory(prefix="refrain-render-") as folder:
         tmp = Path(folder)
         (tmp / "in.mid").write_bytes(midi_bytes)
-        _run([
-            "fluidsynth", "-n", "-i", "-q", "-g", "0.5", "-r", str(sample_rate),
-            "-O", "float", "-T", "raw", "-E", "little", "-F", str(tmp / "out.raw"),
-            str(soundfont), str(tmp / "in.mid"),
-        ], timeout=timeout_seconds, what="fluidsynth")
+        _run(
+            [
+                "fluidsynth",
+                "-n",
+                "-i",
+                "-q",
+                "-g",
+                "0.5",
+                "-r",
+                str(sample_rate),
+                "-O",
+                "float",
+                "-T",
+                "raw",
+                "-E",
+                "little",
+                "-F",
+                str(tmp / "out.raw"),
+                str(soundfont),
+                str(tmp / "in.mid"),
+            ],
+            timeout=timeout_seconds,
+            what="fluidsynth",
+        )
         # float32 and in place from here on: a 15-minute track is 300 MB of samples, not 2.7 GB of copies.
         raw_path = tmp / "out.raw"
         samples = np.fromfile(raw_path, dtype="<f4") if raw_path.exists() else np.zeros(0, dtype="<f4")
         raw_path.unlink(missing_ok=True)
         samples = samples[: len(samples) // CHANNELS * CHANNELS].reshape(-1, CHANNELS)
         if not len(samples) or peak_level(samples) < SILENCE_PEAK:
-            raise AudioRenderError(
-                f"FluidSynth rendered silence with {soundfont}; is it a General MIDI SoundFont?"
-            )
+            raise AudioRenderError(f"FluidSynth rendered silence with {soundfont}; is it a General MIDI SoundFont?")
         samples = _trim_tail(samples, sample_rate, end_time + tail_seconds)
         loudness = integrated_loudness(samples, sample_rate)
         if not math.isfinite(loudness):
@@ -124,8 +143,11 @@ def render_audio(
         final_loudness = integrated_loudness(samples, sample_rate) if limited else target_lufs
         peak = peak_level(samples)
         _write_wav_pcm16(tmp / "norm.wav", samples, sample_rate)
-        _run(["oggenc", "-Q", "-b", str(int(bitrate_kbps)), "-o", str(tmp / "out.ogg"), str(tmp / "norm.wav")],
-             timeout=timeout_seconds, what="oggenc")
+        _run(
+            ["oggenc", "-Q", "-b", str(int(bitrate_kbps)), "-o", str(tmp / "out.ogg"), str(tmp / "norm.wav")],
+            timeout=timeout_seconds,
+            what="oggenc",
+        )
         data = (tmp / "out.ogg").read_bytes()
     return RenderedAudio(
         data=data,
@@ -188,8 +210,10 @@ def _k_weighting_power(n: int, sample_rate: int) -> np.ndarray:
     vh = 10 ** (gain_db / 20)
     vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
-    shelf = biquad([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0],
-                   [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
+    shelf = biquad(
+        [(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0],
+        [1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0],
+    )
     f0, q = 38.13547087602444, 0.5003270373238773
     k = np.tan(np.pi * f0 / sample_rate)
     a0 = 1 + k / q + k * k
@@ -212,12 +236,12 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
         padded[: len(samples)] = samples
         samples, count = padded, 4
     weights = _k_weighting_power(step, sample_rate)
-    weights[1:-1 if step % 2 == 0 else None] *= 2  # one-sided spectrum
+    weights[1 : -1 if step % 2 == 0 else None] *= 2  # one-sided spectrum
     power = np.zeros(count)
     chunk = 100  # sub-blocks per FFT batch (10 s), so memory stays small on long tracks
     for first in range(0, count, chunk):
         last = min(count, first + chunk)
-        segment = samples[first * step: last * step]
+        segment = samples[first * step : last * step]
         for channel in range(samples.shape[1]):
             spectrum = np.fft.rfft(segment[:, channel].reshape(last - first, step), axis=1)
             power[first:last] += (np.abs(spectrum) ** 2 @ weights) / step**2
@@ -232,8 +256,9 @@ def integrated_loudness(samples: np.ndarray, sample_rate: int) -> float:
     return float(-0.691 + 10 * np.log10(kept.mean()))
 
 
-def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float, block_seconds: float = 0.01, *,
-                in_place: bool = False) -> np.ndarray:
+def limit_peaks(
+    samples: np.ndarray, sample_rate: int, ceiling: float, block_seconds: float = 0.01, *, in_place: bool = False
+) -> np.ndarray:
     """Look-ahead limiter: a smooth gain curve that never lets |sample| exceed `ceiling`.
 
     Per block the needed gain is min(1, ceiling / peak); each block takes the smallest need of
@@ -248,13 +273,13 @@ def limit_peaks(samples: np.ndarray, sample_rate: int, ceiling: float, block_sec
     peaks = np.empty(count)
     step = 1000  # blocks per pass (10 s)
     for first in range(0, count, step):
-        segment = out[first * block: (first + step) * block]
+        segment = out[first * block : (first + step) * block]
         whole = len(segment) // block
         if whole:
             rows = segment[: whole * block].reshape(whole, -1)
-            peaks[first:first + whole] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+            peaks[first : first + whole] = np.maximum(rows.max(axis=1), -rows.min(axis=1))
         if len(segment) % block:
-            peaks[first + whole] = peak_level(segment[whole * block:])
+            peaks[first + whole] = peak_level(segment[whole * block :])
     need = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12))
     spread = need.copy()
     spread[1:] = np.minimum(spread[1:], need[:-1])
@@ -277,7 +302,7 @@ def _write_wav_pcm16(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         out.setsampwidth(2)
         out.setframerate(sample_rate)
         for start in range(0, len(samples), 10 * sample_rate):
-            part = samples[start: start + 10 * sample_rate]
+            part = samples[start : start + 10 * sample_rate]
             noise = rng.random(part.shape, dtype=np.float32) - rng.random(part.shape, dtype=np.float32)
             pcm = np.clip(np.round(part * np.float32(32767.0) + noise), -32768, 32767).astype("<i2")
             out.writeframes(pcm.tobytes())

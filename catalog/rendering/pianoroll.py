@@ -74,8 +74,11 @@ def render_pianoroll(midi_bytes: bytes, *, thumbnail: bool = False, title: str =
         alphas = np.array([0.55 + 0.45 * n.velocity / 127 for n in inst.notes])
         colour = _NOTE_COLOURS[index % len(_NOTE_COLOURS)]
         collection = PolyCollection(
-            polygons, facecolors=colour, edgecolors="#0b2545" if not thumbnail else "none",
-            linewidths=0.4, zorder=2,
+            polygons,
+            facecolors=colour,
+            edgecolors="#0b2545" if not thumbnail else "none",
+            linewidths=0.4,
+            zorder=2,
         )
         collection.set_alpha(alphas)
         ax.add_collection(collection)

@@ -177,8 +177,12 @@ BROKER_DIR = Path(os.environ.get("REFRAIN_BROKER_DIR", VAR_DIR / "broker"))
 
 def filesystem_transport_options(broker_dir: Path) -> dict:
     """kombu's filesystem transport: messages and exchange bindings as files in one folder."""
-    folders = {"data_folder_in": "queue", "data_folder_out": "queue", "processed_folder": "processed",
-               "control_folder": "control"}
+    folders = {
+        "data_folder_in": "queue",
+        "data_folder_out": "queue",
+        "processed_folder": "processed",
+        "control_folder": "control",
+    }
     options = {key: str(broker_dir / sub) for key, sub in folders.items()}
     for folder in set(options.values()):
         Path(folder).mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so that a real Celery worker process sees the test database.
     DATABASES["default"]["TEST"] = {
         # One file per test run: concurrent runs on one machine must not share a database.
-        "NAME": os.environ.get("REFRAIN_TEST_SQLITE") or str(Path(tempfile.mkdtemp(prefix="refrain-db-")) / "test.sqlite3")
+        "NAME": os.environ.get("REFRAIN_TEST_SQLITE")
+        or str(Path(tempfile.mkdtemp(prefix="refrain-db-")) / "test.sqlite3")
     }
 # Throttling has its own tests; elsewhere the suite must not trip over it.
 REST_FRAMEWORK = {

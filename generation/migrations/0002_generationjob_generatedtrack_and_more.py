@@ -6,57 +6,117 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0002_track_media'),
-        ('generation', '0001_initial'),
+        ("catalog", "0002_track_media"),
+        ("generation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='GenerationJob',
+            name="GenerationJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('sample', 'from the prior'), ('similar', 'near a track'), ('interpolate', 'between two tracks'), ('steer', 'a track moved along an attribute')], max_length=16)),
-                ('params', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('error', models.TextField(blank=True, default='')),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('batch_id', models.UUIDField(blank=True, help_text='The decode pass this job was part of.', null=True)),
-                ('batch_jobs', models.PositiveIntegerField(default=0, help_text='How many jobs shared that decode pass.')),
-                ('timings', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='generation.modelversion')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='generation_jobs', to=settings.AUTH_USER_MODEL)),
-                ('tracks', models.ManyToManyField(blank=True, related_name='generation_jobs', to='catalog.track')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("sample", "from the prior"),
+                            ("similar", "near a track"),
+                            ("interpolate", "between two tracks"),
+                            ("steer", "a track moved along an attribute"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("params", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("error", models.TextField(blank=True, default="")),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "batch_id",
+                    models.UUIDField(blank=True, help_text="The decode pass this job was part of.", null=True),
+                ),
+                (
+                    "batch_jobs",
+                    models.PositiveIntegerField(default=0, help_text="How many jobs shared that decode pass."),
+                ),
+                ("timings", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="jobs", to="generation.modelversion"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="generation_jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("tracks", models.ManyToManyField(blank=True, related_name="generation_jobs", to="catalog.track")),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='GeneratedTrack',
+            name="GeneratedTrack",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('latent', models.JSONField(help_text='The z the melody was decoded from.')),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='generated_tracks', to='generation.modelversion')),
-                ('parents', models.ManyToManyField(blank=True, related_name='children', to='catalog.track')),
-                ('track', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='generation', to='catalog.track')),
-                ('job', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='outputs', to='generation.generationjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("latent", models.JSONField(help_text="The z the melody was decoded from.")),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="generated_tracks",
+                        to="generation.modelversion",
+                    ),
+                ),
+                ("parents", models.ManyToManyField(blank=True, related_name="children", to="catalog.track")),
+                (
+                    "track",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="generation", to="catalog.track"
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="outputs",
+                        to="generation.generationjob",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='generationjob',
-            index=models.Index(fields=['status', 'created_at'], name='generation__status_903dd6_idx'),
+            model_name="generationjob",
+            index=models.Index(fields=["status", "created_at"], name="generation__status_903dd6_idx"),
         ),
         migrations.AddIndex(
-            model_name='generationjob',
-            index=models.Index(fields=['owner', '-created_at'], name='generation__owner_i_a7e0ac_idx'),
+            model_name="generationjob",
+            index=models.Index(fields=["owner", "-created_at"], name="generation__owner_i_a7e0ac_idx"),
         ),
     ]

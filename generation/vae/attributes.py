@@ -55,7 +55,12 @@ def attribute_values(tokens: np.ndarray) -> dict[str, float]:
     # Syncopation: share of onsets off the beat (not on a quarter-note position) that are held
     # across the next beat, a simple proxy that needs no meter.
     sync = sum(1 for s, d, _ in notes if s % 4 != 0 and (s % 4) + d > 4) / len(notes)
-    return {"note_density": len(notes) / T, "register": float(pitches.mean()), "major_minor": mm, "syncopation": float(sync)}
+    return {
+        "note_density": len(notes) / T,
+        "register": float(pitches.mean()),
+        "major_minor": mm,
+        "syncopation": float(sync),
+    }
 
 
 def attribute_matrix(windows: np.ndarray) -> np.ndarray:

@@ -78,8 +78,15 @@ class LSTMLanguageModel(nn.Module):
         h, _ = self.lstm(self.embed(prev))
         return self.out(h)
 
-    def fit(self, windows: torch.Tensor, minutes: float, batch_size: int = 64, lr: float = 2e-3,
-            transpose: int = 5, seed: int = 0) -> dict:
+    def fit(
+        self,
+        windows: torch.Tensor,
+        minutes: float,
+        batch_size: int = 64,
+        lr: float = 2e-3,
+        transpose: int = 5,
+        seed: int = 0,
+    ) -> dict:
         torch.manual_seed(seed)
         dev = next(self.parameters()).device
         windows = windows.to(dev)

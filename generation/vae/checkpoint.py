@@ -45,7 +45,9 @@ def save_checkpoint(
     """Write atomically (temp file, then rename); `half` stores weights in fp16 to halve the size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()
+    }
     blob: dict[str, Any] = {"format": FORMAT, "version": VERSION, "config": model.cfg.to_dict(), "state_dict": state}
     if attributes is not None:
         blob["attributes"] = attributes

@@ -142,9 +142,7 @@ MEL_TINY = ModelConfig(
     max_minutes=1.0,
 )
 
-CONFIGS: dict[str, ModelConfig] = {
-    c.name: c for c in (MEL_2BAR, MEL_16BAR, MEL_2BAR_LARGE, MEL_16BAR_LARGE, MEL_TINY)
-}
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (MEL_2BAR, MEL_16BAR, MEL_2BAR_LARGE, MEL_16BAR_LARGE, MEL_TINY)}
 
 
 def get_config(name: str) -> ModelConfig:

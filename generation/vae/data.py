@@ -37,6 +37,7 @@ def list_midi_files(root: str | Path) -> list[Path]:
 
 def split_files(files: list[Path], seed: int = 1234, fractions=(0.9, 0.05, 0.05)) -> dict[str, list[Path]]:
     """Deterministic split by file name hash + seed, independent of the listing order."""
+
     def key(p: Path) -> float:
         h = hashlib.sha1(f"{seed}:{p.name}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2**64
@@ -120,7 +121,9 @@ def load_melodies(root: str | Path, cache_dir: Path = DEFAULT_CACHE_DIR, workers
     }
 
 
-def melody_windows(mel: Melody, length: int, hop_bars: int = 1, max_pad: float = 0.25, min_notes: int = 2) -> list[np.ndarray]:
+def melody_windows(
+    mel: Melody, length: int, hop_bars: int = 1, max_pad: float = 0.25, min_notes: int = 2
+) -> list[np.ndarray]:
     """Windows of `length` steps starting on every `hop_bars`-th barline.
 
     A window may run past the tune's end by at most `max_pad` of its length (padded with silence),

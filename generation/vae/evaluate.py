@@ -82,8 +82,10 @@ def evaluate(
         "all_hold_accuracy": all_hold,
         "seconds": time.time() - t0,
     }
-    print(f"reconstruction: TF {recon['teacher_forced_accuracy']:.4f}  sampled {acc_sampled:.4f}  "
-          f"KL {tf['kl']:.2f}  NLL/tok {tf['nll_per_token']:.4f}  (all-hold floor {all_hold:.3f})")
+    print(
+        f"reconstruction: TF {recon['teacher_forced_accuracy']:.4f}  sampled {acc_sampled:.4f}  "
+        f"KL {tf['kl']:.2f}  NLL/tok {tf['nll_per_token']:.4f}  (all-hold floor {all_hold:.3f})"
+    )
 
     reference = test[-n_samples:].numpy().astype(np.int64)  # disjoint from none needed: test only
     train_np = splits.train.numpy().astype(np.int64)
@@ -97,15 +99,23 @@ def evaluate(
         """The VAE (z from the prior) and both baselines, all sampled at one temperature."""
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(n_samples, cfg.z_dim, generator=gen).to(dev)
-        vae_samples = model.generate(z, temperature=temp, generator=torch.Generator(device=dev).manual_seed(seed)).cpu().numpy()
+        vae_samples = (
+            model.generate(z, temperature=temp, generator=torch.Generator(device=dev).manual_seed(seed)).cpu().numpy()
+        )
         sets = {
             "vae_prior": compare_sets(vae_samples, reference),
             "ngram": compare_sets(ngram.sample(n_samples, cfg.seq_len, temperature=temp, seed=seed), reference),
             "lstm_lm": compare_sets(lm.sample(n_samples, cfg.seq_len, temperature=temp, seed=seed), reference),
         }
-        wins = {b: sum(sets["vae_prior"][f"oa_{f}"] > sets[b][f"oa_{f}"] for f in FEATURES) for b in ("ngram", "lstm_lm")}
-        return {"n": n_samples, "temperature": temp, **sets,
-                "vae_better_than_baseline_on_features": {b: f"{v}/{len(FEATURES)}" for b, v in wins.items()}}
+        wins = {
+            b: sum(sets["vae_prior"][f"oa_{f}"] > sets[b][f"oa_{f}"] for f in FEATURES) for b in ("ngram", "lstm_lm")
+        }
+        return {
+            "n": n_samples,
+            "temperature": temp,
+            **sets,
+            "vae_better_than_baseline_on_features": {b: f"{v}/{len(FEATURES)}" for b, v in wins.items()},
+        }
 
     # The first temperature is the headline (`samples`); the others are a sweep beside it.
     sweep = [samples_at(t) for t in temperatures]
@@ -135,9 +145,12 @@ def print_table(report: dict[str, Any]) -> None:
     for sw in report.get("samples_by_temperature") or []:
         oa = {n: sw[n]["oa_mean"] for n in names}
         low = min(sw["vae_prior"][f"oa_{f}"] for f in FEATURES)
-        print(f"T={sw['temperature']:<5g} oa_mean " + "  ".join(f"{n} {v:.3f}" for n, v in oa.items())
-              + f"  (VAE's lowest overlap {low:.3f}; better than n-gram on "
-              f"{sw['vae_better_than_baseline_on_features']['ngram']}, LSTM on {sw['vae_better_than_baseline_on_features']['lstm_lm']})")
+        print(
+            f"T={sw['temperature']:<5g} oa_mean "
+            + "  ".join(f"{n} {v:.3f}" for n, v in oa.items())
+            + f"  (VAE's lowest overlap {low:.3f}; better than n-gram on "
+            f"{sw['vae_better_than_baseline_on_features']['ngram']}, LSTM on {sw['vae_better_than_baseline_on_features']['lstm_lm']})"
+        )
 
 
 def plot_report(report: dict[str, Any], path: Path) -> None:
@@ -158,9 +171,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     ax.set_xticks(np.arange(len(rows)), [r.replace("oa_", "").replace("_", "\n") for r in rows], fontsize=8)
     ax.set_ylim(0, 1.05)
     r = report["reconstruction"]
-    ax.set_title(f"{report['config']['name']}: test TF acc {r['teacher_forced_accuracy']:.3f}, "
-                 f"sampled {r['sampled_accuracy']:.3f}, KL {r['kl_per_sequence']:.1f}; "
-                 f"{s['n']} prior samples vs held-out (T={s['temperature']})", fontsize=9)
+    ax.set_title(
+        f"{report['config']['name']}: test TF acc {r['teacher_forced_accuracy']:.3f}, "
+        f"sampled {r['sampled_accuracy']:.3f}, KL {r['kl_per_sequence']:.1f}; "
+        f"{s['n']} prior samples vs held-out (T={s['temperature']})",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -181,8 +197,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("--recon-limit", type=int, default=2048)
     p.add_argument("--temperature", type=float, default=1.0, help="the headline sampling temperature")
-    p.add_argument("--sweep", type=float, nargs="*", default=[], metavar="T",
-                   help="more sampling temperatures, reported under samples_by_temperature (baselines trained once)")
+    p.add_argument(
+        "--sweep",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="T",
+        help="more sampling temperatures, reported under samples_by_temperature (baselines trained once)",
+    )
     p.add_argument("--baseline-minutes", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -192,10 +214,19 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    report = evaluate(args.checkpoint, args.data, n_samples=args.samples, recon_limit=args.recon_limit,
-                      temperature=args.temperature, temperatures=args.sweep,
-                      baseline_minutes=args.baseline_minutes, seed=args.seed,
-                      device=args.device, threads=args.threads, cache_dir=Path(args.cache_dir))
+    report = evaluate(
+        args.checkpoint,
+        args.data,
+        n_samples=args.samples,
+        recon_limit=args.recon_limit,
+        temperature=args.temperature,
+        temperatures=args.sweep,
+        baseline_minutes=args.baseline_minutes,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        cache_dir=Path(args.cache_dir),
+    )
     print_table(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

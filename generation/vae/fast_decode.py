@@ -108,7 +108,7 @@ def _mm_float32(a, b):
 
 # ---- capability probes (CUDA) -----------------------------------------------------------------------
 def _reference_cell(ig, hg, c, b_ih, b_hh):
-    gates = (ig.float() + hg.float() + b_ih.float() + b_hh.float())
+    gates = ig.float() + hg.float() + b_ih.float() + b_hh.float()
     i, f, g, o = gates.chunk(4, 1)
     c_new = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c_new), c_new

@@ -22,8 +22,13 @@ def melody_features(tokens: np.ndarray) -> dict[str, np.ndarray]:
     pcs = np.zeros(12)
     nlh = np.zeros(len(_NOTE_LENGTH_BINS) - 1)
     if not notes:
-        return {"pitch_class_histogram": pcs, "pitch_range": np.zeros(1), "note_length_histogram": nlh,
-                "inter_onset_interval": np.zeros(1), "pitch_interval": np.zeros(1)}
+        return {
+            "pitch_class_histogram": pcs,
+            "pitch_range": np.zeros(1),
+            "note_length_histogram": nlh,
+            "inter_onset_interval": np.zeros(1),
+            "pitch_interval": np.zeros(1),
+        }
     on = np.array([n[0] for n in notes])
     du = np.array([n[1] for n in notes])
     pi = np.array([n[2] for n in notes])

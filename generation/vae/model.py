@@ -47,7 +47,10 @@ class MusicVAE(nn.Module):
             self.conductor_out = nn.Linear(cfg.conductor_hidden, cfg.conductor_dim)
         self.dec_init = nn.Linear(cond_dim, cfg.dec_layers * 2 * cfg.dec_hidden)
         self.decoder = nn.LSTM(
-            cfg.embed_dim + cond_dim, cfg.dec_hidden, cfg.dec_layers, batch_first=True,
+            cfg.embed_dim + cond_dim,
+            cfg.dec_hidden,
+            cfg.dec_layers,
+            batch_first=True,
             dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
         )
         self.drop = nn.Dropout(cfg.dropout)

@@ -59,11 +59,15 @@ class MelodyVAE:
         self.device = device
         attrs = blob.get("attributes") or {}
         self.attribute_names: list[str] = list(attrs.get("names", []))
-        self.attribute_vectors: torch.Tensor | None = attrs["vectors"].float().to(device) if "vectors" in attrs else None
+        self.attribute_vectors: torch.Tensor | None = (
+            attrs["vectors"].float().to(device) if "vectors" in attrs else None
+        )
         self.metrics: dict = blob.get("metrics", {})
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None, fast_decode: str | None = None) -> "MelodyVAE":
+    def load(
+        cls, path: str | Path, device: str | torch.device | None = None, fast_decode: str | None = None
+    ) -> "MelodyVAE":
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model, blob = load_model(path, dev)
         return cls(model, blob, dev, fast_decode=fast_decode)
@@ -109,7 +113,9 @@ class MelodyVAE:
         """Slerp from a to b in `steps` points (ends included): [steps, z] or [steps, B, z]."""
         single = a.dim() == 1
         a2, b2 = (a[None], b[None]) if single else (a, b)
-        out = slerp(a2.to(self.device).float(), b2.to(self.device).float(), torch.linspace(0, 1, steps, device=self.device))
+        out = slerp(
+            a2.to(self.device).float(), b2.to(self.device).float(), torch.linspace(0, 1, steps, device=self.device)
+        )
         return out[:, 0] if single else out
 
     def similar(self, z: torch.Tensor, n: int, spread: float = 0.3, seed: int | None = None) -> torch.Tensor:
@@ -127,14 +133,18 @@ class MelodyVAE:
 
     # ---- decode ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, temperature: float = 0.5, seed: int | None = None, batch_size: int = 4096) -> np.ndarray:
+    def decode(
+        self, z: torch.Tensor, temperature: float = 0.5, seed: int | None = None, batch_size: int = 4096
+    ) -> np.ndarray:
         """z [B, z_dim] -> tokens [B, seq_len] (int64). temperature 0 = argmax."""
         z = z.reshape(-1, self.z_dim).to(self.device).float()
         g = _generator(seed, self.device)
         if self._uses_graphs() and len(z):
             return self._graph_decoder(len(z), temperature)(z, generator=g).cpu().numpy()
         outs = [
-            self.model.generate(z[i : i + batch_size], temperature=temperature, greedy=temperature <= 0, generator=g).cpu()
+            self.model.generate(
+                z[i : i + batch_size], temperature=temperature, greedy=temperature <= 0, generator=g
+            ).cpu()
             for i in range(0, len(z), batch_size)
         ]
         return torch.cat(outs).numpy()
@@ -151,8 +161,13 @@ class MelodyVAE:
         key = (bucket, float(temperature))
         decoder = self._graphs.pop(key, None)
         if decoder is None:
-            decoder = GraphDecoder(self.model, bucket, dtype=FAST_DECODE_DTYPES[self.fast_decode],
-                                   temperature=temperature, greedy=temperature <= 0)
+            decoder = GraphDecoder(
+                self.model,
+                bucket,
+                dtype=FAST_DECODE_DTYPES[self.fast_decode],
+                temperature=temperature,
+                greedy=temperature <= 0,
+            )
             while len(self._graphs) >= GRAPHS_KEPT:
                 self._graphs.popitem(last=False)
         self._graphs[key] = decoder  # most recently used last

@@ -60,7 +60,9 @@ def lr_at(cfg: ModelConfig, step: int) -> float:
     return max(cfg.lr_min, cfg.lr * cfg.lr_decay**step)
 
 
-def train_step(model: MusicVAE, x: torch.Tensor, cfg: ModelConfig, step: int, device: torch.device) -> dict[str, torch.Tensor]:
+def train_step(
+    model: MusicVAE, x: torch.Tensor, cfg: ModelConfig, step: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """One loss computation with two-pass scheduled sampling.
 
     Scheduled sampling step by step would serialize the decoder; instead (Mihaylova & Martins 2019)
@@ -102,7 +104,9 @@ def evaluate_tf(model: MusicVAE, data: torch.Tensor, device: torch.device, batch
 
 
 @torch.no_grad()
-def compute_attributes(model: MusicVAE, windows: torch.Tensor, device: torch.device, limit: int = 8192, seed: int = 0) -> dict[str, Any]:
+def compute_attributes(
+    model: MusicVAE, windows: torch.Tensor, device: torch.device, limit: int = 8192, seed: int = 0
+) -> dict[str, Any]:
     model.eval()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(windows), generator=g)[:limit]
@@ -130,7 +134,9 @@ def plot_curves(h: History, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     vs = [v["step"] for v in h.valid]
-    for a, key, label in zip(ax, ("loss", "accuracy", "kl"), ("loss (NLL/seq + beta*KL)", "token accuracy", "KL (nats/seq)")):
+    for a, key, label in zip(
+        ax, ("loss", "accuracy", "kl"), ("loss (NLL/seq + beta*KL)", "token accuracy", "KL (nats/seq)")
+    ):
         a.plot(h.steps, getattr(h, key), lw=0.8, label="train")
         vkey = {"loss": None, "accuracy": "accuracy", "kl": "kl"}[key]
         if vkey and vs:
@@ -194,8 +200,10 @@ def train(
             print(f"resumed from step {step}, epoch {epoch}")
     n_params = sum(p.numel() for p in model.parameters())
     if log:
-        print(f"{cfg.name}: {n_params/1e6:.2f}M params, windows train/valid/test "
-              f"{len(splits.train)}/{len(splits.valid)}/{len(splits.test)}, device {dev}")
+        print(
+            f"{cfg.name}: {n_params / 1e6:.2f}M params, windows train/valid/test "
+            f"{len(splits.train)}/{len(splits.valid)}/{len(splits.test)}, device {dev}"
+        )
 
     # The training windows live on the device (int8, a few MB): no host-to-device copy per step.
     train_windows = splits.train.to(dev)
@@ -230,8 +238,14 @@ def train(
                 hist.steps.append(step)
                 for k in run:
                     getattr(hist, k).append(run[k])
-                bar.set_postfix(loss=f"{run['loss']:.2f}", acc=f"{run['accuracy']:.4f}", kl=f"{run['kl']:.1f}",
-                                beta=f"{beta_at(cfg, step):.3f}", ss=f"{sampling_prob_at(cfg, step):.2f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{run['loss']:.2f}",
+                    acc=f"{run['accuracy']:.4f}",
+                    kl=f"{run['kl']:.1f}",
+                    beta=f"{beta_at(cfg, step):.3f}",
+                    ss=f"{sampling_prob_at(cfg, step):.2f}",
+                    refresh=False,
+                )
             if time.time() - t0 > budget:
                 stop = True
                 break
@@ -245,10 +259,16 @@ def train(
             best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             v["best"] = True
         if log:
-            print(f"epoch {epoch} step {step}: valid acc {v['accuracy']:.4f} nll/tok {v['nll_per_token']:.4f} kl {v['kl']:.1f}")
+            print(
+                f"epoch {epoch} step {step}: valid acc {v['accuracy']:.4f} nll/tok {v['nll_per_token']:.4f} kl {v['kl']:.1f}"
+            )
         train_state = {
-            "optimizer": opt.state_dict(), "step": step, "epoch": epoch, "elapsed": time.time() - t0,
-            "history": json.dumps(hist.__dict__), "rng": torch.get_rng_state(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "elapsed": time.time() - t0,
+            "history": json.dumps(hist.__dict__),
+            "rng": torch.get_rng_state(),
         }
         save_checkpoint(out / "last.pt", model, train_state=train_state)
 
@@ -272,8 +292,11 @@ def train(
         "valid": final_valid,
         "valid_history": hist.valid,
     }
-    metrics = {"valid_accuracy": final_valid.get("accuracy"), "valid_kl": final_valid.get("kl"),
-               "valid_nll_per_token": final_valid.get("nll_per_token")}
+    metrics = {
+        "valid_accuracy": final_valid.get("accuracy"),
+        "valid_kl": final_valid.get("kl"),
+        "valid_nll_per_token": final_valid.get("nll_per_token"),
+    }
     save_checkpoint(out / "model.pt", model, attributes=attrs, metrics=metrics, half=half)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_curves(hist, out / "curves.png", f"{cfg.name}: {step} steps, {report['train_minutes']:.1f} min on {dev}")
@@ -296,7 +319,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="mel_2bar")
-    p.add_argument("--data", required=True, help="folder of MIDI files (searched recursively), or its melodies-*.pt cache")
+    p.add_argument(
+        "--data", required=True, help="folder of MIDI files (searched recursively), or its melodies-*.pt cache"
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--minutes", type=float, default=None, help="training time budget")
     p.add_argument("--epochs", type=int, default=None)
@@ -320,8 +345,18 @@ def config_from_args(args: argparse.Namespace) -> ModelConfig:
 def train_from_args(args: argparse.Namespace) -> tuple[ModelConfig, dict[str, Any]]:
     """Run what build_arg_parser's options ask for (this entry point and `manage.py train_model`)."""
     cfg = config_from_args(args)
-    report = train(cfg, args.data, args.out, resume=args.resume, device=args.device, threads=args.threads,
-                   cache_dir=Path(args.cache_dir), half=args.half, init=args.init, init_step=args.init_step)
+    report = train(
+        cfg,
+        args.data,
+        args.out,
+        resume=args.resume,
+        device=args.device,
+        threads=args.threads,
+        cache_dir=Path(args.cache_dir),
+        half=args.half,
+        init=args.init,
+        init_step=args.init_step,
+    )
     return cfg, report
 
 

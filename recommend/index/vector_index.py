@@ -112,11 +112,15 @@ class VectorIndex:
         """(ids, unit vectors) of every live track: enough to rebuild without the database."""
         if self.kind == "flat":
             flat = faiss.downcast_index(self._index.index)
-            return self.ids(), flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.empty((0, self.dim), np.float32)
+            return self.ids(), flat.reconstruct_n(0, flat.ntotal) if flat.ntotal else np.empty(
+                (0, self.dim), np.float32
+            )
         if self.kind == "hnsw":
             labels = self._hnsw_labels()
             storage = faiss.downcast_index(self._hnsw().storage)
-            vectors = storage.reconstruct_n(0, storage.ntotal) if storage.ntotal else np.empty((0, self.dim), np.float32)
+            vectors = (
+                storage.reconstruct_n(0, storage.ntotal) if storage.ntotal else np.empty((0, self.dim), np.float32)
+            )
             live = labels >= 0
             return labels[live].copy(), vectors[live]
         lists = list(self._ivf_lists())

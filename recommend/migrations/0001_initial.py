@@ -6,30 +6,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0002_track_media'),
-        ('generation', '0002_generationjob_generatedtrack_and_more'),
+        ("catalog", "0002_track_media"),
+        ("generation", "0002_generationjob_generatedtrack_and_more"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TrackEmbedding',
+            name="TrackEmbedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('vector', models.BinaryField(help_text='float32 little-endian, z_dim values.')),
-                ('dim', models.PositiveSmallIntegerField()),
-                ('sigma_mean', models.FloatField(help_text='Mean posterior standard deviation (how unsure the encoder is).')),
-                ('window_count', models.PositiveIntegerField(default=1, help_text='Windows of seq_len steps that were pooled.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='embeddings', to='generation.modelversion')),
-                ('track', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='embeddings', to='catalog.track')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("vector", models.BinaryField(help_text="float32 little-endian, z_dim values.")),
+                ("dim", models.PositiveSmallIntegerField()),
+                (
+                    "sigma_mean",
+                    models.FloatField(help_text="Mean posterior standard deviation (how unsure the encoder is)."),
+                ),
+                (
+                    "window_count",
+                    models.PositiveIntegerField(default=1, help_text="Windows of seq_len steps that were pooled."),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="embeddings",
+                        to="generation.modelversion",
+                    ),
+                ),
+                (
+                    "track",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="embeddings", to="catalog.track"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['model_version', 'track'], name='recommend_t_model_v_07bb7f_idx')],
-                'constraints': [models.UniqueConstraint(fields=('track', 'model_version'), name='trackembedding_one_per_version')],
+                "indexes": [models.Index(fields=["model_version", "track"], name="recommend_t_model_v_07bb7f_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("track", "model_version"), name="trackembedding_one_per_version")
+                ],
             },
         ),
     ]

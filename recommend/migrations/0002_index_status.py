@@ -5,21 +5,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0002_generationjob_generatedtrack_and_more'),
-        ('recommend', '0001_initial'),
+        ("generation", "0002_generationjob_generatedtrack_and_more"),
+        ("recommend", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IndexStatus',
+            name="IndexStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('complete', models.BooleanField(default=False)),
-                ('tracks', models.PositiveIntegerField(default=0, help_text='Tracks embedded when the pass completed.')),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='index_status', to='generation.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("complete", models.BooleanField(default=False)),
+                (
+                    "tracks",
+                    models.PositiveIntegerField(default=0, help_text="Tracks embedded when the pass completed."),
+                ),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model_version",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="index_status",
+                        to="generation.modelversion",
+                    ),
+                ),
             ],
         ),
     ]

@@ -30,10 +30,16 @@ def test_changelist_search_and_filters(admin_client, track_factory):
 
 def test_upload_goes_through_ingestion(admin_client):
     data = make_midi([64, 67, 71], numerator=3, denominator=4)
-    response = admin_client.post("/admin/catalog/track/add/", {
-        "midi_upload": SimpleUploadedFile("waltz.mid", data), "title": "", "composer": "Me",
-        "collection": "uploads", "region": "",
-    })
+    response = admin_client.post(
+        "/admin/catalog/track/add/",
+        {
+            "midi_upload": SimpleUploadedFile("waltz.mid", data),
+            "title": "",
+            "composer": "Me",
+            "collection": "uploads",
+            "region": "",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     track = Track.objects.get()
     assert track.title == "waltz" and track.time_signature == "3/4" and track.composer == "Me"
@@ -42,10 +48,16 @@ def test_upload_goes_through_ingestion(admin_client):
 
 
 def test_bad_upload_shows_the_reason_and_stores_nothing(admin_client, media_files):
-    response = admin_client.post("/admin/catalog/track/add/", {
-        "midi_upload": SimpleUploadedFile("x.mid", b"definitely not midi"), "title": "x",
-        "composer": "", "collection": "", "region": "",
-    })
+    response = admin_client.post(
+        "/admin/catalog/track/add/",
+        {
+            "midi_upload": SimpleUploadedFile("x.mid", b"definitely not midi"),
+            "title": "x",
+            "composer": "",
+            "collection": "",
+            "region": "",
+        },
+    )
     assert response.status_code == 200
     assert b"not a Standard MIDI File" in response.content
     assert not Track.objects.exists() and media_files() == []
@@ -57,12 +69,23 @@ def test_track_page_shows_ratings_and_allows_edit(admin_client, track_factory, u
     page = admin_client.get(f"/admin/catalog/track/{track.pk}/change/")
     assert page.status_code == 200
     assert b"1 ratings, average 5.00" in page.content and b"listener" in page.content
-    response = admin_client.post(f"/admin/catalog/track/{track.pk}/change/", {
-        "title": "New", "composer": "", "collection": "", "region": "", "key": "g",
-        "time_signature": "3/4", "ratings-TOTAL_FORMS": "1", "ratings-INITIAL_FORMS": "1",
-        "ratings-MIN_NUM_FORMS": "0", "ratings-MAX_NUM_FORMS": "1000",
-        "ratings-0-id": str(track.ratings.get().pk), "ratings-0-track": str(track.pk),
-    })
+    response = admin_client.post(
+        f"/admin/catalog/track/{track.pk}/change/",
+        {
+            "title": "New",
+            "composer": "",
+            "collection": "",
+            "region": "",
+            "key": "g",
+            "time_signature": "3/4",
+            "ratings-TOTAL_FORMS": "1",
+            "ratings-INITIAL_FORMS": "1",
+            "ratings-MIN_NUM_FORMS": "0",
+            "ratings-MAX_NUM_FORMS": "1000",
+            "ratings-0-id": str(track.ratings.get().pk),
+            "ratings-0-track": str(track.pk),
+        },
+    )
     assert response.status_code == 302, response.content[:3000]
     track.refresh_from_db()
     assert (track.title, track.key, track.time_signature) == ("New", "G major", "3/4")
@@ -71,8 +94,9 @@ def test_track_page_shows_ratings_and_allows_edit(admin_client, track_factory, u
 def test_delete_removes_files(admin_client, track_factory, media_files, django_capture_on_commit_callbacks):
     tracks = [track_factory(), track_factory()]
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post("/admin/catalog/track/", {
-            "action": "delete_tracks", "_selected_action": [t.pk for t in tracks]})
+        response = admin_client.post(
+            "/admin/catalog/track/", {"action": "delete_tracks", "_selected_action": [t.pk for t in tracks]}
+        )
     assert response.status_code == 302
     assert not Track.objects.exists() and media_files() == []
 

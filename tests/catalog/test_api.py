@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def upload(client, data: bytes, name: str = "tune.mid", **fields):
-    return client.post("/api/v1/tracks/", {"file": SimpleUploadedFile(name, data, "audio/midi"), **fields},
-                       format="multipart")
+    return client.post(
+        "/api/v1/tracks/", {"file": SimpleUploadedFile(name, data, "audio/midi"), **fields}, format="multipart"
+    )
 
 
 def assert_error(response, status: int, code: str | None = None):
@@ -74,12 +75,16 @@ def test_register_and_token_flow(anon_client):
 
 
 def test_register_and_token_errors(anon_client, user):
-    assert_error(anon_client.post("/api/v1/auth/register/", {"username": "listener", "password": "x-long-enough-1"}),
-                 409, "conflict")
+    assert_error(
+        anon_client.post("/api/v1/auth/register/", {"username": "listener", "password": "x-long-enough-1"}),
+        409,
+        "conflict",
+    )
     error = assert_error(anon_client.post("/api/v1/auth/register/", {"username": "a b", "password": "short"}), 400)
     assert set(error["fields"]) == {"username", "password"}
-    assert_error(anon_client.post("/api/v1/auth/token/", {"username": "listener", "password": "wrong"}),
-                 400, "bad_credentials")
+    assert_error(
+        anon_client.post("/api/v1/auth/token/", {"username": "listener", "password": "wrong"}), 400, "bad_credentials"
+    )
 
 
 def test_staff_upload_stores_track_and_reports_duplicates(staff_client, staff):
@@ -118,11 +123,13 @@ def test_upload_without_file(staff_client):
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.one_of(
-    st.binary(max_size=512),
-    st.binary(max_size=256).map(lambda tail: b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk" + tail),
-    st.integers(min_value=1, max_value=300).map(lambda cut: make_midi()[:cut]),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=512),
+        st.binary(max_size=256).map(lambda tail: b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk" + tail),
+        st.integers(min_value=1, max_value=300).map(lambda cut: make_midi()[:cut]),
+    )
+)
 def test_random_bytes_never_500_and_never_store(staff_client, media_files, data):
     response = upload(staff_client, data)
     assert response.status_code in (200, 201, 400), response.content
@@ -195,7 +202,12 @@ def test_schema_documents_what_endpoints_accept(anon_client):
     ref = rating["schema"]["$ref"].rsplit("/", 1)[1]
     score = schema["components"]["schemas"][ref]["properties"]["score"]
     assert (score["minimum"], score["maximum"]) == (1, 5)
-    for path in ("/api/v1/auth/register/", "/api/v1/auth/token/", "/api/v1/me/ratings/", "/api/v1/tracks/{track_id}/midi/"):
+    for path in (
+        "/api/v1/auth/register/",
+        "/api/v1/auth/token/",
+        "/api/v1/me/ratings/",
+        "/api/v1/tracks/{track_id}/midi/",
+    ):
         assert path in paths
 
 
@@ -216,9 +228,14 @@ def test_throttling_answers_429_in_the_error_format(anon_client, settings):
     from django.core.cache import cache
 
     cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
-                                                          "anon": "3/min", "auth": "2/min"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "anon": "3/min",
+            "auth": "2/min",
+        },
+    }
     statuses = [anon_client.get("/api/v1/tracks/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     cache.clear()

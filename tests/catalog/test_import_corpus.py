@@ -10,8 +10,17 @@ pytestmark = pytest.mark.django_db
 
 def test_import_a_subset_twice_adds_nothing_the_second_time(tmp_path, media_files):
     report = tmp_path / "import.json"
-    call_command("import_corpus", "--collections", "essen", "oneills1850", "--per-collection", "6",
-                 "--json", str(report), "--no-progress")
+    call_command(
+        "import_corpus",
+        "--collections",
+        "essen",
+        "oneills1850",
+        "--per-collection",
+        "6",
+        "--json",
+        str(report),
+        "--no-progress",
+    )
     first = json.loads(report.read_text())
     assert first["added"] + first["duplicates"] + first["skipped"] == 12
     assert first["added"] >= 10
@@ -20,8 +29,17 @@ def test_import_a_subset_twice_adds_nothing_the_second_time(tmp_path, media_file
     assert essen.region and essen.title and essen.time_signature and essen.key
     assert Track.objects.filter(collection="oneills1850", region="Irish").exists()
 
-    call_command("import_corpus", "--collections", "essen", "oneills1850", "--per-collection", "6",
-                 "--json", str(report), "--no-progress")
+    call_command(
+        "import_corpus",
+        "--collections",
+        "essen",
+        "oneills1850",
+        "--per-collection",
+        "6",
+        "--json",
+        str(report),
+        "--no-progress",
+    )
     second = json.loads(report.read_text())
     assert second["added"] == 0 and second["already_present"] == first["added"]
     assert Track.objects.count() == first["added"]
@@ -58,13 +76,33 @@ def test_large_imports_ingest_in_a_process_pool(monkeypatch, tmp_path, media_fil
 
     monkeypatch.setattr(corpus, "POOL_THRESHOLD", 1)  # take the pool path for a handful of tunes
     report = tmp_path / "import.json"
-    call_command("import_corpus", "--collections", "airds_airs", "--limit", "8", "--workers", "2",
-                 "--json", str(report), "--no-progress")
+    call_command(
+        "import_corpus",
+        "--collections",
+        "airds_airs",
+        "--limit",
+        "8",
+        "--workers",
+        "2",
+        "--json",
+        str(report),
+        "--no-progress",
+    )
     summary = json.loads(report.read_text())
     assert summary["workers"] == 2
     assert summary["added"] + summary["duplicates"] + summary["skipped"] == 8
     assert Track.objects.count() == summary["added"] >= 6
     assert len(media_files()) == summary["added"]  # the workers wrote into this test's media folder
-    call_command("import_corpus", "--collections", "airds_airs", "--limit", "8", "--workers", "2",
-                 "--json", str(report), "--no-progress")
+    call_command(
+        "import_corpus",
+        "--collections",
+        "airds_airs",
+        "--limit",
+        "8",
+        "--workers",
+        "2",
+        "--json",
+        str(report),
+        "--no-progress",
+    )
     assert json.loads(report.read_text())["added"] == 0

@@ -43,8 +43,9 @@ def fake_render(monkeypatch):
 
     def render(midi_bytes, **kwargs):
         calls.append(kwargs)
-        return rendering.RenderedAudio(data=FAKE_OGG, duration_seconds=2.0, loudness_lufs=-16.0, gain_db=3.0,
-                                       peak_dbfs=-1.5, render_seconds=0.01)
+        return rendering.RenderedAudio(
+            data=FAKE_OGG, duration_seconds=2.0, loudness_lufs=-16.0, gain_db=3.0, peak_dbfs=-1.5, render_seconds=0.01
+        )
 
     monkeypatch.setattr(rendering, "render_audio", render)
     return calls
@@ -70,8 +71,11 @@ def test_pending_audio_answers_202_with_retry_after(anon_client, track_factory, 
     response = anon_client.get(audio_url(track.pk), HTTP_ACCEPT="audio/ogg")
     assert response.status_code == 202
     assert response["Retry-After"] == "7"
-    assert response.json() == {"status": "pending", "retry_after": 7,
-                               "message": "The audio is being rendered; try again in 7 s."}
+    assert response.json() == {
+        "status": "pending",
+        "retry_after": 7,
+        "message": "The audio is being rendered; try again in 7 s.",
+    }
 
 
 def test_audio_never_requested_is_enqueued_by_the_first_request(
@@ -87,8 +91,9 @@ def test_audio_never_requested_is_enqueued_by_the_first_request(
     assert len(enqueued) == 1, "a pending render is not enqueued twice"
 
 
-def test_a_lost_pending_render_is_enqueued_again(anon_client, track_factory, enqueued, settings,
-                                                 django_capture_on_commit_callbacks):
+def test_a_lost_pending_render_is_enqueued_again(
+    anon_client, track_factory, enqueued, settings, django_capture_on_commit_callbacks
+):
     settings.REFRAIN_AUDIO_PENDING_TIMEOUT = 0
     track = track_factory()
     with django_capture_on_commit_callbacks(execute=True):
@@ -108,11 +113,15 @@ def test_rendered_audio_is_served_whole_and_by_ranges(anon_client, track_factory
     assert whole["Content-Length"] == str(len(FAKE_OGG))
 
     size = len(FAKE_OGG)
-    for header, first, last in (("bytes=0-99", 0, 99), ("bytes=5000-", 5000, size - 1),
-                                ("bytes=-300", size - 300, size - 1), ("bytes=10000-99999", 10000, size - 1)):
+    for header, first, last in (
+        ("bytes=0-99", 0, 99),
+        ("bytes=5000-", 5000, size - 1),
+        ("bytes=-300", size - 300, size - 1),
+        ("bytes=10000-99999", 10000, size - 1),
+    ):
         part = anon_client.get(url, HTTP_RANGE=header)
         assert part.status_code == 206, header
-        assert part.content == FAKE_OGG[first:last + 1], header
+        assert part.content == FAKE_OGG[first : last + 1], header
         assert part["Content-Range"] == f"bytes {first}-{last}/{size}"
         assert part["Content-Length"] == str(last - first + 1)
         assert part["Content-Type"] == "audio/ogg"
@@ -137,8 +146,9 @@ def test_render_is_idempotent_and_forced_rerender_replaces_the_file(track_factor
     assert len([p for p in media_files() if p.suffix == ".ogg"]) == 1
 
 
-def test_a_changed_file_is_rendered_again(anon_client, track_factory, fake_render, enqueued, media_files,
-                                          midi_bytes, django_capture_on_commit_callbacks):
+def test_a_changed_file_is_rendered_again(
+    anon_client, track_factory, fake_render, enqueued, media_files, midi_bytes, django_capture_on_commit_callbacks
+):
     track = track_factory()
     tasks.track_render_audio(track.pk)
     old_audio = TrackMedia.objects.get(track=track).audio_file.name
@@ -227,8 +237,9 @@ def test_a_missing_track_is_404_in_the_error_format(anon_client, url):
     assert response.json()["error"]["code"] == "not_found"
 
 
-def test_deleting_a_track_removes_its_media(track_factory, fake_render, media_files,
-                                            django_capture_on_commit_callbacks, enqueued):
+def test_deleting_a_track_removes_its_media(
+    track_factory, fake_render, media_files, django_capture_on_commit_callbacks, enqueued
+):
     track = track_factory()
     tasks.track_render_audio(track.pk)
     assert len(media_files()) == 4  # MIDI, audio, piano roll, thumbnail
@@ -253,9 +264,10 @@ def test_admin_shows_player_piano_roll_and_thumbnails(admin_client, track_factor
     assert f'<audio controls preload="none" src="{audio_url(track.pk)}"' in page
     assert f'<img src="{roll_url(track.pk)}"' in page
     listing = admin_client.get(reverse("admin:catalog_track_changelist")).content.decode()
-    assert f'{roll_url(track.pk)}?size=thumb' in listing
-    admin_client.post(reverse("admin:catalog_track_changelist"),
-                      {"action": "render_media", "_selected_action": [track.pk]})
+    assert f"{roll_url(track.pk)}?size=thumb" in listing
+    admin_client.post(
+        reverse("admin:catalog_track_changelist"), {"action": "render_media", "_selected_action": [track.pk]}
+    )
     assert TrackMedia.objects.get(track=track).audio_status == "pending"
 
 
@@ -291,7 +303,8 @@ def test_ingestion_renders_audio_on_a_real_cpu_worker(celery_worker, corpus_midi
     track = services.track_ingest(midi_bytes=corpus_midi, title="Essen tune", is_generated=True).track
     celery_worker.wait_for(
         lambda: TrackMedia.objects.filter(track=track, audio_status="ready").exists(),
-        timeout=90, what="the worker to render the audio",
+        timeout=90,
+        what="the worker to render the audio",
     )
     response = anon_client.get(audio_url(track.pk), HTTP_RANGE="bytes=0-3")
     assert response.status_code == 206 and response.content == b"OggS"

@@ -82,8 +82,17 @@ def test_rejects_over_the_note_limit():
 
 @pytest.mark.parametrize(
     "hint, expected",
-    [("Dmix", "D mixolydian"), ("Am", "A minor"), ("F#", "F# major"), ("Bb", "Bb major"), ("E dor", "E dorian"),
-     ("G", "G major"), ("", ""), ("none", ""), ("Hp", "")],
+    [
+        ("Dmix", "D mixolydian"),
+        ("Am", "A minor"),
+        ("F#", "F# major"),
+        ("Bb", "Bb major"),
+        ("E dor", "E dorian"),
+        ("G", "G major"),
+        ("", ""),
+        ("none", ""),
+        ("Hp", ""),
+    ],
 )
 def test_normalize_key(hint, expected):
     assert normalize_key(hint) == expected

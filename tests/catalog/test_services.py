@@ -183,7 +183,8 @@ def test_prune_removes_only_old_unreferenced_files(track_factory, settings, medi
     os.utime(Path(kept.midi_file.path), (old, old))
 
     assert services.media_prune_orphans(older_than_seconds=3600, dry_run=True) == [
-        orphan.relative_to(settings.MEDIA_ROOT).as_posix()]
+        orphan.relative_to(settings.MEDIA_ROOT).as_posix()
+    ]
     assert orphan.exists()
     services.media_prune_orphans(older_than_seconds=3600)
     assert not orphan.exists() and young.exists() and Path(kept.midi_file.path).exists()

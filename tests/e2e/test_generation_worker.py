@@ -67,9 +67,13 @@ def database_write_lock():
     else:
         import psycopg
 
-        raw = psycopg.connect(host=settings_dict["HOST"] or None, port=settings_dict["PORT"] or None,
-                              user=settings_dict["USER"], password=settings_dict["PASSWORD"] or None,
-                              dbname=settings_dict["NAME"])
+        raw = psycopg.connect(
+            host=settings_dict["HOST"] or None,
+            port=settings_dict["PORT"] or None,
+            user=settings_dict["USER"],
+            password=settings_dict["PASSWORD"] or None,
+            dbname=settings_dict["NAME"],
+        )
         try:
             raw.execute("LOCK TABLE generation_generationjob IN ACCESS EXCLUSIVE MODE")
             yield
@@ -84,8 +88,11 @@ def test_killed_worker_job_completes_exactly_once(start_worker, user_client, mod
     response = user_client.post("/api/v1/generations/", {"kind": "sample", "count": 3}, format="json")
     job_id = response.json()["id"]
     with database_write_lock():
-        worker_a.wait_for(lambda: "run_generation" in worker_a.log() and "received" in worker_a.log(),
-                          timeout=60, what="worker A to take the job")
+        worker_a.wait_for(
+            lambda: "run_generation" in worker_a.log() and "received" in worker_a.log(),
+            timeout=60,
+            what="worker A to take the job",
+        )
         worker_a.kill9()  # kill -9 while the task is executing
     assert job_status(job_id) == "pending" and not Track.objects.exists()
 

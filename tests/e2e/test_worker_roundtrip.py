@@ -15,8 +15,11 @@ def test_task_round_trip_through_a_real_worker(celery_worker, track_factory):
 
     track_refresh_metadata.delay(track.pk)
 
-    celery_worker.wait_for(lambda: Track.objects.get(pk=track.pk).note_count == expected,
-                           timeout=60, what="the worker to refresh the track")
+    celery_worker.wait_for(
+        lambda: Track.objects.get(pk=track.pk).note_count == expected,
+        timeout=60,
+        what="the worker to refresh the track",
+    )
     assert "track_refresh_metadata" in celery_worker.log()
     assert "succeeded" in celery_worker.log()
 

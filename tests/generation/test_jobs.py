@@ -28,19 +28,23 @@ def no_broker(monkeypatch):
     return sent
 
 
-@pytest.mark.parametrize("kind, params, field", [
-    ("sample", {"count": 0}, "count"),
-    ("sample", {"count": 999}, "count"),
-    ("sample", {"temperature": 3.5}, "temperature"),
-    ("sample", {"track_id": 1}, "track_ids"),
-    ("similar", {}, "track_ids"),
-    ("similar", {"track_id": 987654}, "track_ids"),
-    ("interpolate", {"track_ids": [1]}, "track_ids"),
-    ("steer", {"track_id": "T", "attribute": "loudness"}, "attribute"),
-    ("dance", {}, "kind"),
-])
-def test_bad_parameters_are_refused_and_store_nothing(user, model_version, track_factory, no_broker,
-                                                      kind, params, field):
+@pytest.mark.parametrize(
+    "kind, params, field",
+    [
+        ("sample", {"count": 0}, "count"),
+        ("sample", {"count": 999}, "count"),
+        ("sample", {"temperature": 3.5}, "temperature"),
+        ("sample", {"track_id": 1}, "track_ids"),
+        ("similar", {}, "track_ids"),
+        ("similar", {"track_id": 987654}, "track_ids"),
+        ("interpolate", {"track_ids": [1]}, "track_ids"),
+        ("steer", {"track_id": "T", "attribute": "loudness"}, "attribute"),
+        ("dance", {}, "kind"),
+    ],
+)
+def test_bad_parameters_are_refused_and_store_nothing(
+    user, model_version, track_factory, no_broker, kind, params, field
+):
     track = track_factory()
     if params.get("track_id") == "T":
         params["track_id"] = track.pk
@@ -50,8 +54,9 @@ def test_bad_parameters_are_refused_and_store_nothing(user, model_version, track
     assert not GenerationJob.objects.exists() and no_broker == []
 
 
-def test_a_job_runs_and_its_tracks_are_real_catalog_tracks(user, model_version, no_broker,
-                                                           django_capture_on_commit_callbacks):
+def test_a_job_runs_and_its_tracks_are_real_catalog_tracks(
+    user, model_version, no_broker, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         job = create(user, "sample", count=3, temperature=0.0, seed=11)
     assert no_broker == [job.pk] and job.status == "pending" and job.model_version == model_version
@@ -76,9 +81,11 @@ def test_a_job_runs_and_its_tracks_are_real_catalog_tracks(user, model_version, 
 
 def test_each_kind_uses_its_parents(user, model_version, track_factory, no_broker):
     a, b = track_factory(), track_factory()
-    jobs = [create(user, "similar", track_id=a.pk, count=2, spread=0.2),
-            create(user, "interpolate", track_ids=[a.pk, b.pk], count=3),
-            create(user, "steer", track_id=b.pk, attribute="note_density", amount=2.0, count=2)]
+    jobs = [
+        create(user, "similar", track_id=a.pk, count=2, spread=0.2),
+        create(user, "interpolate", track_ids=[a.pk, b.pk], count=3),
+        create(user, "steer", track_id=b.pk, attribute="note_density", amount=2.0, count=2),
+    ]
     for job in jobs:
         services.generation_jobs_run(job_id=job.pk)
     for job, parents in zip(jobs, [{a.pk}, {a.pk, b.pk}, {b.pk}]):
@@ -144,17 +151,20 @@ def test_a_live_workers_job_is_not_taken(user, model_version, no_broker):
     from django.utils import timezone
 
     job = create(user, "sample")
-    GenerationJob.objects.filter(pk=job.pk).update(status="running", lease_expires_at=timezone.now() + timedelta(minutes=5))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running", lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
     assert services.generation_jobs_run(job_id=job.pk).jobs == 0
     assert services.generation_jobs_recover() == 0
 
 
 # --- API ---
 
-def test_api_create_and_permissions(user_client, other_client, staff_client, anon_client, model_version,
-                                    no_broker):
-    response = user_client.post("/api/v1/generations/", {"kind": "sample", "count": 2, "temperature": 0.7},
-                                format="json")
+
+def test_api_create_and_permissions(user_client, other_client, staff_client, anon_client, model_version, no_broker):
+    response = user_client.post(
+        "/api/v1/generations/", {"kind": "sample", "count": 2, "temperature": 0.7}, format="json"
+    )
     assert response.status_code == 202, response.content
     job = response.json()
     assert job["status"] == "pending" and job["params"]["count"] == 2 and job["model_version"] == "mel_test"
@@ -168,15 +178,18 @@ def test_api_create_and_permissions(user_client, other_client, staff_client, ano
     assert other_client.get("/api/v1/generations/").json()["count"] == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "sample", "count": 100}, "count"),
-    ({"kind": "sample", "temperature": -1}, "temperature"),
-    ({"kind": "similar", "track_id": 424242}, "track_ids"),
-    ({"kind": "interpolate", "track_ids": [1, 2, 3]}, "track_ids"),
-    ({"kind": "steer", "track_id": 1, "attribute": "volume"}, "attribute"),
-    ({"kind": "remix"}, "kind"),
-    ({}, "kind"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "sample", "count": 100}, "count"),
+        ({"kind": "sample", "temperature": -1}, "temperature"),
+        ({"kind": "similar", "track_id": 424242}, "track_ids"),
+        ({"kind": "interpolate", "track_ids": [1, 2, 3]}, "track_ids"),
+        ({"kind": "steer", "track_id": 1, "attribute": "volume"}, "attribute"),
+        ({"kind": "remix"}, "kind"),
+        ({}, "kind"),
+    ],
+)
 def test_api_bad_parameters(user_client, model_version, no_broker, body, field):
     response = user_client.post("/api/v1/generations/", body, format="json")
     assert response.status_code == 400, response.content
@@ -190,8 +203,7 @@ def test_api_generation_throttle(user_client, model_version, no_broker, settings
     cache.clear()
     rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "generation": "2/min"}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
-    codes = [user_client.post("/api/v1/generations/", {"kind": "sample"}, format="json").status_code
-             for _ in range(3)]
+    codes = [user_client.post("/api/v1/generations/", {"kind": "sample"}, format="json").status_code for _ in range(3)]
     assert codes == [202, 202, 429]
     assert user_client.get("/api/v1/generations/").status_code == 200  # reading is not throttled by it
     cache.clear()
@@ -222,8 +234,9 @@ def test_an_unloadable_checkpoint_fails_the_job_clearly(user, model_version, no_
     assert services.generation_jobs_recover() == 0  # not retried forever
 
 
-def test_a_crash_while_storing_leaves_nothing_and_the_retry_stores_once(user, model_version, no_broker,
-                                                                        monkeypatch, media_files):
+def test_a_crash_while_storing_leaves_nothing_and_the_retry_stores_once(
+    user, model_version, no_broker, monkeypatch, media_files
+):
     """A worker that dies half-way through writing a job's tracks leaves no track and no file;
     the job is taken again once its lease runs out and then makes its tracks exactly once."""
     from django.utils import timezone

@@ -79,18 +79,36 @@ def test_train_model_command_trains_and_registers_an_active_version(tmp_path):
     data = tmp_path / "midi"
     data.mkdir()
     for i in range(12):
-        write_melody(data / f"t{i}.mid", [60 + (k * (i + 1)) % 12 for k in range(24)], meter=[(4, 4), (3, 4), (6, 8)][i % 3])
+        write_melody(
+            data / f"t{i}.mid", [60 + (k * (i + 1)) % 12 for k in range(24)], meter=[(4, 4), (3, 4), (6, 8)][i % 3]
+        )
     out = tmp_path / "run"
-    call_command("train_model", "--config", "mel_tiny", "--data", str(data), "--out", str(out), "--epochs", "1",
-                 "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--name", "smoke")
+    call_command(
+        "train_model",
+        "--config",
+        "mel_tiny",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--name",
+        "smoke",
+    )
     version = selectors.model_version_active()
     assert version.name == "smoke" and version.config["name"] == "mel_tiny"
     assert (out / "model.pt").is_file() and (out / "report.json").is_file() and (out / "curves.png").is_file()
     assert "valid" in version.metrics
 
 
-def test_activating_a_version_queues_the_catalogs_reembedding(checkpoint, monkeypatch,
-                                                              django_capture_on_commit_callbacks):
+def test_activating_a_version_queues_the_catalogs_reembedding(
+    checkpoint, monkeypatch, django_capture_on_commit_callbacks
+):
     from recommend import tasks as recommend_tasks
 
     sent = []

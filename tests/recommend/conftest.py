@@ -26,8 +26,10 @@ def put_embeddings():
         for track, vector in vectors.items():
             vector = np.asarray(vector, dtype=np.float32)
             TrackEmbedding.objects.update_or_create(
-                track=track, model_version=model_version,
-                defaults={"vector": vector_to_bytes(vector), "dim": len(vector), "sigma_mean": 0.1})
+                track=track,
+                model_version=model_version,
+                defaults={"vector": vector_to_bytes(vector), "dim": len(vector), "sigma_mean": 0.1},
+            )
         if rebuild:
             services.index_rebuild(model_version=model_version)
 

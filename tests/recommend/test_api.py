@@ -67,8 +67,9 @@ def test_similar_without_an_active_model_is_a_503(anon_client, track_factory):
     assert response.status_code == 503 and response.json()["error"]["code"] == "no_model"
 
 
-def test_a_deleted_track_never_appears_in_similar_or_feed(user, user_client, anon_client, model_version,
-                                                          track_factory, put_embeddings):
+def test_a_deleted_track_never_appears_in_similar_or_feed(
+    user, user_client, anon_client, model_version, track_factory, put_embeddings
+):
     a, b, c, gone = (track_factory() for _ in range(4))
     put_embeddings(model_version, {a: unit(1, 0), b: unit(0, 1), c: unit(-1, 0), gone: unit(1, 0.01)})
     catalog_services.rating_set(user=user, track=a, score=5)
@@ -100,8 +101,10 @@ def test_feed_rejects_an_unknown_kind(user_client):
 
 def test_feed_excludes_rated_tracks_and_says_why(user, user_client, model_version, track_factory, put_embeddings):
     liked, disliked, near, middle, far = (track_factory() for _ in range(5))
-    put_embeddings(model_version, {liked: unit(1, 0), disliked: unit(-1, 0.1), near: unit(0.95, 0.2),
-                                   middle: unit(0.1, 1), far: unit(-1, -0.1)})
+    put_embeddings(
+        model_version,
+        {liked: unit(1, 0), disliked: unit(-1, 0.1), near: unit(0.95, 0.2), middle: unit(0.1, 1), far: unit(-1, -0.1)},
+    )
     catalog_services.rating_set(user=user, track=liked, score=5)
     catalog_services.rating_set(user=user, track=disliked, score=1)
     body = user_client.get("/api/v1/feed/").json()
@@ -130,9 +133,12 @@ def test_taste_vectors_weigh_likes_and_push_away_dislikes(user, model_version, t
     np.testing.assert_allclose(selectors.taste_vectors(user=user)[0].vector, expected, atol=1e-6)
 
 
-def test_separate_groups_of_likes_get_their_own_taste_vectors(user, user_client, model_version, track_factory,
-                                                              put_embeddings):
-    liked = [track_factory(title=f"Jig {i}") for i in range(3)] + [track_factory(title=f"Chorale {i}") for i in range(3)]
+def test_separate_groups_of_likes_get_their_own_taste_vectors(
+    user, user_client, model_version, track_factory, put_embeddings
+):
+    liked = [track_factory(title=f"Jig {i}") for i in range(3)] + [
+        track_factory(title=f"Chorale {i}") for i in range(3)
+    ]
     jig_like, chorale_like = track_factory(title="unrated jig"), track_factory(title="unrated chorale")
     rng = np.random.default_rng(0)
     vectors = {t: unit(1, 0, *(0.05 * rng.standard_normal(3))) for t in liked[:3]}
@@ -153,9 +159,11 @@ def test_separate_groups_of_likes_get_their_own_taste_vectors(user, user_client,
 
 
 def test_mmr_prefers_variety_over_near_duplicates():
-    items = [selectors.FeedItem(1, 0.99, "", "recommended", unit(1, 0)),
-             selectors.FeedItem(2, 0.98, "", "recommended", unit(1, 0.01)),
-             selectors.FeedItem(3, 0.85, "", "recommended", unit(0.6, 0.8))]
+    items = [
+        selectors.FeedItem(1, 0.99, "", "recommended", unit(1, 0)),
+        selectors.FeedItem(2, 0.98, "", "recommended", unit(1, 0.01)),
+        selectors.FeedItem(3, 0.85, "", "recommended", unit(0.6, 0.8)),
+    ]
     assert [it.track_id for it in selectors.mmr(items, 3)] == [1, 3, 2]
     assert [it.track_id for it in selectors.mmr(items, 3, lam=1.0)] == [1, 2, 3]
 
@@ -206,8 +214,9 @@ def test_generated_and_mixed_feeds(user, user_client, model_version, track_facto
     assert [r["source"] for r in mixed] == ["recommended", "generated", "generated"]
 
 
-def test_top_up_asks_for_similar_jobs_near_liked_tracks(user, model_version, track_factory, put_embeddings,
-                                                        monkeypatch, settings):
+def test_top_up_asks_for_similar_jobs_near_liked_tracks(
+    user, model_version, track_factory, put_embeddings, monkeypatch, settings
+):
     woken = []
     monkeypatch.setattr(generation_services, "_wake_worker", woken.append)
     settings.REFRAIN_FEED_GENERATED_TARGET = 5
@@ -227,8 +236,9 @@ def test_top_up_asks_for_similar_jobs_near_liked_tracks(user, model_version, tra
     assert services.generated_feed_top_up(user=user) == []
 
 
-def test_feed_asks_for_a_top_up_without_waiting(user, user_client, model_version, track_factory, put_embeddings,
-                                                monkeypatch):
+def test_feed_asks_for_a_top_up_without_waiting(
+    user, user_client, model_version, track_factory, put_embeddings, monkeypatch
+):
     from recommend import tasks
 
     sent = []

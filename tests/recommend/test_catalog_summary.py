@@ -26,7 +26,8 @@ def catalog_of_40(model_version, track_factory, put_embeddings):
 
 
 def test_a_track_indexed_after_the_summary_still_reaches_the_feed(
-        user, user_client, model_version, track_factory, put_embeddings, catalog_of_40):
+    user, user_client, model_version, track_factory, put_embeddings, catalog_of_40
+):
     liked = catalog_of_40[0]
     catalog_services.rating_set(user=user, track=liked, score=5)
     user_client.get("/api/v1/feed/")  # takes the summary at this index version
@@ -42,7 +43,8 @@ def test_a_track_indexed_after_the_summary_still_reaches_the_feed(
 
 
 def test_the_summary_is_taken_again_when_the_catalog_grew_past_the_share(
-        model_version, track_factory, put_embeddings, catalog_of_40):
+    model_version, track_factory, put_embeddings, catalog_of_40
+):
     _, index = selectors.serving_index()
     before = selectors._catalog_summary(index)
     more = [track_factory() for _ in range(3)]  # 43 / 40: over 5 %
@@ -52,8 +54,9 @@ def test_the_summary_is_taken_again_when_the_catalog_grew_past_the_share(
     assert after is not before and {t.pk for t in more} <= set(after["ids"].tolist())
 
 
-def test_cold_start_groups_are_reused_while_the_summary_is(user_client, model_version, track_factory,
-                                                          put_embeddings, catalog_of_40):
+def test_cold_start_groups_are_reused_while_the_summary_is(
+    user_client, model_version, track_factory, put_embeddings, catalog_of_40
+):
     first = user_client.get("/api/v1/feed/").json()["results"]
     _, index = selectors.serving_index()
     groups = selectors._catalog_summary(index)["cold_start"]
@@ -61,4 +64,5 @@ def test_cold_start_groups_are_reused_while_the_summary_is(user_client, model_ve
     _, index = selectors.serving_index()
     assert selectors._catalog_summary(index)["cold_start"] is groups
     assert [r["track"]["id"] for r in user_client.get("/api/v1/feed/").json()["results"]] == [
-        r["track"]["id"] for r in first]
+        r["track"]["id"] for r in first
+    ]

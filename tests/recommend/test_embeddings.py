@@ -32,8 +32,9 @@ def test_embeddings_are_stored_per_model_version(model_version, track_factory, t
         mu, _ = runtime.vae_for(model_version).encode(handle.read())
     np.testing.assert_allclose(row.array, mu[0].numpy(), rtol=1e-5, atol=1e-6)
 
-    other = generation_services.model_version_register(name="second", checkpoint_path=str(tiny_checkpoint),
-                                                       activate=False)
+    other = generation_services.model_version_register(
+        name="second", checkpoint_path=str(tiny_checkpoint), activate=False
+    )
     services.track_embed_batch(track_ids=ids, model_version=other)
     assert TrackEmbedding.objects.count() == 6
     assert TrackEmbedding.objects.filter(track=tracks[0]).count() == 2
@@ -90,7 +91,8 @@ def test_unreadable_tracks_are_skipped_and_logged(model_version, track_factory, 
 
 
 def test_ingestion_enqueues_embedding_on_commit_only_with_an_active_model(
-        db, midi_bytes, monkeypatch, django_capture_on_commit_callbacks):
+    db, midi_bytes, monkeypatch, django_capture_on_commit_callbacks
+):
     from recommend import tasks
 
     sent = []
@@ -147,8 +149,11 @@ def test_a_new_track_is_embedded_and_indexed_by_a_real_worker(start_worker, mode
 
     worker = start_worker()
     track = track_factory()  # ingestion alone: the embed task is enqueued on commit
-    worker.wait_for(lambda: TrackEmbedding.objects.filter(track=track, model_version=model_version).exists(),
-                    timeout=90, what="the embedding")
+    worker.wait_for(
+        lambda: TrackEmbedding.objects.filter(track=track, model_version=model_version).exists(),
+        timeout=90,
+        what="the embedding",
+    )
 
     def indexed() -> bool:
         try:

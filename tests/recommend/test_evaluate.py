@@ -31,8 +31,9 @@ def test_command_reports_every_representation(model_version, track_factory, put_
         vectors[track_factory(collection="chorales")] = np.r_[0, 1, 0.1 * rng.standard_normal(14)]
     put_embeddings(model_version, vectors)
     out = StringIO()
-    call_command("evaluate_recommender", "--k", "3", "--sim-users", "0", "--json", str(tmp_path / "eval.json"),
-                 stdout=out)
+    call_command(
+        "evaluate_recommender", "--k", "3", "--sim-users", "0", "--json", str(tmp_path / "eval.json"), stdout=out
+    )
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["tracks"] == 16 and result["per_label"] == {"chorales": 8, "jigs": 8}
     assert result["precision_at_k"]["latent"] == 1.0
@@ -93,16 +94,25 @@ def _small_simulation():
 
     rng = np.random.default_rng(0)
     n = 120
-    facets = catalog_facets(region=rng.choice(["irish", "german", ""], n).tolist(), collection=["c"] * n,
-                            time_signature=rng.choice(["4/4", "6/8", "3/4"], n).tolist(),
-                            key=rng.choice(["D major", "A minor", ""], n).tolist(), tempo_bpm=rng.uniform(60, 180, n),
-                            note_count=rng.integers(20, 200, n), duration_seconds=rng.uniform(10, 60, n))
+    facets = catalog_facets(
+        region=rng.choice(["irish", "german", ""], n).tolist(),
+        collection=["c"] * n,
+        time_signature=rng.choice(["4/4", "6/8", "3/4"], n).tolist(),
+        key=rng.choice(["D major", "A minor", ""], n).tolist(),
+        tempo_bpm=rng.uniform(60, 180, n),
+        note_count=rng.integers(20, 200, n),
+        duration_seconds=rng.uniform(10, 60, n),
+    )
     return facets, simulate(facets, SimConfig(users=40, ratings_per_user=12, seed=3))
 
 
 def test_simulation_labels_scores_and_split():
     facets, sim = _small_simulation()
-    assert set(facets["mode"]) <= {"major", "minor", ""} and set(facets["tempo"]) == {"tempo-low", "tempo-mid", "tempo-high"}
+    assert set(facets["mode"]) <= {"major", "minor", ""} and set(facets["tempo"]) == {
+        "tempo-low",
+        "tempo-mid",
+        "tempo-high",
+    }
     assert sim.train.shape == sim.test.shape == (40, 120) and sim.affinity.shape == (40, 120)
     assert set(np.unique(sim.train.data)) <= {1, 2, 3, 4, 5}
     assert sim.train.multiply(sim.test).nnz == 0  # a rating is in training or in test, never both
@@ -117,8 +127,9 @@ def test_random_exposure_is_unseen_tracks_and_leaves_the_rest_unchanged():
     from recommend import evaluation
 
     facets, sim = _small_simulation()
-    without = evaluation.simulate(facets, evaluation.SimConfig(users=40, ratings_per_user=12, seed=3,
-                                                               random_exposure_items=0))
+    without = evaluation.simulate(
+        facets, evaluation.SimConfig(users=40, ratings_per_user=12, seed=3, random_exposure_items=0)
+    )
     assert without.random_test is None
     assert (without.train != sim.train).nnz == 0 and (without.test != sim.test).nnz == 0
     seen = sim.train + sim.test
@@ -165,7 +176,7 @@ def test_every_method_ranks_the_catalog_without_training_items(method):
     n = train.shape[1]
     full = evaluation.top_k(scores, train, n)
     for u in range(train.shape[0]):
-        rated = set(train.indices[train.indptr[u]:train.indptr[u + 1]].tolist())
+        rated = set(train.indices[train.indptr[u] : train.indptr[u + 1]].tolist())
         ranked = full[u][: n - len(rated)]
         assert len(set(ranked.tolist())) == n - len(rated) and not rated & set(ranked.tolist())
 
@@ -177,9 +188,26 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
     for region, collection in [("irish", "oneill"), ("german", "essen"), ("", "bach")]:
         embedded_tracks(6, region=region, collection=collection)
     out = StringIO()
-    call_command("evaluate_recommender", "--k", "3", "--users", "0", "--sim-users", "25", "--ratings-per-user", "4,6",
-                 "--gen-users", "3", "--gen-per-user", "2", "--bootstrap", "50", "--json", str(tmp_path / "e.json"),
-                 stdout=out)
+    call_command(
+        "evaluate_recommender",
+        "--k",
+        "3",
+        "--users",
+        "0",
+        "--sim-users",
+        "25",
+        "--ratings-per-user",
+        "4,6",
+        "--gen-users",
+        "3",
+        "--gen-per-user",
+        "2",
+        "--bootstrap",
+        "50",
+        "--json",
+        str(tmp_path / "e.json"),
+        stdout=out,
+    )
     result = json.loads((tmp_path / "e.json").read_text())["simulated_users"]
     assert set(result["regimes"]) == {"4", "6"}
     for regime in result["regimes"].values():
@@ -187,13 +215,17 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         for m in regime["methods"].values():
             assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
             assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1 and "_per_user" not in m
-        assert set(regime["methods"]["als"]["minus_latent"]) == {"ndcg@3", "hidden_liked_share@3",
-                                                                  "random_exposure_ndcg@3"}
+        assert set(regime["methods"]["als"]["minus_latent"]) == {
+            "ndcg@3",
+            "hidden_liked_share@3",
+            "random_exposure_ndcg@3",
+        }
         assert 0 <= regime["methods"]["random"]["random_exposure_ndcg@3"]["mean"] <= 1
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
     assert gen["users"] == 3 and set(gen["cosine_to_heldout_likes"]) == {"own", "other_user", "gap"}
     assert set(gen["centred_cosine_to_heldout_likes"]) == set(gen["hidden_affinity_of_nearest_catalog_track"]) - {
-        "catalog_average"}
+        "catalog_average"
+    }
     assert "als" in out.getvalue() and "generated feed" in out.getvalue()
     assert not Rating.objects.exists() and not User.objects.filter(username__startswith="evaluate-").exists()

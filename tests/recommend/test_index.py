@@ -74,7 +74,8 @@ def test_rebuild_index_command_without_embeddings(model_version):
 
 
 def test_deleting_a_track_enqueues_its_removal_from_the_index(
-        model_version, embedded_tracks, monkeypatch, django_capture_on_commit_callbacks):
+    model_version, embedded_tracks, monkeypatch, django_capture_on_commit_callbacks
+):
     from recommend import tasks
 
     tracks = embedded_tracks(3)

@@ -21,7 +21,8 @@ def unit(*xs: float) -> np.ndarray:
 
 
 def test_feeds_keep_the_previous_index_until_the_new_version_is_embedded(
-        user, user_client, model_version, track_factory, put_embeddings, tiny_checkpoint):
+    user, user_client, model_version, track_factory, put_embeddings, tiny_checkpoint
+):
     liked, near, far = (track_factory() for _ in range(3))
     put_embeddings(model_version, {liked: unit(1, 0), near: unit(0.9, 0.3), far: unit(-1, 0)})
     services.index_mark_complete(model_version=model_version)

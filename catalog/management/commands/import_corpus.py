@@ -21,21 +21,39 @@ class Command(BaseCommand):
     help = "Import the folk corpora that ship with music21 (about 13,000 tunes) through the ingestion service."
 
     def add_arguments(self, parser):
-        parser.add_argument("--collections", nargs="+", choices=sorted(corpus.COLLECTIONS),
-                            help="Collections to import (default: all).")
+        parser.add_argument(
+            "--collections", nargs="+", choices=sorted(corpus.COLLECTIONS), help="Collections to import (default: all)."
+        )
         parser.add_argument("--limit", type=int, help="Only the first N tunes of the chosen collections.")
         parser.add_argument("--per-collection", type=int, help="Only the first N tunes of each collection.")
         parser.add_argument("--json", type=Path, dest="json_path", help="Write the summary as JSON here.")
-        parser.add_argument("--process", action="store_true",
-                            help="Queue audio rendering and embedding for each added tune now (fine for a "
-                                 "demo subset). Without it, audio is rendered on first request and "
-                                 "embeddings come from `manage.py embed_catalog`.")
-        parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                            help="Processes that parse and ingest (default: one per core).")
+        parser.add_argument(
+            "--process",
+            action="store_true",
+            help="Queue audio rendering and embedding for each added tune now (fine for a "
+            "demo subset). Without it, audio is rendered on first request and "
+            "embeddings come from `manage.py embed_catalog`.",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=os.cpu_count() or 2,
+            help="Processes that parse and ingest (default: one per core).",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, collections=None, limit=None, per_collection=None, json_path=None, no_progress=False,
-               process=False, workers=2, **_):
+    def handle(
+        self,
+        *args,
+        collections=None,
+        limit=None,
+        per_collection=None,
+        json_path=None,
+        no_progress=False,
+        process=False,
+        workers=2,
+        **_,
+    ):
         if limit is not None and limit < 1 or per_collection is not None and per_collection < 1:
             raise CommandError("--limit and --per-collection must be positive.")
         chosen = collections or list(corpus.COLLECTIONS)
@@ -87,6 +105,7 @@ def _run(todo: list, process: bool, workers: int):
         return
     db_name = connections["default"].settings_dict["NAME"]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=corpus_workers.init_worker,
-                      initargs=(str(db_name), str(settings.MEDIA_ROOT))) as pool:
+    with context.Pool(
+        workers, initializer=corpus_workers.init_worker, initargs=(str(db_name), str(settings.MEDIA_ROOT))
+    ) as pool:
         yield from pool.imap_unordered(corpus_workers.ingest_job, [(job, process) for job in todo], chunksize=8)

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint (default: the active model version) on the held-out test split.
 
-    python manage.py evaluate_model --data /tmp/corpus_midi --out var/eval.json [--checkpoint PATH] [--record]
+python manage.py evaluate_model --data /tmp/corpus_midi --out var/eval.json [--checkpoint PATH] [--record]
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class Command(BaseCommand):
             opts["checkpoint"] = str(selectors.model_version_checkpoint_file(model_version=version))
         report = run(argparse.Namespace(**opts))
         if opts["record"] and version is not None:
-            version.metrics = {**version.metrics, "test": report["reconstruction"],
-                               "samples": report["samples"]["vae_prior"]}
+            version.metrics = {
+                **version.metrics,
+                "test": report["reconstruction"],
+                "samples": report["samples"]["vae_prior"],
+            }
             version.save(update_fields=["metrics"])
             self.stdout.write(self.style.SUCCESS(f"recorded metrics on {version}"))

@@ -1,6 +1,6 @@
 """Train the melody VAE, then register the result as a model version (active unless --no-activate).
 
-    python manage.py train_model --config mel_16bar --data /tmp/corpus_midi --out var/runs/mel_16bar
+python manage.py train_model --config mel_16bar --data /tmp/corpus_midi --out var/runs/mel_16bar
 """
 
 from __future__ import annotations
@@ -28,10 +28,17 @@ class Command(BaseCommand):
         from generation.vae.train import train_from_args
 
         cfg, report = train_from_args(argparse.Namespace(**opts))
-        metrics = {"valid": report["valid"], "train_minutes": report["train_minutes"], "steps": report["steps"],
-                   "train_windows_per_s": report["train_windows_per_s"]}
+        metrics = {
+            "valid": report["valid"],
+            "train_minutes": report["train_minutes"],
+            "steps": report["steps"],
+            "train_windows_per_s": report["train_windows_per_s"],
+        }
         version = services.model_version_register(
-            name=opts["name"] or cfg.name, checkpoint_path=str(Path(opts["out"]) / "model.pt"),
-            config=cfg.to_dict(), metrics=metrics, activate=not opts["no_activate"],
+            name=opts["name"] or cfg.name,
+            checkpoint_path=str(Path(opts["out"]) / "model.pt"),
+            config=cfg.to_dict(),
+            metrics=metrics,
+            activate=not opts["no_activate"],
         )
         self.stdout.write(self.style.SUCCESS(f"registered {version}"))

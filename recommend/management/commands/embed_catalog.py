@@ -39,5 +39,7 @@ class Command(BaseCommand):
         indexed = services.index_rebuild(model_version=version)
         services.index_mark_complete(model_version=version)  # feeds may switch to this version now
         per_track = f", {seconds / embedded * 1000:.1f} ms per track" if embedded else ""
-        self.stdout.write(f"model version {version.pk}: embedded {embedded} tracks, skipped {skipped} "
-                          f"(no usable melody) in {seconds:.1f} s{per_track}; index holds {indexed} tracks")
+        self.stdout.write(
+            f"model version {version.pk}: embedded {embedded} tracks, skipped {skipped} "
+            f"(no usable melody) in {seconds:.1f} s{per_track}; index holds {indexed} tracks"
+        )

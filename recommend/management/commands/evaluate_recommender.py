@@ -83,15 +83,20 @@ def simulated_feed_precision(*, label: str, users_per_label: int, k: int, seed: 
                 user = User.objects.create(username=f"evaluate-recommender-{value}-{n}"[:150])
                 liked = rng.choice(by_value[value], 5, replace=False).tolist()
                 disliked = rng.choice(others, 2, replace=False).tolist() if len(others) >= 2 else []
-                Rating.objects.bulk_create([Rating(user=user, track_id=t, score=5) for t in liked]
-                                           + [Rating(user=user, track_id=t, score=1) for t in disliked])
+                Rating.objects.bulk_create(
+                    [Rating(user=user, track_id=t, score=5) for t in liked]
+                    + [Rating(user=user, track_id=t, score=1) for t in disliked]
+                )
                 feed = feed_recommended(user=user, size=k)
                 if feed:
                     precisions.append(np.mean([catalog.get(item.track_id) == value for item in feed]))
                     chances.append(len(by_value[value]) / len(catalog))
         transaction.set_rollback(True)
-    return {"users": len(precisions), "precision_at_k": round(float(np.mean(precisions)), 4) if precisions else 0.0,
-            "chance": round(float(np.mean(chances)), 4) if chances else 0.0}
+    return {
+        "users": len(precisions),
+        "precision_at_k": round(float(np.mean(precisions)), 4) if precisions else 0.0,
+        "chance": round(float(np.mean(chances)), 4) if chances else 0.0,
+    }
 
 
 class Command(BaseCommand):
@@ -102,20 +107,41 @@ class Command(BaseCommand):
         parser.add_argument("--per-label", type=int, default=300, help="Tracks sampled per label value, at most.")
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--users", type=int, default=5,
-                            help="Simulated users per label value for the feed check (0: skip it).")
+        parser.add_argument(
+            "--users", type=int, default=5, help="Simulated users per label value for the feed check (0: skip it)."
+        )
         parser.add_argument("--json", type=Path, dest="json_path", help="Also write the results here.")
-        parser.add_argument("--sim-users", type=int, default=500,
-                            help="Simulated users for the ranking evaluation (0: skip it and the generated feed).")
-        parser.add_argument("--ratings-per-user", default="10,40",
-                            help="Mean ratings per simulated user; a comma list gives one evaluation per value.")
+        parser.add_argument(
+            "--sim-users",
+            type=int,
+            default=500,
+            help="Simulated users for the ranking evaluation (0: skip it and the generated feed).",
+        )
+        parser.add_argument(
+            "--ratings-per-user",
+            default="10,40",
+            help="Mean ratings per simulated user; a comma list gives one evaluation per value.",
+        )
         parser.add_argument("--gen-users", type=int, default=50, help="Users for the generated-feed check (0: skip).")
         parser.add_argument("--gen-per-user", type=int, default=4, help="Melodies generated per user.")
         parser.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples for the intervals.")
 
-    def handle(self, *args, label: str, per_label: int, k: int, seed: int, users: int, json_path: Path | None,
-               sim_users: int = 500, ratings_per_user: str = "10,40", gen_users: int = 50, gen_per_user: int = 4,
-               bootstrap: int = 1000, **opts):
+    def handle(
+        self,
+        *args,
+        label: str,
+        per_label: int,
+        k: int,
+        seed: int,
+        users: int,
+        json_path: Path | None,
+        sim_users: int = 500,
+        ratings_per_user: str = "10,40",
+        gen_users: int = 50,
+        gen_per_user: int = 4,
+        bootstrap: int = 1000,
+        **opts,
+    ):
         started = time.perf_counter()
         version = model_version_active()
         if version is None:
@@ -126,8 +152,12 @@ class Command(BaseCommand):
         if not len(ids):
             raise CommandError("No track has an embedding for the active version (manage.py embed_catalog).")
         by_id = dict(zip(ids.tolist(), range(len(ids))))
-        rows = (Track.objects.filter(pk__in=list(by_id), is_generated=False).exclude(**{label: ""})
-                .order_by("pk").values_list("pk", label))
+        rows = (
+            Track.objects.filter(pk__in=list(by_id), is_generated=False)
+            .exclude(**{label: ""})
+            .order_by("pk")
+            .values_list("pk", label)
+        )
         groups: dict[str, list[int]] = {}
         for track_id, value in rows:
             groups.setdefault(value, []).append(track_id)
@@ -178,20 +208,33 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError("--ratings-per-user takes numbers, e.g. 10,40.") from exc
             results["simulated_users"] = self._simulated(
-                version=version, ids=ids, vectors=vectors, k=k, seed=seed, users=sim_users, regimes=regimes,
-                gen_users=gen_users, gen_per_user=gen_per_user, bootstrap=bootstrap)
+                version=version,
+                ids=ids,
+                vectors=vectors,
+                k=k,
+                seed=seed,
+                users=sim_users,
+                regimes=regimes,
+                gen_users=gen_users,
+                gen_per_user=gen_per_user,
+                bootstrap=bootstrap,
+            )
         results["seconds"] = round(time.perf_counter() - started, 1)
-        self.stdout.write(f"same-{label} precision@{k} over {len(chosen)} tracks "
-                          f"({len(results['per_label'])} {label}s, model version {version.pk} {version.name}):")
+        self.stdout.write(
+            f"same-{label} precision@{k} over {len(chosen)} tracks "
+            f"({len(results['per_label'])} {label}s, model version {version.pk} {version.name}):"
+        )
         self.stdout.write(f"  {'representation':<14} precision@{k}")
         for name, value in results["precision_at_k"].items():
             self.stdout.write(f"  {name:<14} {value:.3f}")
         self.stdout.write(f"  {'chance':<14} {results['chance']:.3f}")
         if "feed" in results:
             feed = results["feed"]
-            self.stdout.write(f"recommended feed of {feed['users']} simulated users (5 liked tunes of one {label}, "
-                              f"2 disliked of others): share of the top {k} from the liked {label}: "
-                              f"{feed['precision_at_k']:.3f} (that {label}'s share of the catalog: {feed['chance']:.3f})")
+            self.stdout.write(
+                f"recommended feed of {feed['users']} simulated users (5 liked tunes of one {label}, "
+                f"2 disliked of others): share of the top {k} from the liked {label}: "
+                f"{feed['precision_at_k']:.3f} (that {label}'s share of the catalog: {feed['chance']:.3f})"
+            )
         if "simulated_users" in results:
             self._print_simulated(results["simulated_users"], k)
         if json_path:
@@ -212,10 +255,14 @@ class Command(BaseCommand):
             raise CommandError(f"Need more than k={k} embedded catalog tracks for the simulated users.")
         columns = list(zip(*[rows[int(t)] for t in ids.tolist()]))
         facets = evaluation.catalog_facets(**{name: columns[i] for i, name in enumerate(fields) if i})
-        out = {"assumptions": evaluation.__doc__.split("The simulation", 1)[1].split("Metrics:", 1)[0].strip(),
-               "facet_values": {f: {str(v): int(c) for v, c in zip(*np.unique(facets[f].astype(str), return_counts=True))}
-                                for f in evaluation.FACETS},
-               "regimes": {}}
+        out = {
+            "assumptions": evaluation.__doc__.split("The simulation", 1)[1].split("Metrics:", 1)[0].strip(),
+            "facet_values": {
+                f: {str(v): int(c) for v, c in zip(*np.unique(facets[f].astype(str), return_counts=True))}
+                for f in evaluation.FACETS
+            },
+            "regimes": {},
+        }
         first_sim = None
         for mean_ratings in regimes:
             config = evaluation.SimConfig(users=users, ratings_per_user=mean_ratings, seed=seed)
@@ -225,8 +272,7 @@ class Command(BaseCommand):
                 bar.set_postfix_str(name)
                 bar.update(1)
 
-            data, sim = evaluation.run_simulation(facets, vectors, ids, config, k=k, resamples=bootstrap,
-                                                  progress=step)
+            data, sim = evaluation.run_simulation(facets, vectors, ids, config, k=k, resamples=bootstrap, progress=step)
             bar.close()
             out["regimes"][f"{mean_ratings:g}"] = data
             first_sim = first_sim or sim
@@ -240,7 +286,8 @@ class Command(BaseCommand):
             self.stderr.write(f"generated feed: {gen_users} users x {gen_per_user} melodies (CPU, 1 thread) ...")
             vae = runtime.vae_for(version)
             out["generated_feed"] = evaluation.generated_feed_quality(
-                vae, first_sim, vectors, ids, users=gen_users, per_user=gen_per_user, seed=seed, resamples=bootstrap)
+                vae, first_sim, vectors, ids, users=gen_users, per_user=gen_per_user, seed=seed, resamples=bootstrap
+            )
             out["generated_feed"]["regime"] = f"{regimes[0]:g}"
             out["generated_feed"]["seconds"] = round(time.perf_counter() - started, 1)
         return out
@@ -250,33 +297,52 @@ class Command(BaseCommand):
             return f"{stat['mean']:.3f} [{stat['ci95'][0]:.3f}, {stat['ci95'][1]:.3f}]"
 
         for name, regime in sim["regimes"].items():
-            self.stdout.write(f"simulated users: {regime['users']} users, ~{name} ratings each "
-                              f"({regime['train_ratings_per_user']} in training, {regime['train_likes_per_user']} liked), "
-                              f"{regime['items']} tracks; held-out liked tracks, 95% bootstrap intervals:")
-            self.stdout.write(f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} "
-                              f"{'random-exposure ndcg@' + str(k):<24} {'hidden liked share@' + str(k):<22} "
-                              f"coverage  novelty")
+            self.stdout.write(
+                f"simulated users: {regime['users']} users, ~{name} ratings each "
+                f"({regime['train_ratings_per_user']} in training, {regime['train_likes_per_user']} liked), "
+                f"{regime['items']} tracks; held-out liked tracks, 95% bootstrap intervals:"
+            )
+            self.stdout.write(
+                f"  {'method':<11} {'recall@' + str(k):<22} {'ndcg@' + str(k):<22} "
+                f"{'random-exposure ndcg@' + str(k):<24} {'hidden liked share@' + str(k):<22} "
+                f"coverage  novelty"
+            )
             for method, m in regime["methods"].items():
                 liked, unbiased = m.get(f"hidden_liked_share@{k}"), m.get(f"random_exposure_ndcg@{k}")
-                self.stdout.write(f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
-                                  f"{fmt(unbiased) if unbiased else '-':<24} {fmt(liked) if liked else '-':<22} "
-                                  f"{m['coverage']:<9.3f} {m['novelty']['mean']:.2f}")
-            for metric, label in ((f"random_exposure_ndcg@{k}", "random-exposure ndcg"),
-                                  (f"hidden_liked_share@{k}", "hidden liked share")):
-                paired = [(method, m["minus_latent"][metric]) for method, m in regime["methods"].items()
-                          if metric in m.get("minus_latent", {})]
+                self.stdout.write(
+                    f"  {method:<11} {fmt(m[f'recall@{k}']):<22} {fmt(m[f'ndcg@{k}']):<22} "
+                    f"{fmt(unbiased) if unbiased else '-':<24} {fmt(liked) if liked else '-':<22} "
+                    f"{m['coverage']:<9.3f} {m['novelty']['mean']:.2f}"
+                )
+            for metric, label in (
+                (f"random_exposure_ndcg@{k}", "random-exposure ndcg"),
+                (f"hidden_liked_share@{k}", "hidden liked share"),
+            ):
+                paired = [
+                    (method, m["minus_latent"][metric])
+                    for method, m in regime["methods"].items()
+                    if metric in m.get("minus_latent", {})
+                ]
                 if paired:
-                    self.stdout.write(f"  {label}, method minus latent (paired by user): "
-                                      + "; ".join(f"{method} {fmt(d)}" for method, d in paired))
+                    self.stdout.write(
+                        f"  {label}, method minus latent (paired by user): "
+                        + "; ".join(f"{method} {fmt(d)}" for method, d in paired)
+                    )
         gen = sim.get("generated_feed")
         if gen and gen.get("users"):
             cos, aff = gen["cosine_to_heldout_likes"], gen["hidden_affinity_of_nearest_catalog_track"]
             self.stdout.write(f"generated feed ({gen['users']} users x {gen['melodies_per_user']} melodies):")
-            self.stdout.write(f"  cosine to the user's held-out likes: own {fmt(cos['own'])}, "
-                              f"another user's {fmt(cos['other_user'])}, gap {fmt(cos['gap'])}")
+            self.stdout.write(
+                f"  cosine to the user's held-out likes: own {fmt(cos['own'])}, "
+                f"another user's {fmt(cos['other_user'])}, gap {fmt(cos['gap'])}"
+            )
             cen = gen["centred_cosine_to_heldout_likes"]
-            self.stdout.write(f"  the same, catalog mean removed:      own {fmt(cen['own'])}, "
-                              f"another user's {fmt(cen['other_user'])}, gap {fmt(cen['gap'])}")
-            self.stdout.write(f"  hidden affinity of the nearest catalog track: own {fmt(aff['own'])}, "
-                              f"another user's {fmt(aff['other_user'])}, gap {fmt(aff['gap'])} "
-                              f"(catalog average {fmt(aff['catalog_average'])})")
+            self.stdout.write(
+                f"  the same, catalog mean removed:      own {fmt(cen['own'])}, "
+                f"another user's {fmt(cen['other_user'])}, gap {fmt(cen['gap'])}"
+            )
+            self.stdout.write(
+                f"  hidden affinity of the nearest catalog track: own {fmt(aff['own'])}, "
+                f"another user's {fmt(aff['other_user'])}, gap {fmt(aff['gap'])} "
+                f"(catalog average {fmt(aff['catalog_average'])})"
+            )

@@ -20,8 +20,16 @@ torch.set_num_threads(1)
 
 FLAT = get_config("mel_tiny")
 HIERARCHICAL = get_config("mel_16bar").with_overrides(
-    name="mel_16bar_test", seq_len=64, embed_dim=8, enc_hidden=16, z_dim=8, dec_hidden=16, dec_layers=2,
-    conductor_hidden=16, conductor_dim=8, dropout=0.0,
+    name="mel_16bar_test",
+    seq_len=64,
+    embed_dim=8,
+    enc_hidden=16,
+    z_dim=8,
+    dec_hidden=16,
+    dec_layers=2,
+    conductor_hidden=16,
+    conductor_dim=8,
+    dropout=0.0,
 )
 
 

@@ -63,8 +63,19 @@ def test_tiny_model_overfits_a_handful_of_melodies():
 
 
 def test_hierarchical_decoder_shapes_and_generation():
-    cfg = ModelConfig(name="h", seq_len=64, bar_len=16, hierarchical=True, embed_dim=8, enc_hidden=16, z_dim=8,
-                      dec_hidden=16, dec_layers=1, conductor_hidden=16, conductor_dim=8)
+    cfg = ModelConfig(
+        name="h",
+        seq_len=64,
+        bar_len=16,
+        hierarchical=True,
+        embed_dim=8,
+        enc_hidden=16,
+        z_dim=8,
+        dec_hidden=16,
+        dec_layers=1,
+        conductor_hidden=16,
+        conductor_dim=8,
+    )
     model = MusicVAE(cfg).eval()
     x = _melodies(3, 64)
     logits, mu, sigma = model(x)
@@ -172,8 +183,20 @@ def test_data_split_by_tune_windows_and_transposition(midi_folder, tmp_path):
 def test_generation_agrees_with_the_teacher_forced_decoder(hierarchical):
     """Greedy decoding, fed back through the teacher-forced path, predicts the same tokens."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name="g", seq_len=32, bar_len=16, hierarchical=hierarchical, embed_dim=8, enc_hidden=16,
-                      z_dim=8, dec_hidden=16, dec_layers=2, conductor_hidden=16, conductor_dim=8, dropout=0.0)
+    cfg = ModelConfig(
+        name="g",
+        seq_len=32,
+        bar_len=16,
+        hierarchical=hierarchical,
+        embed_dim=8,
+        enc_hidden=16,
+        z_dim=8,
+        dec_hidden=16,
+        dec_layers=2,
+        conductor_hidden=16,
+        conductor_dim=8,
+        dropout=0.0,
+    )
     model = MusicVAE(cfg).eval()
     z = torch.randn(4, 8)
     y = model.generate(z, greedy=True)
@@ -201,8 +224,20 @@ def test_training_keeps_the_best_epoch_and_warm_starts_in_half_precision(midi_fo
     first = main(common + ["--out", str(tmp_path / "a"), "--epochs", "3"])
     best = max(v["accuracy"] for v in first["valid_history"])
     assert first["valid"]["accuracy"] == best and first["valid"].get("best")
-    second = main(common + ["--out", str(tmp_path / "b"), "--epochs", "1", "--half",
-                            "--init", str(tmp_path / "a" / "model.pt"), "--init-step", "500"])
+    second = main(
+        common
+        + [
+            "--out",
+            str(tmp_path / "b"),
+            "--epochs",
+            "1",
+            "--half",
+            "--init",
+            str(tmp_path / "a" / "model.pt"),
+            "--init-step",
+            "500",
+        ]
+    )
     assert second["steps"] > 500  # the schedules went on from step 500
     blob = read_checkpoint(tmp_path / "b" / "model.pt")
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
@@ -218,9 +253,29 @@ def test_evaluation_command_end_to_end_with_a_temperature_sweep(midi_folder, tmp
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "m.pt", MusicVAE(MEL_TINY))
     out = tmp_path / "eval.json"
-    report = evaluate_main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(midi_folder), "--out", str(out),
-                            "--samples", "8", "--recon-limit", "16", "--baseline-minutes", "0.005", "--threads", "1",
-                            "--cache-dir", str(tmp_path / "c"), "--sweep", "0.5", "1.0"])
+    report = evaluate_main(
+        [
+            "--checkpoint",
+            str(tmp_path / "m.pt"),
+            "--data",
+            str(midi_folder),
+            "--out",
+            str(out),
+            "--samples",
+            "8",
+            "--recon-limit",
+            "16",
+            "--baseline-minutes",
+            "0.005",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--sweep",
+            "0.5",
+            "1.0",
+        ]
+    )
     assert json.loads(out.read_text())["reconstruction"] == report["reconstruction"]
     assert out.with_suffix(".png").is_file()
     assert 0 <= report["reconstruction"]["sampled_accuracy"] <= 1
@@ -229,5 +284,17 @@ def test_evaluation_command_end_to_end_with_a_temperature_sweep(midi_folder, tmp
         for name in ("vae_prior", "ngram", "lstm_lm"):
             assert 0 <= sweep[name]["oa_mean"] <= 1
     with pytest.raises(ValueError, match="temperature"):
-        evaluate_main(["--checkpoint", str(tmp_path / "m.pt"), "--data", str(midi_folder), "--out", str(out),
-                       "--cache-dir", str(tmp_path / "c"), "--sweep", "0"])
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "m.pt"),
+                "--data",
+                str(midi_folder),
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "--sweep",
+                "0",
+            ]
+        )

@@ -5,8 +5,17 @@ import pretty_midi
 import pytest
 
 from generation.vae.representation import (
-    FIRST_NOTE, HOLD, OFF, VOCAB_SIZE, MelodyError, canonicalize, extract_melody, midi_to_tokens,
-    pitch_to_token, tokens_to_midi, tokens_to_midi_bytes,
+    FIRST_NOTE,
+    HOLD,
+    OFF,
+    VOCAB_SIZE,
+    MelodyError,
+    canonicalize,
+    extract_melody,
+    midi_to_tokens,
+    pitch_to_token,
+    tokens_to_midi,
+    tokens_to_midi_bytes,
 )
 
 from .conftest import write_melody

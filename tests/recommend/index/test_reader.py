@@ -47,7 +47,11 @@ def test_another_process_sees_the_new_version(tmp_path, data, kind):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
     reader = subprocess.Popen(
         [sys.executable, "-c", READER_SCRIPT, str(tmp_path), repr(query.tolist())],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert reader.stdout.readline().split() == ["1", str(ids[0])]

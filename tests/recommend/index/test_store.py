@@ -84,12 +84,14 @@ def test_failed_save_leaves_no_temp_file_and_keeps_the_old_version(tmp_path, dat
     index.add(ids[500:], vectors[500:])
 
     if failing_step == "write_index":
+
         def half_write(faiss_index, path):
             Path(path).write_bytes(b"partial index")  # the disk filled up half way
             raise OSError("No space left on device")
 
         monkeypatch.setattr(store_module.faiss, "write_index", half_write)
     else:
+
         def no_replace(src, dst):
             raise OSError("rename failed")
 
@@ -140,8 +142,14 @@ def test_only_one_writer_at_a_time(tmp_path, data):
 
     def run_other_writer() -> str:
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
-        done = subprocess.run([sys.executable, "-c", other_writer, str(tmp_path)], env=env,
-                              capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", other_writer, str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return done.stdout.strip()
 
     with store.writer_lock():

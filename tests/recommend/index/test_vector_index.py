@@ -94,9 +94,7 @@ def test_exclude_ids(kind, data, queries):
     result = index.search(queries, 10, exclude_ids=excluded)
     assert not np.isin(result.ids, list(excluded)).any()
     survivors = np.setdiff1d(ids, list(excluded))
-    np.testing.assert_array_equal(
-        result.ids, exact_top(vectors[np.isin(ids, survivors)], survivors, queries, 10)
-    )
+    np.testing.assert_array_equal(result.ids, exact_top(vectors[np.isin(ids, survivors)], survivors, queries, 10))
 
 
 @pytest.mark.parametrize("kind", KINDS)
