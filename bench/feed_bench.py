@@ -180,7 +180,7 @@ def main() -> None:
     from recommend.index import IndexConfig
 
     index_kind = IndexConfig(dim=mu.shape[1]).kind
-    from recommend.selectors import serving_index
+    from recommend.index_readers import serving_index
 
     _, loaded = serving_index()
     index_description = {

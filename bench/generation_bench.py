@@ -60,7 +60,7 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
             "config",
             "worker",
             "-Q",
-            "gpu",
+            "gpu,gpu-bulk",
             "-P",
             "solo",
             "-n",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Avg, Count, QuerySet
+from django.db.models import Avg, Count, F, QuerySet
 
 from catalog.models import Rating, Track, User
 from config.errors import NotFoundError
@@ -32,3 +32,41 @@ def rating_get(*, user: User, track: Track) -> Rating | None:
 
 def corpus_sources_present(*, collections: list[str]) -> set[str]:
     return set(Track.objects.filter(collection__in=collections).values_list("source", flat=True))
+
+
+def rating_scores_for_taste(*, user: User, limit: int) -> list[tuple[int, int, str]]:
+    """(track id, score, title) of the user's latest `limit` ratings other than the neutral 3."""
+    return list(
+        Rating.objects.filter(user=user)
+        .exclude(score=3)
+        .order_by("-updated_at", "-id")
+        .values_list("track_id", "score", "track__title")[:limit]
+    )
+
+
+def rated_track_ids(*, user: User) -> set[int]:
+    return set(Rating.objects.filter(user=user).values_list("track_id", flat=True))
+
+
+def track_ids_existing(*, track_ids, generated: bool | None = None) -> set[int]:
+    """The ids among `track_ids` whose track still exists (and is, or is not, generated)."""
+    rows = Track.objects.filter(pk__in=[int(i) for i in track_ids])
+    if generated is not None:
+        rows = rows.filter(is_generated=generated)
+    return set(rows.values_list("pk", flat=True))
+
+
+def catalog_track_collections() -> dict[int, str]:
+    """Collection of every catalog (not generated) track, by id: one query, no IN list."""
+    return dict(Track.objects.filter(is_generated=False).values_list("pk", "collection"))
+
+
+def track_list_best_rated(*, exclude_ids, limit: int) -> list[tuple[int, float | None]]:
+    """(id, mean rating) of the best-rated catalog tracks, most ratings first among equals."""
+    return list(
+        track_list()
+        .filter(is_generated=False)
+        .exclude(pk__in=list(exclude_ids))
+        .order_by(F("rating_average").desc(nulls_last=True), "-rating_count", "-id")
+        .values_list("pk", "rating_average")[:limit]
+    )

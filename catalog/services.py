@@ -6,6 +6,9 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
+import time
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import password_validation
@@ -15,10 +18,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from catalog import rendering
-
+from catalog import events, rendering
 from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter
 from catalog.models import Rating, Track, TrackMedia, User
+from catalog.tasks import track_render_audio_task, tracks_render_audio_task
 from config.errors import ApplicationError, ConflictError
 
 logger = logging.getLogger(__name__)
@@ -54,14 +57,18 @@ def track_ingest(
     is_generated: bool = False,
     created_by: User | None = None,
     process: bool = True,
+    announce: bool = True,
 ) -> IngestResult:
     """Validate MIDI bytes, read their metadata and store a Track with its file.
 
     Rejects (InvalidMidi, a 400) and stores nothing when the bytes are not MIDI, are corrupt,
     hold no notes or exceed the configured limits. The same bytes twice give the same track.
-    With `process` (the default) the audio render and the embedding are queued once committed;
-    bulk imports pass False, so that 13,000 tunes do not queue hours of rendering ahead of users'
-    uploads: their audio is rendered on first request, their embeddings by `embed_catalog`.
+    With `process` (the default) the track's audio is marked pending and, with `announce` too, its
+    render is queued and `tracks_created` is sent once committed (recommend embeds it). A caller that
+    stores many tracks in one transaction passes announce=False and calls tracks_process once with
+    all of them: one render task and one embedding task for the lot. Bulk imports pass
+    process=False, so that 13,000 tunes do not queue hours of rendering ahead of users' uploads:
+    their audio is rendered on first request, their embeddings by `embed_missing`.
     """
     midi_size_check(size=len(midi_bytes))
     content_hash = hashlib.sha256(midi_bytes).hexdigest()
@@ -95,9 +102,10 @@ def track_ingest(
     try:
         with transaction.atomic():
             track.save()
-            if process:  # bulk imports pass False and leave audio to the first request, embeddings to embed_catalog
-                track_media_schedule(track=track)  # audio render enqueued once the row is committed
-                transaction.on_commit(functools.partial(_enqueue_embedding, track.pk))  # latent vector (gpu)
+            if process and announce:
+                tracks_process(track_ids=[track.pk])
+            elif process:
+                _media_mark_pending([track.pk])  # the caller queues the render with the rest of its batch
     except IntegrityError:
         track.midi_file.delete(save=False)
         winner = Track.objects.filter(content_hash=content_hash).first()
@@ -110,16 +118,27 @@ def track_ingest(
     return IngestResult(track, created=True)
 
 
-def _enqueue_embedding(track_id: int) -> None:
-    from recommend.services import track_embedding_enqueue  # does nothing while no model version is active
+def tracks_process(*, track_ids: list[int]) -> None:
+    """Once the current transaction commits: render these new tracks' audio in one `cpu` task and
+    announce them (tracks_created), so that whatever derives state from tracks (embeddings) does."""
+    ids = [int(i) for i in track_ids]
+    if not ids:
+        return
+    _media_mark_pending(ids)
+    transaction.on_commit(functools.partial(_enqueue, tracks_render_audio_task, ids))
+    events.tracks_created.send_on_commit(track_ids=ids)
 
-    track_embedding_enqueue(track_ids=[track_id])
 
-
-def _enqueue_index_removal(track_id: int) -> None:
-    from recommend.services import track_index_remove_enqueue
-
-    track_index_remove_enqueue(track_ids=[track_id])
+def _enqueue(task, *args, **kwargs) -> None:
+    try:
+        task.delay(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - a broker outage must not fail a write that is already stored
+        logger.exception(
+            "Could not enqueue %s%s; the audio endpoint re-queues a render pending for longer than "
+            "REFRAIN_AUDIO_PENDING_TIMEOUT.",
+            task.name,
+            args,
+        )
 
 
 def track_refresh_metadata(*, track: Track) -> Track:
@@ -180,7 +199,7 @@ def track_delete(*, track: Track) -> None:
     track_id = track.pk
     with transaction.atomic():
         track.delete()
-        transaction.on_commit(functools.partial(_enqueue_index_removal, track_id))
+        events.tracks_deleted.send_on_commit(track_ids=[track_id])
         transaction.on_commit(lambda: midi_file.storage.delete(midi_file.name))
         for media_file in media_files:
             transaction.on_commit(functools.partial(media_file.storage.delete, media_file.name))
@@ -218,28 +237,23 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
 # --- Track media: rendered audio and piano rolls (catalog.rendering does the drawing and synthesis) ---
 
 
+def _media_mark_pending(track_ids: list[int]) -> None:
+    """Mark these tracks' audio as pending (a render is about to be queued)."""
+    now = timezone.now()
+    existing = set(TrackMedia.objects.filter(track_id__in=track_ids).values_list("track_id", flat=True))
+    TrackMedia.objects.bulk_create([TrackMedia(track_id=t) for t in track_ids if t not in existing])
+    TrackMedia.objects.filter(track_id__in=track_ids).update(
+        audio_status=TrackMedia.AudioStatus.PENDING, audio_error="", audio_requested_at=now, updated_at=now
+    )
+
+
 def track_media_schedule(*, track: Track, force: bool = False) -> TrackMedia:
     """Mark the track's audio as pending and enqueue its render (queue cpu) once this transaction commits."""
-    media, _ = TrackMedia.objects.get_or_create(track=track)
-    media.audio_status = TrackMedia.AudioStatus.PENDING
-    media.audio_error = ""
-    media.audio_requested_at = timezone.now()
-    media.save(update_fields=["audio_status", "audio_error", "audio_requested_at", "updated_at"])
-    transaction.on_commit(functools.partial(_enqueue_render, track.pk, force))
+    _media_mark_pending([track.pk])
+    transaction.on_commit(functools.partial(_enqueue, track_render_audio_task, track.pk, force=force))
+    media = TrackMedia.objects.get(track=track)
+    media.track = track
     return media
-
-
-def _enqueue_render(track_id: int, force: bool) -> None:
-    from catalog.tasks import track_render_audio  # tasks import this module
-
-    try:
-        track_render_audio.delay(track_id, force=force)
-    except Exception:  # noqa: BLE001 - a broker outage must not fail the upload that is already stored
-        logger.exception(
-            "Could not enqueue the audio render of track %s; the audio endpoint will retry "
-            "after REFRAIN_AUDIO_PENDING_TIMEOUT.",
-            track_id,
-        )
 
 
 def track_audio_request(*, track: Track) -> TrackMedia:
@@ -325,6 +339,19 @@ def track_media_render(*, track: Track, force: bool = False) -> TrackMedia:
     return media
 
 
+def tracks_media_render(*, track_ids: list[int]) -> int:
+    """Render a batch of tracks one after another; returns how many are current afterwards.
+
+    A track deleted meanwhile is skipped; a file that cannot be rendered is marked failed and the
+    batch goes on (a missing renderer, a deployment problem, still raises).
+    """
+    done = 0
+    for track in Track.objects.filter(pk__in=list(track_ids)).order_by("pk"):
+        media = track_media_render(track=track)
+        done += media.audio_is_current
+    return done
+
+
 def track_pianoroll_ensure(*, track: Track, thumbnail: bool = False):
     """The track's piano-roll PNG (a FieldFile), drawn now if missing or made from an older file."""
     media, _ = TrackMedia.objects.get_or_create(track=track)
@@ -393,10 +420,6 @@ def media_prune_orphans(*, older_than_seconds: float = 3600, dry_run: bool = Fal
     back, the file stays). Only files older than `older_than_seconds` go: a younger one may belong
     to an ingestion that has not committed yet.
     """
-    import os
-    import time
-    from pathlib import Path
-
     root = Path(settings.MEDIA_ROOT)
     referenced = set(Track.objects.values_list("midi_file", flat=True))
     for field in ("audio_file", "pianoroll_file", "pianoroll_thumb_file"):

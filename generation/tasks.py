@@ -1,7 +1,8 @@
-"""Generation tasks: thin; the work is in generation.services.
+"""Generation tasks: thin; the work is in generation.services and generation.job_runner.
 
 run_generation goes to the `gpu` queue (solo pool, one process per GPU, the model loaded once per
-process); recovery is housekeeping on `cpu`.
+process); recovery is housekeeping on `cpu`. Each task imports its service inside its body and
+services import the tasks at module level (HackSoft's rule: that way round there is no cycle).
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from config.celery import durable_task_options, worker_queues
-from generation import services
 
 
-@shared_task(**durable_task_options())
-def run_generation(job_id: int) -> None:
-    services.generation_jobs_run(job_id=job_id)
+@shared_task(name="generation.tasks.run_generation", **durable_task_options())
+def run_generation_task(job_id: int) -> None:
+    from generation.job_runner import generation_jobs_run
+
+    generation_jobs_run(job_id=job_id)
 
 
-@shared_task(ignore_result=True)
-def recover_generation_jobs() -> int:
-    return services.generation_jobs_recover()
+@shared_task(name="generation.tasks.recover_generation_jobs", ignore_result=True)
+def recover_generation_jobs_task() -> int:
+    from generation.services import generation_jobs_recover
+
+    return generation_jobs_recover()
 
 
 @worker_ready.connect
@@ -30,5 +34,8 @@ def _on_gpu_worker_start(sender=None, **kwargs) -> None:
     queues = worker_queues(sender.app) if sender else set()
     if queues and "gpu" not in queues:
         return
-    services.generation_runtime_warm_up()
-    services.generation_jobs_recover()
+    from generation.job_runner import generation_runtime_warm_up
+    from generation.services import generation_jobs_recover
+
+    generation_runtime_warm_up()
+    generation_jobs_recover()

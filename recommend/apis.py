@@ -1,4 +1,4 @@
-"""Thin API views over recommend.selectors: similar tracks and the feeds. No model inference here."""
+"""Thin API views over recommend.similar and recommend.feeds: similar tracks and the feeds. No model inference here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from catalog.selectors import track_get, track_list
 from catalog.serializers import TrackSerializer
 from config.api import Pagination
-from recommend import selectors, services
+from recommend import feeds, services, similar
 from recommend.serializers import (
     FeedPageSerializer,
     FeedQuerySerializer,
@@ -42,7 +42,7 @@ class TrackSimilarApi(APIView):
     def get(self, request, track_id: int):
         k = _validated(SimilarQuerySerializer, request.query_params)["k"]
         track = track_get(track_id=track_id)
-        version, results = selectors.track_similar(track=track, k=k)
+        version, results = similar.track_similar(track=track, k=k)
         # One serializer for the whole list: a ModelSerializer builds its fields once per instance,
         # which cost more than the search itself when done per track (bench/results/feed_cpu.json).
         serialized = TrackSerializer([t for t, _ in results], many=True, context={"request": request}).data
@@ -75,7 +75,7 @@ class FeedApi(APIView):
     )
     def get(self, request):
         kind = _validated(FeedQuerySerializer, request.query_params)["kind"]
-        items = selectors.feed(user=request.user, kind=kind)
+        items = feeds.feed(user=request.user, kind=kind)
         if kind != "recommended":
             services.feed_top_up_enqueue(user=request.user)  # never waits on a generation
         paginator = Pagination()

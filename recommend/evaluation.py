@@ -42,6 +42,9 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from recommend.feed_items import FeedItem, mmr
+from recommend.taste import tastes_from_ratings
+
 FACETS = ("group", "meter", "mode", "tempo", "density")
 THRESHOLDS = np.asarray([0.2, 0.4, 0.6, 0.8])
 LIKED = 4
@@ -390,9 +393,7 @@ def unit(matrix: np.ndarray) -> np.ndarray:
 
 
 def user_tastes(train: sp.csr_matrix, u: int, unit_vectors: np.ndarray, mean: np.ndarray, ids: np.ndarray):
-    """The feed's taste vectors of user u from their training ratings (recommend.selectors core)."""
-    from recommend.selectors import tastes_from_ratings
-
+    """The feed's taste vectors of user u from their training ratings (recommend.taste core)."""
     row = slice(train.indptr[u], train.indptr[u + 1])
     items, scores = train.indices[row], train.data[row].astype(int)
     ratings = [(int(ids[i]), int(s), "") for i, s in zip(items, scores) if s != 3]
@@ -406,8 +407,6 @@ def scores_latent(
     taste groups), as the FAISS search ranks them. With mmr_size, the top of each ranking is
     re-ordered by the feed's MMR over the best mmr_size + 100 candidates. Users with no usable
     rating (only 3s) get the popularity ranking; their count is returned."""
-    from recommend.selectors import FeedItem, mmr
-
     catalog = unit(vectors.astype(np.float32))
     mean = catalog.mean(axis=0)
     scores = scores_popularity(train).copy()

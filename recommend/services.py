@@ -13,11 +13,23 @@ from collections.abc import Iterable
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from recommend.models import TrackEmbedding, vector_to_bytes
-from recommend.selectors import embedding_matrix, index_dir, tracks_missing_embedding
+from catalog.models import Track
+from generation import runtime
+from generation.models import GenerationJob
+from generation.selectors import generation_jobs_busy, model_version_active, model_version_all
+from generation.services import generation_job_create
+from generation.vae.representation import FIRST_NOTE, MelodyError, extract_melody, window
+from recommend.feeds import generated_near_count
+from recommend.index import IndexConfig, IndexNotFoundError, IndexStore, VectorIndex
+from recommend.index_readers import index_dir, serving_index
+from recommend.models import IndexStatus, TrackEmbedding, vector_to_bytes
+from recommend.selectors import embedding_count, embedding_matrix, tracks_missing_embedding
+from recommend.taste import taste_vectors
+from recommend.tasks import embed_missing_task, embed_tracks_task, feed_top_up_task, index_remove_tracks_task
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +37,7 @@ logger = logging.getLogger(__name__)
 # --- embeddings -------------------------------------------------------------------------------
 
 
-def melody_windows(melody, seq_len: int, max_windows: int | None = None) -> list[np.ndarray]:
+def embedding_windows(melody, seq_len: int, max_windows: int | None = None) -> list[np.ndarray]:
     """Every non-overlapping window of seq_len steps of a melody, for pooling.
 
     Windows start at 0, seq_len, 2*seq_len... (the last one padded with silence, as the model's own
@@ -33,8 +45,6 @@ def melody_windows(melody, seq_len: int, max_windows: int | None = None) -> list
     is dropped (the first window is always kept). Very long tunes keep `max_windows` evenly spaced
     windows, so one file cannot make a batch arbitrarily large.
     """
-    from generation.vae.representation import FIRST_NOTE, window
-
     n_steps = max(1, len(melody.tokens) - 1)  # the last token is the closing note-off
     starts = list(range(0, n_steps, seq_len))
     windows = []
@@ -60,18 +70,14 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
     """Encode the tracks with the version's VAE and store (or replace) their embeddings.
 
     Pooling: a tune longer than the model's window (seq_len steps) is cut into non-overlapping
-    windows (melody_windows); every window is encoded and the track's vector is the mean of the
+    windows (embedding_windows); every window is encoded and the track's vector is the mean of the
     window posterior means (sigma_mean: the mean of their posterior standard deviations). The mean
     of mus keeps the vector in the same space as single-window tunes and generated melodies, and
     weighs every part of the tune alike. Windows of many tracks share each encoder batch of
     `batch_size`. Tracks whose MIDI has no usable melody (MelodyError) or whose file is missing are
     skipped and logged; tracks deleted meanwhile are skipped too.
     """
-    import torch
-
-    from catalog.models import Track
-    from generation import runtime
-    from generation.vae.representation import MelodyError, extract_melody
+    import torch  # workers only: a web process that imports this module never loads torch
 
     started = time.perf_counter()
     report = EmbedReport()
@@ -88,7 +94,7 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
             report.skipped[track.pk] = str(exc)
             logger.warning("Not embedding track %s: %s", track.pk, exc)
             continue
-        for tokens in melody_windows(melody, seq_len, max_windows):
+        for tokens in embedding_windows(melody, seq_len, max_windows):
             owners.append(track.pk)
             windows.append(tokens)
     if not windows:
@@ -132,8 +138,6 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
 
 def _embeddings_store(rows: list[TrackEmbedding]) -> list[int]:
     """Upsert the rows; returns the track ids stored (a track deleted meanwhile is left out)."""
-    from catalog.models import Track
-
     fields = ["vector", "dim", "sigma_mean", "window_count", "created_at"]
     try:
         with transaction.atomic():
@@ -159,38 +163,8 @@ def _embeddings_store(rows: list[TrackEmbedding]) -> list[int]:
         return stored
 
 
-def track_embedding_enqueue(*, track_ids: list[int]) -> None:
-    """Ask a gpu worker to embed these tracks with the active version; nothing when none is active.
-
-    Called on commit by catalog.services.track_ingest. A broker outage is logged, not raised: the
-    track is stored, and `manage.py embed_catalog` embeds whatever was missed.
-    """
-    from generation.selectors import model_version_active
-
-    if not track_ids or model_version_active() is None:
-        return
-    from recommend.tasks import embed_tracks
-
-    try:
-        embed_tracks.delay(list(track_ids))
-    except Exception:  # noqa: BLE001
-        logger.exception("Could not enqueue the embedding of tracks %s; run manage.py embed_catalog.", track_ids)
-
-
-def track_index_remove_enqueue(*, track_ids: list[int]) -> None:
-    """Called on commit by catalog.services.track_delete: drop the tracks from every index (queue cpu)."""
-    from recommend.tasks import index_remove_tracks
-
-    try:
-        index_remove_tracks.delay(list(track_ids))
-    except Exception:  # noqa: BLE001 - reads filter deleted tracks out anyway
-        logger.exception("Could not enqueue the index removal of tracks %s.", track_ids)
-
-
 def tracks_embed_for_active(*, track_ids: list[int]) -> EmbedReport | None:
     """The task's work: embed with the active version and add the results to its index."""
-    from generation.selectors import model_version_active
-
     version = model_version_active()
     if version is None:
         return None
@@ -209,8 +183,6 @@ def tracks_embed_missing(*, limit: int = 512, after: int = 0) -> tuple[int, int 
     (tracks embedded, the id to continue after, or None when this pass is done). Walking by id means
     tracks that cannot be embedded (no usable melody) are passed over, not retried in every chunk.
     """
-    from generation.selectors import model_version_active
-
     version = model_version_active()
     if version is None:
         return 0, None
@@ -234,9 +206,7 @@ def index_mark_complete(*, model_version) -> None:
     Every track that existed when the pass began has been tried; later uploads are embedded one by
     one by their own task, so the version stays complete.
     """
-    from recommend.models import IndexStatus, TrackEmbedding
-
-    tracks = TrackEmbedding.objects.filter(model_version=model_version).count()
+    tracks = embedding_count(model_version=model_version)
     status, _ = IndexStatus.objects.get_or_create(model_version=model_version)
     if not status.complete:
         status.complete, status.tracks, status.completed_at = True, tracks, timezone.now()
@@ -247,9 +217,7 @@ def index_mark_complete(*, model_version) -> None:
 # --- the index ---------------------------------------------------------------------------------
 
 
-def _index_config(dim: int):
-    from recommend.index import IndexConfig
-
+def _index_config(dim: int) -> IndexConfig:
     return IndexConfig(dim=dim, use_gpu=settings.REFRAIN_INDEX_USE_GPU)
 
 
@@ -258,16 +226,12 @@ def index_rebuild(*, model_version) -> int:
 
     Returns the number of tracks indexed; with no embeddings nothing is written.
     """
-    from recommend.index import IndexStore
-
     store = IndexStore(index_dir(model_version.pk))
     with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
         return _rebuild_locked(store, model_version)
 
 
 def _rebuild_locked(store, model_version) -> int:
-    from recommend.index import VectorIndex
-
     # Read under the lock: every embedding committed before an add took the lock is in this read.
     ids, vectors = embedding_matrix(model_version=model_version)
     if not len(ids):
@@ -283,8 +247,6 @@ def index_add(*, track_ids: list[int], model_version) -> int:
 
     With no index on disk yet, builds the whole index from the database instead.
     """
-    from recommend.index import IndexNotFoundError, IndexStore
-
     store = IndexStore(index_dir(model_version.pk))
     with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
         try:
@@ -305,10 +267,7 @@ def index_add(*, track_ids: list[int], model_version) -> int:
 
 def index_remove(*, track_ids: list[int], model_version=None) -> int:
     """Remove tracks from the version's index, or from every version's index when none is given."""
-    from generation.models import ModelVersion
-    from recommend.index import IndexNotFoundError, IndexStore
-
-    versions = [model_version] if model_version is not None else list(ModelVersion.objects.all())
+    versions = [model_version] if model_version is not None else model_version_all()
     removed = 0
     for version in versions:
         store = IndexStore(index_dir(version.pk))
@@ -335,26 +294,17 @@ def generated_feed_top_up(*, user, target: int | None = None) -> list:
     gpu workers and their tracks show up in later feeds. Does nothing while a top-up job of this
     user is still pending or running, or when the user has liked nothing yet.
     """
-    from generation.models import GenerationJob
-    from generation.services import generation_job_create
-    from recommend import selectors
-
     target = settings.REFRAIN_FEED_GENERATED_TARGET if target is None else target
-    version, index = selectors.serving_index()
+    version, index = serving_index()
     if version is None or index is None or target <= 0:
         return []
-    tastes = [t for t in selectors.taste_vectors(user=user, model_version=version, index=index) if t.likes]
+    tastes = [t for t in taste_vectors(user=user, model_version=version, index=index) if t.likes]
     if not tastes:
         return []
-    missing = target - selectors.generated_near_count(user=user)
+    missing = target - generated_near_count(user=user)
     if missing <= 0:
         return []
-    busy = GenerationJob.objects.filter(
-        owner=user,
-        kind=GenerationJob.Kind.SIMILAR,
-        status__in=[GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING],
-    )
-    if busy.exists():
+    if generation_jobs_busy(owner=user, kind=GenerationJob.Kind.SIMILAR):
         return []
     per_job = min(settings.GENERATION_MAX_COUNT, -(-missing // len(tastes)))
     jobs = []
@@ -369,13 +319,9 @@ def generated_feed_top_up(*, user, target: int | None = None) -> list:
 
 def feed_top_up_enqueue(*, user) -> None:
     """From the feed request: enqueue a top-up check at most once a minute per user, never blocking."""
-    from django.core.cache import cache
-
-    from recommend.tasks import feed_top_up
-
     if not cache.add(f"recommend:feed-top-up:{user.pk}", 1, timeout=60):
         return
     try:
-        feed_top_up.delay(user.pk)
+        feed_top_up_task.delay(user.pk)
     except Exception:  # noqa: BLE001
         logger.exception("Could not enqueue the generated-feed top-up of user %s.", user.pk)

@@ -1,7 +1,10 @@
 """Recommendation tasks: thin; the work is in recommend.services.
 
-embed_tracks goes to the `gpu` queue (route `recommend.tasks.embed_*`): the model is loaded once per
-worker process (generation.runtime). Index removal is housekeeping on `cpu`.
+Embedding goes to the `gpu-bulk` queue (route `recommend.tasks.embed_*`), which gpu workers consume
+after `gpu`: a listener's generation job never waits behind a catalog's worth of embeddings. The
+model is loaded once per worker process (generation.runtime). Index removal is housekeeping on `cpu`.
+Each task imports its service inside its body and services import the tasks at module level
+(HackSoft's rule: that way round there is no import cycle).
 """
 
 from __future__ import annotations
@@ -10,22 +13,25 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from config.celery import durable_task_options, worker_queues
-from recommend import services
 
 
 @shared_task(name="recommend.tasks.embed_tracks", **durable_task_options())
-def embed_tracks(track_ids: list[int]) -> None:
+def embed_tracks_task(track_ids: list[int]) -> None:
     # Idempotent: embeddings are upserted per (track, version) and index adds replace.
-    services.tracks_embed_for_active(track_ids=track_ids)
+    from recommend.services import tracks_embed_for_active
+
+    tracks_embed_for_active(track_ids=track_ids)
 
 
 @shared_task(name="recommend.tasks.embed_missing", **durable_task_options())
-def embed_missing(limit: int = 512, after: int = 0) -> int:
+def embed_missing_task(limit: int = 128, after: int = 0) -> int:
     """Embed a chunk of the tracks the active version has no embedding for; re-enqueue for the next
-    chunk while more remain (short tasks: uploads queued behind one are not kept waiting long)."""
-    embedded, next_after = services.tracks_embed_missing(limit=limit, after=after)
+    chunk while more remain (short tasks, so a gpu worker goes back to its `gpu` queue often)."""
+    from recommend.services import tracks_embed_missing
+
+    embedded, next_after = tracks_embed_missing(limit=limit, after=after)
     if next_after is not None:
-        embed_missing.delay(limit, next_after)
+        embed_missing_task.delay(limit, next_after)
     return embedded
 
 
@@ -33,22 +39,25 @@ def embed_missing(limit: int = 512, after: int = 0) -> int:
 def _embed_missing_on_start(sender=None, **kwargs) -> None:
     """A gpu worker that starts (after a deploy, a crash, a new model version) catches up on embeddings."""
     queues = worker_queues(sender.app) if sender else set()
-    if "gpu" in queues:
+    if "gpu-bulk" in queues:
         try:
-            embed_missing.delay()
+            embed_missing_task.delay()
         except Exception:  # noqa: BLE001 - the worker must start even if the broker blinks
             pass
 
 
 @shared_task(name="recommend.tasks.index_remove_tracks", **durable_task_options())
-def index_remove_tracks(track_ids: list[int]) -> None:
-    services.index_remove(track_ids=track_ids)
+def index_remove_tracks_task(track_ids: list[int]) -> None:
+    from recommend.services import index_remove
+
+    index_remove(track_ids=track_ids)
 
 
 @shared_task(name="recommend.tasks.feed_top_up", ignore_result=True)
-def feed_top_up(user_id: int) -> None:
+def feed_top_up_task(user_id: int) -> None:
     from catalog.models import User
+    from recommend.services import generated_feed_top_up
 
     user = User.objects.filter(pk=user_id).first()
     if user is not None:
-        services.generated_feed_top_up(user=user)
+        generated_feed_top_up(user=user)

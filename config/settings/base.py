@@ -196,7 +196,7 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation": {"queue": "gpu"},
-    "recommend.tasks.embed_*": {"queue": "gpu"},
+    "recommend.tasks.embed_*": {"queue": "gpu-bulk"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

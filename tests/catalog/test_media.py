@@ -32,7 +32,9 @@ def roll_url(track_id: int) -> str:
 def enqueued(monkeypatch):
     """Replace the broker: record what would be enqueued."""
     calls = []
-    monkeypatch.setattr(tasks.track_render_audio, "delay", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(tasks.track_render_audio_task, "delay", lambda *a, **kw: calls.append((a, kw)))
+    # New tracks are rendered in batches (one message per write): record one call per track.
+    monkeypatch.setattr(tasks.tracks_render_audio_task, "delay", lambda ids: calls.extend(((i,), {}) for i in ids))
     return calls
 
 
@@ -103,7 +105,7 @@ def test_a_lost_pending_render_is_enqueued_again(
 
 def test_rendered_audio_is_served_whole_and_by_ranges(anon_client, track_factory, fake_render):
     track = track_factory()
-    tasks.track_render_audio(track.pk)  # what the worker runs
+    tasks.track_render_audio_task(track.pk)  # what the worker runs
     url = audio_url(track.pk)
 
     whole = anon_client.get(url)
@@ -138,10 +140,10 @@ def test_rendered_audio_is_served_whole_and_by_ranges(anon_client, track_factory
 
 def test_render_is_idempotent_and_forced_rerender_replaces_the_file(track_factory, fake_render, media_files):
     track = track_factory()
-    tasks.track_render_audio(track.pk)
-    tasks.track_render_audio(track.pk)  # a redelivered task
+    tasks.track_render_audio_task(track.pk)
+    tasks.track_render_audio_task(track.pk)  # a redelivered task
     assert len(fake_render) == 1
-    tasks.track_render_audio(track.pk, force=True)
+    tasks.track_render_audio_task(track.pk, force=True)
     assert len(fake_render) == 2
     assert len([p for p in media_files() if p.suffix == ".ogg"]) == 1
 
@@ -150,7 +152,7 @@ def test_a_changed_file_is_rendered_again(
     anon_client, track_factory, fake_render, enqueued, media_files, midi_bytes, django_capture_on_commit_callbacks
 ):
     track = track_factory()
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     old_audio = TrackMedia.objects.get(track=track).audio_file.name
     # Whatever replaces a track's file also changes its content hash.
     new_bytes = midi_bytes([70, 72, 74])
@@ -162,7 +164,7 @@ def test_a_changed_file_is_rendered_again(
     with django_capture_on_commit_callbacks(execute=True):
         assert anon_client.get(audio_url(track.pk)).status_code == 202
     assert len(enqueued) == 1
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     media = TrackMedia.objects.get(track=track)
     assert media.audio_source_hash == new_hash and media.pianoroll_source_hash == new_hash
     assert new_hash in media.audio_file.name and media.audio_file.name != old_audio
@@ -176,7 +178,7 @@ def test_a_failed_render_is_a_503_with_the_reason(anon_client, track_factory, mo
 
     monkeypatch.setattr(rendering, "render_audio", broken)
     track = track_factory()
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     response = anon_client.get(audio_url(track.pk))
     assert response.status_code == 503
     error = response.json()["error"]
@@ -187,7 +189,7 @@ def test_a_missing_soundfont_fails_the_task_loudly(track_factory, settings, tmp_
     settings.REFRAIN_SOUNDFONT = str(tmp_path / "nowhere.sf2")
     track = track_factory()
     with pytest.raises(rendering.AudioRenderError, match="nowhere.sf2|fluidsynth"):
-        tasks.track_render_audio(track.pk)
+        tasks.track_render_audio_task(track.pk)
     media = TrackMedia.objects.get(track=track)
     assert media.audio_status == TrackMedia.AudioStatus.FAILED and media.audio_error
 
@@ -195,7 +197,7 @@ def test_a_missing_soundfont_fails_the_task_loudly(track_factory, settings, tmp_
 @requires_renderer
 def test_a_real_corpus_tune_end_to_end(anon_client, corpus_midi, tmp_path, media_files):  # noqa: F811
     track = services.track_ingest(midi_bytes=corpus_midi, title="Essen tune").track
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     media = TrackMedia.objects.get(track=track)
     assert media.audio_status == "ready" and media.render_seconds > 0
     assert abs(media.audio_duration_seconds - track.duration_seconds) < 1.0
@@ -241,7 +243,7 @@ def test_deleting_a_track_removes_its_media(
     track_factory, fake_render, media_files, django_capture_on_commit_callbacks, enqueued
 ):
     track = track_factory()
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     assert len(media_files()) == 4  # MIDI, audio, piano roll, thumbnail
     with django_capture_on_commit_callbacks(execute=True):
         services.track_delete(track=track)
@@ -259,7 +261,7 @@ def test_admin_shows_player_piano_roll_and_thumbnails(admin_client, track_factor
     track = track_factory()
     pending = admin_client.get(reverse("admin:catalog_track_change", args=[track.pk])).content.decode()
     assert "being rendered" in pending and roll_url(track.pk) in pending
-    tasks.track_render_audio(track.pk)
+    tasks.track_render_audio_task(track.pk)
     page = admin_client.get(reverse("admin:catalog_track_change", args=[track.pk])).content.decode()
     assert f'<audio controls preload="none" src="{audio_url(track.pk)}"' in page
     assert f'<img src="{roll_url(track.pk)}"' in page

@@ -103,7 +103,7 @@ def test_killed_worker_job_completes_exactly_once(start_worker, user_client, mod
     job = GenerationJob.objects.get(pk=job_id)
     assert job.attempts == 1
     assert job.tracks.count() == GeneratedTrack.objects.filter(job=job).count() == Track.objects.count() >= 1
-    from generation import services
+    from generation import job_runner
 
-    services.generation_jobs_run(job_id=job_id)  # a late redelivery
+    job_runner.generation_jobs_run(job_id=job_id)  # a late redelivery
     assert Track.objects.count() == job.tracks.count()

@@ -3,7 +3,7 @@
 import pytest
 
 from catalog.models import Track
-from catalog.tasks import track_refresh_metadata
+from catalog.tasks import track_refresh_metadata_task as track_refresh_metadata
 
 pytestmark = [pytest.mark.worker]
 

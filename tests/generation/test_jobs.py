@@ -9,7 +9,7 @@ import torch
 
 from catalog.models import Track
 from config.errors import ApplicationError
-from generation import runtime, services
+from generation import job_runner, runtime, services
 from generation.models import GeneratedTrack, GenerationJob
 from generation.vae.representation import canonicalize, midi_to_tokens
 
@@ -60,7 +60,7 @@ def test_a_job_runs_and_its_tracks_are_real_catalog_tracks(
     with django_capture_on_commit_callbacks(execute=True):
         job = create(user, "sample", count=3, temperature=0.0, seed=11)
     assert no_broker == [job.pk] and job.status == "pending" and job.model_version == model_version
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "done", job.error
     assert job.progress == 100 and job.attempts == 1 and job.timings["decode_ms"] > 0
@@ -87,7 +87,7 @@ def test_each_kind_uses_its_parents(user, model_version, track_factory, no_broke
         create(user, "steer", track_id=b.pk, attribute="note_density", amount=2.0, count=2),
     ]
     for job in jobs:
-        services.generation_jobs_run(job_id=job.pk)
+        job_runner.generation_jobs_run(job_id=job.pk)
     for job, parents in zip(jobs, [{a.pk}, {a.pk, b.pk}, {b.pk}]):
         job.refresh_from_db()
         assert job.status == "done", job.error
@@ -103,7 +103,7 @@ def test_each_kind_uses_its_parents(user, model_version, track_factory, no_broke
 
 def test_micro_batching_decodes_waiting_jobs_in_one_pass(user, model_version, no_broker):
     jobs = [create(user, "sample", count=2, seed=i) for i in range(5)]
-    stats = services.generation_jobs_run(job_id=jobs[2].pk)
+    stats = job_runner.generation_jobs_run(job_id=jobs[2].pk)
     assert stats.forward_passes == 1 and stats.jobs == 5 and stats.melodies == 10
     batch_ids = set(GenerationJob.objects.values_list("batch_id", flat=True))
     assert len(batch_ids) == 1 and set(GenerationJob.objects.values_list("batch_jobs", flat=True)) == {5}
@@ -111,26 +111,26 @@ def test_micro_batching_decodes_waiting_jobs_in_one_pass(user, model_version, no
     # the other jobs' own messages arrive later and find nothing left to do
     tracks_before = Track.objects.count()
     for job in jobs:
-        assert services.generation_jobs_run(job_id=job.pk).jobs == 0
+        assert job_runner.generation_jobs_run(job_id=job.pk).jobs == 0
     assert Track.objects.count() == tracks_before
 
 
 def test_batch_size_is_capped(user, model_version, no_broker, settings):
     settings.GENERATION_MAX_BATCH_JOBS = 2
     jobs = [create(user, "sample") for _ in range(3)]
-    assert services.generation_jobs_run(job_id=jobs[0].pk).jobs == 2
+    assert job_runner.generation_jobs_run(job_id=jobs[0].pk).jobs == 2
     assert GenerationJob.objects.filter(status="pending").count() == 1
 
 
 def test_model_is_loaded_once_per_process_and_version(user, model_version, no_broker, tiny_checkpoint):
     before = runtime.loads
     for _ in range(3):
-        services.generation_jobs_run(job_id=create(user, "sample").pk)
+        job_runner.generation_jobs_run(job_id=create(user, "sample").pk)
     assert runtime.loads - before <= 1
     newer = services.model_version_register(name="newer", checkpoint_path=str(tiny_checkpoint))
     job = create(user, "sample")
     assert job.model_version == newer  # switching the active version takes effect for new jobs
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     assert runtime.loads - before <= 2 and (newer.pk, newer.checkpoint_path) in runtime._loaded
 
 
@@ -140,7 +140,7 @@ def test_abandoned_job_is_retaken_after_its_lease(user, model_version, no_broker
     job = create(user, "sample", count=2)
     GenerationJob.objects.filter(pk=job.pk).update(status="running", lease_expires_at=timezone.now())
     assert services.generation_jobs_recover() == 1 and no_broker[-1] == job.pk
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 1
 
@@ -154,7 +154,7 @@ def test_a_live_workers_job_is_not_taken(user, model_version, no_broker):
     GenerationJob.objects.filter(pk=job.pk).update(
         status="running", lease_expires_at=timezone.now() + timedelta(minutes=5)
     )
-    assert services.generation_jobs_run(job_id=job.pk).jobs == 0
+    assert job_runner.generation_jobs_run(job_id=job.pk).jobs == 0
     assert services.generation_jobs_recover() == 0
 
 
@@ -213,7 +213,7 @@ def test_admin_shows_jobs_and_their_tracks(client, django_user_model, user, mode
     admin = django_user_model.objects.create_superuser("chief", "c@example.com", "a-long-passphrase-5")
     client.force_login(admin)
     job = create(user, "sample", count=2, temperature=0.0)
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     assert client.get("/admin/generation/generationjob/").status_code == 200
     page = client.get(f"/admin/generation/generationjob/{job.pk}/change/")
     assert page.status_code == 200 and b"resulting track" in page.content.lower()
@@ -228,7 +228,7 @@ def test_an_unloadable_checkpoint_fails_the_job_clearly(user, model_version, no_
     version = ModelVersion.objects.create(name="broken", checkpoint_path=str(broken), config={})
     services.model_version_activate(model_version=version)
     job = create(user, "sample")
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "failed" and "cannot be loaded" in job.error
     assert services.generation_jobs_recover() == 0  # not retried forever
@@ -252,18 +252,18 @@ def test_a_crash_while_storing_leaves_nothing_and_the_retry_stores_once(
             raise SystemExit("worker killed")  # BaseException, like the worker's own death
         return real_ingest(**kwargs)
 
-    monkeypatch.setattr(catalog_services, "track_ingest", dies_on_second_melody)
+    monkeypatch.setattr(job_runner, "track_ingest", dies_on_second_melody)
     job = create(user, "sample", count=3, temperature=0.0, seed=5)
     with pytest.raises(SystemExit):
-        services.generation_jobs_run(job_id=job.pk)
+        job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "running" and not Track.objects.exists() and media_files() == []
 
-    monkeypatch.setattr(catalog_services, "track_ingest", real_ingest)
-    assert services.generation_jobs_run(job_id=job.pk).jobs == 0  # its lease still holds
+    monkeypatch.setattr(job_runner, "track_ingest", real_ingest)
+    assert job_runner.generation_jobs_run(job_id=job.pk).jobs == 0  # its lease still holds
     GenerationJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
     assert services.generation_jobs_recover() == 1
-    services.generation_jobs_run(job_id=job.pk)
+    job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "done" and job.attempts == 2
     assert Track.objects.count() == job.tracks.count() == GeneratedTrack.objects.filter(job=job).count() >= 1

@@ -112,7 +112,7 @@ def test_activating_a_version_queues_the_catalogs_reembedding(
     from recommend import tasks as recommend_tasks
 
     sent = []
-    monkeypatch.setattr(recommend_tasks.embed_missing, "delay", lambda *a, **k: sent.append(a))
+    monkeypatch.setattr(recommend_tasks.embed_missing_task, "delay", lambda *a, **k: sent.append(a))
     with django_capture_on_commit_callbacks(execute=True):
         version = services.model_version_register(name="v", checkpoint_path=str(checkpoint))
     assert version.is_active and len(sent) == 1

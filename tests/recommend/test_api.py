@@ -8,7 +8,7 @@ import pytest
 from catalog import services as catalog_services
 from generation import services as generation_services
 from generation.models import GeneratedTrack, GenerationJob
-from recommend import selectors, services
+from recommend import feed_items, index_readers, services, taste
 
 pytestmark = pytest.mark.django_db
 
@@ -75,14 +75,14 @@ def test_a_deleted_track_never_appears_in_similar_or_feed(
     catalog_services.rating_set(user=user, track=a, score=5)
     gone_id = gone.pk
     catalog_services.track_delete(track=gone)  # the index still holds it until the removal task runs
-    assert gone_id in selectors.index_reader(model_version_id=model_version.pk).index.ids()
+    assert gone_id in index_readers.index_reader(model_version_id=model_version.pk).index.ids()
     similar = [r["track"]["id"] for r in anon_client.get(f"/api/v1/tracks/{a.pk}/similar/").json()["results"]]
     assert gone_id not in similar and similar[0] == b.pk
     for kind in ("recommended", "mixed"):
         feed = [r["track"]["id"] for r in user_client.get(f"/api/v1/feed/?kind={kind}").json()["results"]]
         assert gone_id not in feed and feed
     services.index_remove(track_ids=[gone_id])
-    assert gone_id not in selectors.index_reader(model_version_id=model_version.pk).index.ids()
+    assert gone_id not in index_readers.index_reader(model_version_id=model_version.pk).index.ids()
 
 
 # --- feed ------------------------------------------------------------------------------------------
@@ -121,16 +121,16 @@ def test_taste_vectors_weigh_likes_and_push_away_dislikes(user, model_version, t
     put_embeddings(model_version, {a: unit(1, 0), b: unit(0, 1), c: unit(-1, 0)})
     catalog_services.rating_set(user=user, track=a, score=5)  # weight 2
     catalog_services.rating_set(user=user, track=b, score=4)  # weight 1
-    tastes = selectors.taste_vectors(user=user)
+    tastes = taste.taste_vectors(user=user)
     assert len(tastes) == 1
     mean = np.asarray([0, 1 / 3] + [0] * 14, dtype=np.float32)  # catalog mean of the unit vectors
     expected = mean + (2 * (unit(1, 0) - mean) + 1 * (unit(0, 1) - mean)) / 3
     np.testing.assert_allclose(tastes[0].vector, expected, atol=1e-6)  # = (2a + b) / 3
     catalog_services.rating_set(user=user, track=c, score=1)  # push, weight 2
-    pushed = selectors.taste_vectors(user=user)[0].vector
+    pushed = taste.taste_vectors(user=user)[0].vector
     assert pushed[0] > tastes[0].vector[0]  # moved away from c, which lies at -x
     catalog_services.rating_set(user=user, track=c, score=3)  # neutral: ignored
-    np.testing.assert_allclose(selectors.taste_vectors(user=user)[0].vector, expected, atol=1e-6)
+    np.testing.assert_allclose(taste.taste_vectors(user=user)[0].vector, expected, atol=1e-6)
 
 
 def test_separate_groups_of_likes_get_their_own_taste_vectors(
@@ -148,7 +148,7 @@ def test_separate_groups_of_likes_get_their_own_taste_vectors(
     put_embeddings(model_version, vectors)
     for track in liked:
         catalog_services.rating_set(user=user, track=track, score=5)
-    tastes = selectors.taste_vectors(user=user)
+    tastes = taste.taste_vectors(user=user)
     assert len(tastes) == 2
     assert sorted(len(t.likes) for t in tastes) == [3, 3]
     results = user_client.get("/api/v1/feed/").json()["results"]
@@ -160,12 +160,12 @@ def test_separate_groups_of_likes_get_their_own_taste_vectors(
 
 def test_mmr_prefers_variety_over_near_duplicates():
     items = [
-        selectors.FeedItem(1, 0.99, "", "recommended", unit(1, 0)),
-        selectors.FeedItem(2, 0.98, "", "recommended", unit(1, 0.01)),
-        selectors.FeedItem(3, 0.85, "", "recommended", unit(0.6, 0.8)),
+        feed_items.FeedItem(1, 0.99, "", "recommended", unit(1, 0)),
+        feed_items.FeedItem(2, 0.98, "", "recommended", unit(1, 0.01)),
+        feed_items.FeedItem(3, 0.85, "", "recommended", unit(0.6, 0.8)),
     ]
-    assert [it.track_id for it in selectors.mmr(items, 3)] == [1, 3, 2]
-    assert [it.track_id for it in selectors.mmr(items, 3, lam=1.0)] == [1, 2, 3]
+    assert [it.track_id for it in feed_items.mmr(items, 3)] == [1, 3, 2]
+    assert [it.track_id for it in feed_items.mmr(items, 3, lam=1.0)] == [1, 2, 3]
 
 
 def test_cold_start_user_gets_a_diverse_feed(user_client, embedded_tracks):
@@ -196,7 +196,7 @@ def _generated(track_factory, model_version, latent, title):
 def test_generated_and_mixed_feeds(user, user_client, model_version, track_factory, put_embeddings, monkeypatch):
     from recommend import tasks
 
-    monkeypatch.setattr(tasks.feed_top_up, "delay", lambda user_id: None)
+    monkeypatch.setattr(tasks.feed_top_up_task, "delay", lambda user_id: None)
     liked, other = track_factory(title="Loved"), track_factory()
     close = _generated(track_factory, model_version, unit(0.9, 0.1), "close")
     far = _generated(track_factory, model_version, unit(-1, 0), "far")
@@ -242,7 +242,7 @@ def test_feed_asks_for_a_top_up_without_waiting(
     from recommend import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.feed_top_up, "delay", sent.append)
+    monkeypatch.setattr(tasks.feed_top_up_task, "delay", sent.append)
     put_embeddings(model_version, {track_factory(): unit(1, 0)})
     assert user_client.get("/api/v1/feed/?kind=generated").status_code == 200
     assert user_client.get("/api/v1/feed/?kind=mixed").status_code == 200

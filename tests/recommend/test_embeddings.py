@@ -51,7 +51,7 @@ def test_long_tunes_pool_the_mean_of_every_window(model_version, track_factory, 
     row = TrackEmbedding.objects.get(track=track)
     assert row.window_count == 3
     vae = runtime.vae_for(model_version)
-    windows = services.melody_windows(extract_melody(long_midi), vae.seq_len)
+    windows = services.embedding_windows(extract_melody(long_midi), vae.seq_len)
     assert len(windows) == 3 and all(len(w) == 64 for w in windows)
     mu, sigma = vae.encode(windows)
     np.testing.assert_allclose(row.array, mu.numpy().mean(axis=0), rtol=1e-5, atol=1e-6)
@@ -73,9 +73,9 @@ def test_windows_of_silence_are_not_pooled(midi_bytes):
     pm.instruments.append(inst)
     buffer = io.BytesIO()
     pm.write(buffer)
-    windows = services.melody_windows(extract_melody(buffer.getvalue()), 64)
+    windows = services.embedding_windows(extract_melody(buffer.getvalue()), 64)
     assert len(windows) == 2  # windows 0 and 128..191; 64..127 is silence
-    assert len(services.melody_windows(extract_melody(buffer.getvalue()), 16, max_windows=1)) == 1
+    assert len(services.embedding_windows(extract_melody(buffer.getvalue()), 16, max_windows=1)) == 1
 
 
 def test_unreadable_tracks_are_skipped_and_logged(model_version, track_factory, caplog):
@@ -96,7 +96,7 @@ def test_ingestion_enqueues_embedding_on_commit_only_with_an_active_model(
     from recommend import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.embed_tracks, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(tasks.embed_tracks_task, "delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=True):
         catalog_services.track_ingest(midi_bytes=midi_bytes([60, 62]), title="no model yet")
     assert sent == []  # no active model version: nothing to embed with
@@ -106,22 +106,22 @@ def test_ingestion_enqueues_embedding(model_version, midi_bytes, monkeypatch, dj
     from recommend import tasks
 
     sent = []
-    monkeypatch.setattr(tasks.embed_tracks, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(tasks.embed_tracks_task, "delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         track = catalog_services.track_ingest(midi_bytes=midi_bytes([60, 64, 67]), title="new").track
         assert sent == []  # not before the commit
     assert callbacks and sent == [[track.pk]]
     # the task embeds with the active version and indexes the track
-    tasks.embed_tracks(sent[0])
+    tasks.embed_tracks_task(sent[0])
     assert embedding_get(track=track, model_version=model_version) is not None
 
 
-def test_embed_task_routes_to_the_gpu_queue():
+def test_embed_task_routes_to_the_bulk_gpu_queue():
     from config.celery import app
 
-    route = app.amqp.router.route({}, "recommend.tasks.embed_tracks")
-    assert route["queue"].name == "gpu"
-    assert app.amqp.router.route({}, "recommend.tasks.index_remove_tracks")["queue"].name == "cpu"
+    route = app.amqp.router.route({}, "recommend.tasks.embed_tracks_task")
+    assert route["queue"].name == "gpu-bulk"  # behind the interactive generation queue
+    assert app.amqp.router.route({}, "recommend.tasks.index_remove_tracks_task")["queue"].name == "cpu"
 
 
 def test_embed_catalog_command_embeds_what_is_missing(model_version, track_factory):
@@ -129,7 +129,7 @@ def test_embed_catalog_command_embeds_what_is_missing(model_version, track_facto
 
     from django.core.management import call_command
 
-    from recommend.selectors import index_reader
+    from recommend.index_readers import index_reader
 
     tracks = [track_factory() for _ in range(5)]
     services.track_embed_batch(track_ids=[tracks[0].pk], model_version=model_version)
@@ -145,7 +145,7 @@ def test_embed_catalog_command_embeds_what_is_missing(model_version, track_facto
 
 @pytest.mark.worker
 def test_a_new_track_is_embedded_and_indexed_by_a_real_worker(start_worker, model_version, track_factory):
-    from recommend.selectors import index_reader
+    from recommend.index_readers import index_reader
 
     worker = start_worker()
     track = track_factory()  # ingestion alone: the embed task is enqueued on commit
@@ -171,19 +171,19 @@ def test_embed_missing_catches_up_in_chunks(model_version, track_factory, monkey
     with open(tracks[0].midi_file.path, "wb") as handle:
         handle.write(b"not MIDI")  # never embeddable: must not make the task loop
     requeued = []
-    monkeypatch.setattr(tasks.embed_missing, "delay", lambda *args: requeued.append(args))
-    assert tasks.embed_missing(2) == 1  # the broken track is passed over, one good one embedded
+    monkeypatch.setattr(tasks.embed_missing_task, "delay", lambda *args: requeued.append(args))
+    assert tasks.embed_missing_task(2) == 1  # the broken track is passed over, one good one embedded
     assert requeued == [(2, tracks[1].pk)]
-    assert tasks.embed_missing(*requeued[-1]) == 2
+    assert tasks.embed_missing_task(*requeued[-1]) == 2
     assert requeued[-1] == (2, tracks[3].pk)
-    assert tasks.embed_missing(*requeued[-1]) == 1 and len(requeued) == 2  # done: nothing more queued
+    assert tasks.embed_missing_task(*requeued[-1]) == 1 and len(requeued) == 2  # done: nothing more queued
     assert TrackEmbedding.objects.filter(model_version=model_version).count() == 4
-    assert tasks.embed_missing() == 0  # a new pass retries only the broken track
+    assert tasks.embed_missing_task() == 0  # a new pass retries only the broken track
 
 
 def test_embed_missing_without_an_active_model_does_nothing(track_factory):
     from recommend import tasks
 
     track_factory()
-    assert tasks.embed_missing() == 0
+    assert tasks.embed_missing_task() == 0
     assert not TrackEmbedding.objects.exists()

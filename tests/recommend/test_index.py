@@ -9,14 +9,14 @@ import pytest
 from django.core.management import call_command
 
 from catalog import services as catalog_services
-from recommend import selectors, services
+from recommend import index_readers, selectors, services
 from recommend.index import IndexStore
 
 pytestmark = pytest.mark.django_db
 
 
 def indexed_ids(model_version) -> set[int]:
-    return set(selectors.index_reader(model_version_id=model_version.pk).index.ids().tolist())
+    return set(index_readers.index_reader(model_version_id=model_version.pk).index.ids().tolist())
 
 
 def test_index_add_and_remove_through_services(model_version, embedded_tracks, track_factory):
@@ -24,9 +24,9 @@ def test_index_add_and_remove_through_services(model_version, embedded_tracks, t
     assert indexed_ids(model_version) == {t.pk for t in tracks}
     new = track_factory()
     services.track_embed_batch(track_ids=[new.pk], model_version=model_version)
-    version_before = IndexStore(selectors.index_dir(model_version.pk)).current_version()
+    version_before = IndexStore(index_readers.index_dir(model_version.pk)).current_version()
     assert services.index_add(track_ids=[new.pk], model_version=model_version) == 1
-    assert IndexStore(selectors.index_dir(model_version.pk)).current_version() == version_before + 1
+    assert IndexStore(index_readers.index_dir(model_version.pk)).current_version() == version_before + 1
     assert new.pk in indexed_ids(model_version)  # the process's reader reloaded the new version
     assert services.index_remove(track_ids=[tracks[0].pk, 10**9]) == 1
     assert indexed_ids(model_version) == {t.pk for t in tracks[1:]} | {new.pk}
@@ -41,10 +41,10 @@ def test_index_add_without_an_index_builds_it_from_the_database(model_version, t
 
 def test_the_index_lives_in_its_versions_folder(model_version, embedded_tracks, settings, tmp_path):
     embedded_tracks(2)
-    assert (selectors.index_dir(model_version.pk) / "manifest.json").exists()
-    assert selectors.index_dir(model_version.pk).name == f"v{model_version.pk}"
+    assert (index_readers.index_dir(model_version.pk) / "manifest.json").exists()
+    assert index_readers.index_dir(model_version.pk).name == f"v{model_version.pk}"
     settings.REFRAIN_INDEX_DIR = str(tmp_path / "elsewhere")
-    assert selectors.index_dir(7) == tmp_path / "elsewhere" / "v7"
+    assert index_readers.index_dir(7) == tmp_path / "elsewhere" / "v7"
 
 
 def test_rebuild_gives_the_same_results_as_the_incremental_index(model_version, track_factory):
@@ -55,7 +55,7 @@ def test_rebuild_gives_the_same_results_as_the_incremental_index(model_version, 
     deleted = tracks[3].pk
     catalog_services.track_delete(track=tracks[3])
     services.index_remove(track_ids=[deleted])
-    reader = selectors.index_reader(model_version_id=model_version.pk)
+    reader = index_readers.index_reader(model_version_id=model_version.pk)
     _, vectors = selectors.embedding_matrix(model_version=model_version)
     incremental = reader.search(vectors, 5)
     out = StringIO()
@@ -81,9 +81,9 @@ def test_deleting_a_track_enqueues_its_removal_from_the_index(
     tracks = embedded_tracks(3)
     deleted = tracks[0].pk
     sent = []
-    monkeypatch.setattr(tasks.index_remove_tracks, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(tasks.index_remove_tracks_task, "delay", lambda ids: sent.append(ids))
     with django_capture_on_commit_callbacks(execute=True):
         catalog_services.track_delete(track=tracks[0])
     assert sent == [[deleted]]
-    tasks.index_remove_tracks(sent[0])
+    tasks.index_remove_tracks_task(sent[0])
     assert deleted not in indexed_ids(model_version)

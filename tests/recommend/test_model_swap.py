@@ -8,7 +8,7 @@ import pytest
 
 from catalog import services as catalog_services
 from generation import services as generation_services
-from recommend import selectors, services, tasks
+from recommend import index_readers, selectors, services, tasks
 from recommend.models import IndexStatus, TrackEmbedding
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_feeds_keep_the_previous_index_until_the_new_version_is_embedded(
     similar = user_client.get(f"/api/v1/tracks/{liked.pk}/similar/").json()
     assert similar["model_version"] == model_version.pk and similar["results"][0]["track"]["id"] == near.pk
 
-    assert tasks.embed_missing() == 3  # the whole catalog, one chunk: the pass completes
+    assert tasks.embed_missing_task() == 3  # the whole catalog, one chunk: the pass completes
     assert IndexStatus.objects.get(model_version=new).complete
     assert selectors.serving_version() == new
     assert user_client.get(f"/api/v1/tracks/{liked.pk}/similar/").json()["model_version"] == new.pk
@@ -50,10 +50,10 @@ def test_a_version_becomes_complete_only_when_its_pass_ends(model_version, track
     for _ in range(3):
         track_factory()
     requeued = []
-    monkeypatch.setattr(tasks.embed_missing, "delay", lambda *args: requeued.append(args))
-    tasks.embed_missing(2)
+    monkeypatch.setattr(tasks.embed_missing_task, "delay", lambda *args: requeued.append(args))
+    tasks.embed_missing_task(2)
     assert requeued and not IndexStatus.objects.filter(model_version=model_version, complete=True).exists()
-    tasks.embed_missing(*requeued[-1])
+    tasks.embed_missing_task(*requeued[-1])
     status = IndexStatus.objects.get(model_version=model_version)
     assert status.complete and status.tracks == 3 and status.completed_at is not None
 
@@ -65,7 +65,7 @@ def test_a_fresh_install_serves_its_only_version_while_it_fills(model_version, t
 
 def test_without_an_active_version_nothing_serves(db):
     assert selectors.serving_version() is None
-    assert selectors.serving_index() == (None, None)
+    assert index_readers.serving_index() == (None, None)
 
 
 def test_embed_catalog_marks_the_version_complete(model_version, track_factory):

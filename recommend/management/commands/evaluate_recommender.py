@@ -28,8 +28,13 @@ from pathlib import Path
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.models import Track
+from django.db import transaction
+from tqdm import tqdm
+
+from catalog.models import Rating, Track, User
 from generation.selectors import model_version_active
+from recommend import evaluation
+from recommend.feeds import feed_recommended
 from recommend.selectors import embedding_matrix
 
 
@@ -64,11 +69,6 @@ def simulated_feed_precision(*, label: str, users_per_label: int, k: int, seed: 
     """Feed check with simulated users: each likes (5) five random tunes of one label value and
     dislikes (1) two of other values; precision@k is the share of their recommended feed's top k
     with the liked value. Users and ratings are rolled back afterwards."""
-    from django.db import transaction
-
-    from catalog.models import Rating, User
-    from recommend.selectors import feed_recommended
-
     catalog = dict(Track.objects.filter(is_generated=False).exclude(**{label: ""}).values_list("pk", label))
     by_value: dict[str, list[int]] = {}
     for track_id, value in catalog.items():
@@ -243,10 +243,6 @@ class Command(BaseCommand):
             self.stdout.write(f"written to {json_path}")
 
     def _simulated(self, *, version, ids, vectors, k, seed, users, regimes, gen_users, gen_per_user, bootstrap) -> dict:
-        from tqdm import tqdm
-
-        from recommend import evaluation
-
         fields = ("pk", "region", "collection", "time_signature", "key", "tempo_bpm", "note_count", "duration_seconds")
         rows = {r[0]: r for r in Track.objects.filter(pk__in=ids.tolist(), is_generated=False).values_list(*fields)}
         keep = np.asarray([int(t) in rows for t in ids.tolist()], dtype=bool)

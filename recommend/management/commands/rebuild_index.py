@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation.models import ModelVersion
 from generation.selectors import model_version_active
-from recommend import selectors, services
+from recommend import index_readers, selectors, services
 
 
 class Command(BaseCommand):
@@ -36,5 +36,5 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"model version {version.pk}: indexed {count} tracks in {time.perf_counter() - started:.2f} s "
-            f"-> {selectors.index_dir(version.pk)}"
+            f"-> {index_readers.index_dir(version.pk)}"
         )

@@ -1,0 +1,219 @@
+"""The worker side of generation jobs: claim a batch, decode every job's melodies in one pass,
+store each job's tracks. Runs in `gpu` workers only (it imports torch); the web side of jobs
+(validation, creation, recovery) is in generation.services.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+import torch
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from catalog.midi import InvalidMidi
+from catalog.models import Track
+from catalog.services import track_ingest, tracks_process
+from config.errors import ApplicationError
+from generation import runtime
+from generation.engine import BatchStats, LatentRequest, decode_requests, latent_targets
+from generation.models import GeneratedTrack, GenerationJob
+from generation.selectors import model_version_active
+from generation.vae.checkpoint import CheckpointError
+from generation.vae.representation import MelodyError
+
+logger = logging.getLogger(__name__)
+
+
+def generation_jobs_run(*, job_id: int):
+    """Run a job and, in the same decode pass, whatever other jobs are waiting (micro-batching).
+
+    Safe to call twice for one job (a redelivered message): a job that is done, failed or held by
+    a live worker is left alone, and results are written in one transaction with the status.
+    """
+
+    wait_ms = settings.GENERATION_BATCH_WAIT_MS
+    if wait_ms > 0:
+        time.sleep(wait_ms / 1000)  # let a burst of requests gather into one pass
+    jobs = _claim_batch(job_id)
+    stats = BatchStats()
+    by_version: dict[int, list] = {}
+    for job in jobs:
+        by_version.setdefault(job.model_version_id, []).append(job)
+    for version_jobs in by_version.values():
+        _run_jobs(version_jobs, stats)
+    return stats
+
+
+def _claim_batch(job_id: int) -> list:
+    now = timezone.now()
+    claimable = Q(status=GenerationJob.Status.PENDING) | Q(
+        status=GenerationJob.Status.RUNNING, lease_expires_at__lt=now
+    )
+    with transaction.atomic():
+        jobs = GenerationJob.objects.filter(claimable)
+        if connection.features.has_select_for_update_skip_locked:
+            jobs = jobs.select_for_update(skip_locked=True)
+        first = jobs.filter(pk=job_id).first()
+        if first is None:
+            return []  # done, failed, unknown, or being run by a live worker: a duplicate delivery
+        others = list(jobs.exclude(pk=job_id).order_by("created_at", "id")[: settings.GENERATION_MAX_BATCH_JOBS - 1])
+        batch = [first, *others]
+        batch_id = uuid.uuid4()
+        GenerationJob.objects.filter(pk__in=[j.pk for j in batch]).update(
+            status=GenerationJob.Status.RUNNING,
+            progress=10,
+            started_at=now,
+            batch_id=batch_id,
+            batch_jobs=len(batch),
+            attempts=F("attempts") + 1,
+            error="",
+            lease_expires_at=now + timedelta(seconds=settings.GENERATION_LEASE_SECONDS),
+        )
+    claimed = list(GenerationJob.objects.filter(pk__in=[j.pk for j in batch]).select_related("model_version", "owner"))
+    logger.info("claimed %d generation jobs in batch %s", len(claimed), batch_id)
+    return claimed
+
+
+def _run_jobs(jobs: list, stats) -> None:
+    """Encode anchors, decode every job's melodies in one pass, then store each job's tracks."""
+    try:
+        vae = runtime.vae_for(jobs[0].model_version)
+    except (CheckpointError, OSError) as exc:  # retrying cannot help: fail the jobs, keep the worker
+        for job in jobs:
+            _job_fail(job, f"The model version {jobs[0].model_version} cannot be loaded: {exc}")
+        return
+    requests, runnable = [], []
+    for job in jobs:
+        try:
+            requests.append(_latent_request(vae, job))
+            runnable.append(job)
+        except (MelodyError, ApplicationError, ValueError) as exc:
+            _job_fail(job, f"Could not read the parent track: {exc}")
+    if not runnable:
+        return
+    started = time.perf_counter()
+    try:
+        results = decode_requests(vae, requests, stats)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        if len(runnable) > 1:  # split the batch and try the halves
+            half = len(runnable) // 2
+            _run_jobs(runnable[:half], stats)
+            _run_jobs(runnable[half:], stats)
+        else:
+            _job_fail(runnable[0], "The GPU ran out of memory for this job; ask for fewer melodies.")
+        return
+    decode_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "decoded %d jobs (%d melodies) in one pass: %.0f ms", len(runnable), sum(len(r) for r in results), decode_ms
+    )
+    for job, request, tokens in zip(runnable, requests, results):
+        _job_store(job, vae, tokens, request, decode_ms)
+
+
+def _latent_request(vae, job):
+    params = job.params
+    anchors = []
+    for track in Track.objects.filter(pk__in=params.get("track_ids", [])).order_by():
+        with track.midi_file.open("rb") as handle:
+            mu, _ = vae.encode(handle.read())
+        anchors.append((track.pk, mu[0].cpu().numpy()))
+    order = {pk: i for i, pk in enumerate(params.get("track_ids", []))}
+    anchors.sort(key=lambda item: order[item[0]])
+    return LatentRequest(
+        kind=job.kind,
+        count=params["count"],
+        temperature=params["temperature"],
+        seed=params["seed"],
+        anchors=tuple(a for _, a in anchors),
+        spread=params.get("spread", 0.3),
+        attribute=params.get("attribute", ""),
+        amount=params.get("amount", 0.0),
+    )
+
+
+def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
+    """Ingest the melodies as tracks and finish the job, all in one transaction."""
+    started = time.perf_counter()
+    latents = latent_targets(vae, request).cpu().numpy()
+    written: list = []
+    try:
+        with transaction.atomic():
+            locked = (
+                GenerationJob.objects.select_for_update()
+                .filter(pk=job.pk, status=GenerationJob.Status.RUNNING, batch_id=job.batch_id)
+                .first()
+            )
+            if locked is None:
+                return  # finished or re-claimed elsewhere meanwhile: never write a second set
+            parents = list(Track.objects.filter(pk__in=job.params.get("track_ids", [])))
+            silent = 0
+            for position, (melody, z) in enumerate(zip(tokens, latents)):
+                try:
+                    result = track_ingest(
+                        midi_bytes=vae.to_midi_bytes(melody),
+                        title=f"{job.get_kind_display().capitalize()} #{job.pk}.{position + 1}",
+                        composer=f"Refrain model {job.model_version.name}",
+                        collection="generated",
+                        source=f"generation:job/{job.pk}#{position}",
+                        is_generated=True,
+                        created_by=job.owner,
+                        announce=False,  # announced below, all of the job's tracks in one message
+                    )
+                except InvalidMidi:
+                    silent += 1  # the decoder produced no notes: nothing worth keeping
+                    continue
+                locked.tracks.add(result.track)
+                if result.created:
+                    written.append(result.track)
+                    generated = GeneratedTrack.objects.create(
+                        track=result.track,
+                        job=locked,
+                        model_version=job.model_version,
+                        latent=[round(float(v), 6) for v in z],
+                        position=position,
+                    )
+                    generated.parents.set(parents)
+            tracks_process(track_ids=[track.pk for track in written])  # one render and one embedding task
+            locked.finished_at = timezone.now()
+            locked.progress = 100
+            locked.lease_expires_at = None
+            made = len(tokens) - silent
+            locked.status = GenerationJob.Status.DONE if made else GenerationJob.Status.FAILED
+            locked.error = f"{silent} of {len(tokens)} melodies came out silent and were dropped." if silent else ""
+            if not made:
+                locked.error = "The model produced only silence for this request; try a higher temperature."
+            locked.timings = {
+                "queued_ms": round((locked.started_at - locked.created_at).total_seconds() * 1000, 1),
+                "decode_ms": round(decode_ms, 1),
+                "store_ms": round((time.perf_counter() - started) * 1000, 1),
+                "total_ms": round((locked.finished_at - locked.created_at).total_seconds() * 1000, 1),
+                "batch_jobs": job.batch_jobs,
+            }
+            locked.save()
+    except BaseException:
+        for track in written:  # the rows rolled back: their files must go too
+            track.midi_file.delete(save=False)
+        raise
+
+
+def _job_fail(job, message: str) -> None:
+    GenerationJob.objects.filter(pk=job.pk, status=GenerationJob.Status.RUNNING).update(
+        status=GenerationJob.Status.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None
+    )
+
+
+def generation_runtime_warm_up() -> None:
+    """Load the active model version into this process, if there is one."""
+    version = model_version_active()
+    if version is not None:
+        try:
+            runtime.vae_for(version)
+        except Exception:  # a broken checkpoint must not stop the worker: jobs will report it
+            logger.exception("could not load model version %s at start-up", version.pk)

@@ -1,0 +1,43 @@
+"""How recommend follows the lower apps: receivers of their domain events. Each only enqueues a task.
+
+Connected in RecommendConfig.ready(); delivered after the producer's transaction commits. A broker
+outage is logged, not raised (the producer's write is already committed): embeddings are caught up
+by `embed_missing` (every gpu worker start, `manage.py embed_catalog`), and a deleted track that
+stays in an index is filtered out of every answer anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from generation.selectors import model_version_active
+from recommend.tasks import embed_missing_task, embed_tracks_task, index_remove_tracks_task
+
+logger = logging.getLogger(__name__)
+
+
+def embed_created_tracks(*, track_ids: list[int]) -> None:
+    """catalog.tracks_created: embed them with the active version (nothing while none is active)."""
+    if not track_ids or model_version_active() is None:
+        return
+    try:
+        embed_tracks_task.delay(list(track_ids))
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not enqueue the embedding of tracks %s; embed_missing will catch up.", track_ids)
+
+
+def unindex_deleted_tracks(*, track_ids: list[int]) -> None:
+    """catalog.tracks_deleted: drop them from every index (queue cpu)."""
+    try:
+        index_remove_tracks_task.delay(list(track_ids))
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not enqueue the index removal of tracks %s.", track_ids)
+
+
+def reembed_for_activated_version(*, model_version_id: int) -> None:
+    """generation.model_version_activated: embed the catalog in the new latent space (the feeds keep
+    serving the previous version until the pass completes)."""
+    try:
+        embed_missing_task.delay()
+    except Exception:  # noqa: BLE001
+        logger.exception("Could not enqueue re-embedding for model version %s.", model_version_id)
