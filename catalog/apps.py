@@ -2,6 +2,8 @@ import logging
 
 from django.apps import AppConfig
 
+from config.celery import worker_queues
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,8 +36,6 @@ def check_audio_renderer_on_worker_start(sender=None, instance=None, **kwargs) -
             queue = app.amqp.router.route({}, "catalog.tasks.track_render_audio")["queue"].name
         except Exception:  # noqa: BLE001 - routing is configuration; fall back to the default queue
             queue = app.conf.task_default_queue
-        from config.celery import worker_queues
-
         consumed = worker_queues(app)
         if consumed and queue not in consumed:
             return

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
+
+from config.celery import app
 
 
 def _check_database() -> str | None:
@@ -18,8 +21,6 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from config.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
@@ -33,10 +34,6 @@ def gpu_queue_workers() -> list[str] | None:
 
     A broadcast costs up to a second, so the answer is cached briefly.
     """
-    from django.core.cache import cache
-
-    from config.celery import app
-
     cached = cache.get("healthz:gpu-workers")
     if cached is not None:
         return cached

@@ -12,6 +12,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.signals import worker_ready
 
+from catalog.models import User
 from config.celery import durable_task_options, worker_queues
 
 
@@ -55,7 +56,6 @@ def index_remove_tracks_task(track_ids: list[int]) -> None:
 
 @shared_task(name="recommend.tasks.feed_top_up", ignore_result=True)
 def feed_top_up_task(user_id: int) -> None:
-    from catalog.models import User
     from recommend.services import generated_feed_top_up
 
     user = User.objects.filter(pk=user_id).first()

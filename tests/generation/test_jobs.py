@@ -268,3 +268,23 @@ def test_a_crash_while_storing_leaves_nothing_and_the_retry_stores_once(
     assert job.status == "done" and job.attempts == 2
     assert Track.objects.count() == job.tracks.count() == GeneratedTrack.objects.filter(job=job).count() >= 1
     assert len(media_files()) == Track.objects.count()
+
+
+def test_a_jobs_tracks_are_rendered_and_embedded_by_one_task_each(
+    user, model_version, no_broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A job of 5 melodies is one render message and one embedding message, not 5 of each."""
+    from catalog import tasks as catalog_tasks
+    from recommend import tasks as recommend_tasks
+
+    renders, embeds = [], []
+    monkeypatch.setattr(catalog_tasks.tracks_render_audio_task, "delay", renders.append)
+    monkeypatch.setattr(catalog_tasks.track_render_audio_task, "delay", lambda *a, **k: renders.append(a))
+    monkeypatch.setattr(recommend_tasks.embed_tracks_task, "delay", embeds.append)
+    job = create(user, "sample", count=5, temperature=1.0, seed=11)
+    with django_capture_on_commit_callbacks(execute=True):
+        job_runner.generation_jobs_run(job_id=job.pk)
+    made = sorted(job.tracks.values_list("pk", flat=True))
+    assert len(made) >= 2
+    assert [sorted(r) for r in renders] == [made]
+    assert [sorted(e) for e in embeds] == [made]

@@ -32,6 +32,7 @@ from django.db import transaction
 from tqdm import tqdm
 
 from catalog.models import Rating, Track, User
+from generation import runtime
 from generation.selectors import model_version_active
 from recommend import evaluation
 from recommend.feeds import feed_recommended
@@ -273,9 +274,7 @@ class Command(BaseCommand):
             out["regimes"][f"{mean_ratings:g}"] = data
             first_sim = first_sim or sim
         if gen_users > 0 and first_sim is not None:
-            import torch
-
-            from generation import runtime
+            import torch  # only this part of the evaluation needs the model
 
             torch.set_num_threads(1)
             started = time.perf_counter()
