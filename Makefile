@@ -54,6 +54,7 @@ import-full: migrate
 
 check-deploy: install
 	SECRET_KEY=$$($(PY) -c "import secrets; print(secrets.token_urlsafe(60))") ALLOWED_HOSTS=refrain.example.com \
+		DATABASE_URL=postgres://refrain@db:5432/refrain CACHE_URL=redis://cache:6379/1 \
 		$(PY) manage.py check --deploy --settings=config.settings.production --fail-level WARNING
 
 # Validates the compose file (docker compose v2, or docker-compose v1 where only that is installed).

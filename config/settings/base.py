@@ -6,33 +6,20 @@ Real deployment: DATABASE_URL=postgres://..., CELERY_BROKER_URL=redis://... (or 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.env import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Runtime state (SQLite file, broker folders, media) lives under var/ unless told otherwise.
-VAR_DIR = Path(os.environ.get("REFRAIN_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(env.str("REFRAIN_VAR_DIR", default=str(BASE_DIR / "var")))
 
-
-def env_bool(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECRET_KEY = env.str("SECRET_KEY", default="")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -81,12 +68,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'refrain.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'refrain.sqlite3'}")
 }
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Web server and worker share the file: wait on locks instead of failing at once.
     # WAL: readers never wait on the writer; synchronous=NORMAL: commits need no fsync (a power
@@ -113,9 +98,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -124,18 +109,21 @@ STORAGES = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
+# Local memory unless CACHE_URL names a shared cache (redis://...): throttling counters and the
+# feed's top-up guard are per process with local memory, which production refuses (production.py).
+_CACHE_URL = env.str("CACHE_URL", default="locmemcache://")
 CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
-        if os.environ.get("CACHE_URL")
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    "default": env.cache_url_config(
+        _CACHE_URL,
+        # Django's own Redis backend (no django-redis dependency).
+        backend="django.core.cache.backends.redis.RedisCache" if _CACHE_URL.startswith("redis") else None,
     )
 }
 
 # --- MIDI ingestion limits (catalog.services.track_ingest) ---
-REFRAIN_MIDI_MAX_BYTES = env_int("REFRAIN_MIDI_MAX_BYTES", 1024 * 1024)
-REFRAIN_MIDI_MAX_SECONDS = env_int("REFRAIN_MIDI_MAX_SECONDS", 15 * 60)
-REFRAIN_MIDI_MAX_NOTES = env_int("REFRAIN_MIDI_MAX_NOTES", 20_000)
+REFRAIN_MIDI_MAX_BYTES = env.int("REFRAIN_MIDI_MAX_BYTES", default=1024 * 1024)
+REFRAIN_MIDI_MAX_SECONDS = env.int("REFRAIN_MIDI_MAX_SECONDS", default=15 * 60)
+REFRAIN_MIDI_MAX_NOTES = env.int("REFRAIN_MIDI_MAX_NOTES", default=20_000)
 
 # --- REST framework ---
 REST_FRAMEWORK = {
@@ -153,10 +141,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_CLASSES": ["config.api.AnonThrottle", "config.api.UserThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": os.environ.get("THROTTLE_ANON", "120/min"),
-        "user": os.environ.get("THROTTLE_USER", "600/min"),
-        "auth": os.environ.get("THROTTLE_AUTH", "20/min"),
-        "generation": os.environ.get("THROTTLE_GENERATION", "30/hour"),
+        "anon": env.str("THROTTLE_ANON", default="120/min"),
+        "user": env.str("THROTTLE_USER", default="600/min"),
+        "auth": env.str("THROTTLE_AUTH", default="20/min"),
+        "generation": env.str("THROTTLE_GENERATION", default="30/hour"),
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
@@ -171,8 +159,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost//")
-BROKER_DIR = Path(os.environ.get("REFRAIN_BROKER_DIR", VAR_DIR / "broker"))
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost//")
+BROKER_DIR = Path(env.str("REFRAIN_BROKER_DIR", default=str(VAR_DIR / "broker")))
 
 
 def filesystem_transport_options(broker_dir: Path) -> dict:
@@ -192,7 +180,7 @@ def filesystem_transport_options(broker_dir: Path) -> dict:
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_DIR)
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
     "generation.tasks.run_generation": {"queue": "gpu"},
@@ -201,8 +189,8 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
-CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -213,34 +201,34 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
 # --- Audio and piano-roll rendering (catalog.rendering; worker on the `cpu` queue) ---
 # Debian: fluidsynth, fluid-soundfont-gm (or timgm6mb-soundfont), vorbis-tools. default-GM.sf2 is the
 # Debian alternatives link that either SoundFont package installs.
-REFRAIN_SOUNDFONT = os.environ.get("REFRAIN_SOUNDFONT", "/usr/share/sounds/sf2/default-GM.sf2")
-REFRAIN_AUDIO_BITRATE_KBPS = env_int("REFRAIN_AUDIO_BITRATE_KBPS", 96)  # Ogg Vorbis, stereo, nominal
-REFRAIN_AUDIO_SAMPLE_RATE = env_int("REFRAIN_AUDIO_SAMPLE_RATE", 44100)
-REFRAIN_AUDIO_TARGET_LUFS = float(os.environ.get("REFRAIN_AUDIO_TARGET_LUFS", "-16"))
-REFRAIN_AUDIO_PEAK_CEILING_DBFS = float(os.environ.get("REFRAIN_AUDIO_PEAK_CEILING_DBFS", "-1.5"))
+REFRAIN_SOUNDFONT = env.str("REFRAIN_SOUNDFONT", default="/usr/share/sounds/sf2/default-GM.sf2")
+REFRAIN_AUDIO_BITRATE_KBPS = env.int("REFRAIN_AUDIO_BITRATE_KBPS", default=96)  # Ogg Vorbis, stereo, nominal
+REFRAIN_AUDIO_SAMPLE_RATE = env.int("REFRAIN_AUDIO_SAMPLE_RATE", default=44100)
+REFRAIN_AUDIO_TARGET_LUFS = env.float("REFRAIN_AUDIO_TARGET_LUFS", default=-16)
+REFRAIN_AUDIO_PEAK_CEILING_DBFS = env.float("REFRAIN_AUDIO_PEAK_CEILING_DBFS", default=-1.5)
 # While a render is pending the audio endpoint answers 202 with this Retry-After (seconds).
-REFRAIN_AUDIO_RETRY_AFTER = env_int("REFRAIN_AUDIO_RETRY_AFTER", 5)
+REFRAIN_AUDIO_RETRY_AFTER = env.int("REFRAIN_AUDIO_RETRY_AFTER", default=5)
 # A render still pending after this long is assumed lost (purged queue, dead worker) and re-enqueued.
-REFRAIN_AUDIO_PENDING_TIMEOUT = env_int("REFRAIN_AUDIO_PENDING_TIMEOUT", 15 * 60)
+REFRAIN_AUDIO_PENDING_TIMEOUT = env.int("REFRAIN_AUDIO_PENDING_TIMEOUT", default=15 * 60)
 
 # --- Generation (generation.services, generation.tasks) ---
-GENERATION_MAX_COUNT = env_int("GENERATION_MAX_COUNT", 16)  # melodies per job
-GENERATION_MAX_BATCH_JOBS = env_int("GENERATION_MAX_BATCH_JOBS", 64)  # jobs decoded in one pass
-GENERATION_BATCH_WAIT_MS = env_int("GENERATION_BATCH_WAIT_MS", 20)  # let a burst of jobs gather
-GENERATION_LEASE_SECONDS = env_int("GENERATION_LEASE_SECONDS", 300)  # a dead worker's job is retaken after this
-GENERATION_PENDING_STALE_SECONDS = env_int("GENERATION_PENDING_STALE_SECONDS", 30)  # re-wake pending jobs after
-GENERATION_DEVICE = os.environ.get("GENERATION_DEVICE", "")  # "" = CUDA when available, else CPU
-GENERATION_CPU_THREADS = env_int("GENERATION_CPU_THREADS", 1)  # torch intra-op threads on a CPU worker
+GENERATION_MAX_COUNT = env.int("GENERATION_MAX_COUNT", default=16)  # melodies per job
+GENERATION_MAX_BATCH_JOBS = env.int("GENERATION_MAX_BATCH_JOBS", default=64)  # jobs decoded in one pass
+GENERATION_BATCH_WAIT_MS = env.int("GENERATION_BATCH_WAIT_MS", default=20)  # let a burst of jobs gather
+GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=300)  # a dead worker's job is retaken after this
+GENERATION_PENDING_STALE_SECONDS = env.int("GENERATION_PENDING_STALE_SECONDS", default=30)  # re-wake pending jobs after
+GENERATION_DEVICE = env.str("GENERATION_DEVICE", default="")  # "" = CUDA when available, else CPU
+GENERATION_CPU_THREADS = env.int("GENERATION_CPU_THREADS", default=1)  # torch intra-op threads on a CPU worker
 # On CUDA, decode by replaying CUDA graphs: "bf16" (fastest; measured 5.8 ms per melody and 380,000
 # melodies/s on an H100), "fp32" (token-exact with the step-by-step loop) or "off".
-GENERATION_GPU_DECODE = os.environ.get("GENERATION_GPU_DECODE", "bf16")
+GENERATION_GPU_DECODE = env.str("GENERATION_GPU_DECODE", default="bf16")
 if GENERATION_GPU_DECODE not in ("bf16", "fp32", "off"):
     raise ImproperlyConfigured("GENERATION_GPU_DECODE must be bf16, fp32 or off.")
 CELERY_BEAT_SCHEDULE = {
@@ -251,9 +239,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- Recommendation (recommend.services, recommend.selectors) ---
 # The FAISS index of each model version lives in REFRAIN_INDEX_DIR/v<id>. Unset: `index/` next to
 # MEDIA_ROOT (var/index by default), so tests and their workers get their own.
-REFRAIN_INDEX_DIR = os.environ.get("REFRAIN_INDEX_DIR") or None
-REFRAIN_INDEX_USE_GPU = env_bool("REFRAIN_INDEX_USE_GPU", True)  # only where faiss has a GPU
-REFRAIN_INDEX_LOCK_TIMEOUT = env_int("REFRAIN_INDEX_LOCK_TIMEOUT", 60)  # seconds to wait for the writer lock
-REFRAIN_EMBED_MAX_WINDOWS = env_int("REFRAIN_EMBED_MAX_WINDOWS", 64)  # windows pooled per track, at most
-REFRAIN_FEED_SIZE = env_int("REFRAIN_FEED_SIZE", 200)  # ranked tracks per feed (then paginated)
-REFRAIN_FEED_GENERATED_TARGET = env_int("REFRAIN_FEED_GENERATED_TARGET", 8)  # unrated generated tracks wanted
+REFRAIN_INDEX_DIR = env.str("REFRAIN_INDEX_DIR", default="") or None
+REFRAIN_INDEX_USE_GPU = env.bool("REFRAIN_INDEX_USE_GPU", default=True)  # only where faiss has a GPU
+REFRAIN_INDEX_LOCK_TIMEOUT = env.int("REFRAIN_INDEX_LOCK_TIMEOUT", default=60)  # seconds to wait for the writer lock
+REFRAIN_EMBED_MAX_WINDOWS = env.int("REFRAIN_EMBED_MAX_WINDOWS", default=64)  # windows pooled per track, at most
+REFRAIN_FEED_SIZE = env.int("REFRAIN_FEED_SIZE", default=200)  # ranked tracks per feed (then paginated)
+REFRAIN_FEED_GENERATED_TARGET = env.int("REFRAIN_FEED_GENERATED_TARGET", default=8)  # unrated generated tracks wanted

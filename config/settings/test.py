@@ -1,23 +1,24 @@
 """Test settings: the same back ends as configured (SQLite/filesystem by default, or the
 DATABASE_URL/CELERY_BROKER_URL given), isolated runtime folders, fast hashing."""
 
-import os
 import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F401,F403
-from .base import DATABASES, REST_FRAMEWORK, SECRET_KEY as _SECRET_KEY
+from .base import DATABASES, REST_FRAMEWORK
+from .base import SECRET_KEY as _SECRET_KEY
+from .env import env
 
 SECRET_KEY = _SECRET_KEY or "refrain-test-key"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = Path(tempfile.mkdtemp(prefix="refrain-static-"))
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="refrain-media-"))
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default="") or tempfile.mkdtemp(prefix="refrain-media-"))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so that a real Celery worker process sees the test database.
     DATABASES["default"]["TEST"] = {
         # One file per test run: concurrent runs on one machine must not share a database.
-        "NAME": os.environ.get("REFRAIN_TEST_SQLITE")
+        "NAME": env.str("REFRAIN_TEST_SQLITE", default="")
         or str(Path(tempfile.mkdtemp(prefix="refrain-db-")) / "test.sqlite3")
     }
 # Throttling has its own tests; elsewhere the suite must not trip over it.
@@ -33,12 +34,12 @@ REST_FRAMEWORK = {
 
 # A real worker started by the tests must see the test database and the test files: the tests
 # pass these to its environment (tests/conftest.py, fixture `celery_worker`).
-if os.environ.get("REFRAIN_TEST_DB_NAME"):
-    DATABASES["default"]["NAME"] = os.environ["REFRAIN_TEST_DB_NAME"]
+if env.str("REFRAIN_TEST_DB_NAME", default=""):
+    DATABASES["default"]["NAME"] = env.str("REFRAIN_TEST_DB_NAME")
 
 # Never share a broker folder with a `make run` worker, which would take the tests' tasks.
 from .base import CELERY_BROKER_URL, filesystem_transport_options  # noqa: E402
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    BROKER_DIR = Path(os.environ.get("REFRAIN_TEST_BROKER_DIR") or tempfile.mkdtemp(prefix="refrain-broker-"))
+    BROKER_DIR = Path(env.str("REFRAIN_TEST_BROKER_DIR", default="") or tempfile.mkdtemp(prefix="refrain-broker-"))
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_DIR)
