@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := fluidsynth fluid-soundfont-gm vorbis-tools
 DEMO_PER_COLLECTION ?= 40
 
-.PHONY: run test install system-deps migrate demo-data import-full check-deploy compose-config clean
+.PHONY: run test lint install system-deps migrate demo-data import-full check-deploy compose-config clean
 
 run: install system-deps migrate demo-data
 	@bin/run-dev
@@ -18,6 +18,13 @@ run: install system-deps migrate demo-data
 test: install system-deps
 	@$(PY) manage.py check --settings=config.settings.test >/dev/null
 	$(PY) -m pytest
+
+# Lint, format check, types and the import contracts (also a pre-commit hook: `.venv/bin/pre-commit install`).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 install: $(STAMP)
 

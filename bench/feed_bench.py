@@ -285,7 +285,7 @@ def main() -> None:
         if name.startswith("feed"):
             pool = users if name == "feed_recommended" else cold
 
-            def request(i, pool=pool):  # noqa: E731 - rebinds to a login-outside-the-clock version
+            def request(i, pool=pool):
                 return client.get("/api/v1/feed/", {"kind": "recommended"})
 
             endpoints_results[name] = {

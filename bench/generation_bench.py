@@ -85,13 +85,12 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
 
 
 def run_scenario(client, n_jobs: int, concurrent: bool, count: int, timeout: float) -> dict:
-    from tqdm import tqdm
-
-    from generation.models import GenerationJob
-
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection
+    from tqdm import tqdm
+
+    from generation.models import GenerationJob
 
     def post(_=None) -> int:
         try:
@@ -167,10 +166,10 @@ def _wait(ids: list[int], timeout: float, bar=None) -> None:
 
 
 def raw_decode_rate(checkpoint: Path, batch: int, count: int) -> float:
-    from generation.vae.sample import MelodyVAE
-
     import torch
     from django.conf import settings
+
+    from generation.vae.sample import MelodyVAE
 
     if not torch.cuda.is_available():
         torch.set_num_threads(settings.GENERATION_CPU_THREADS)  # as the worker does

@@ -26,7 +26,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

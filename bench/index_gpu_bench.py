@@ -33,8 +33,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,7 +103,7 @@ class Run:
             return None
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - one shot on the GPU: record and continue
+        except Exception as exc:
             self.error(where, exc, row)
             empty_cache()
             return None
@@ -518,7 +519,7 @@ def extra_recall(
 def faiss_available(args: argparse.Namespace) -> tuple[Any, str]:
     try:
         import faiss
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return None, f"import faiss failed: {type(exc).__name__}: {exc}"
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if args.faiss_on_cpu:
@@ -671,7 +672,7 @@ def machine(device: torch.device) -> dict[str, Any]:
                 timeout=20,
             )
             info["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             info["nvidia_smi"] = f"unavailable: {exc}"
     return info
 
@@ -843,14 +844,14 @@ def main() -> None:
     run = Run(args, result)
     try:
         result["machine"] = machine(device)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         run.error("machine", exc)
     try:
         torch.empty(1, device=device)
-    except Exception as exc:  # noqa: BLE001 - no device: say so in the JSON and stop
+    except Exception as exc:
         run.error("device", exc)
         run.write()
-        raise SystemExit(f"device {device} unusable: {exc}")
+        raise SystemExit(f"device {device} unusable: {exc}") from exc
     faiss, faiss_note = faiss_available(args)
     result["faiss_gpu"] = "not installed" if faiss is None else {"status": "measured", "note": faiss_note}
     if faiss is None:
@@ -894,7 +895,7 @@ def main() -> None:
             run.write()
             try:
                 plot(result["results"], args.out.with_suffix(".png"), label, args.batches)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 run.error("plot", exc)
     run.write()
     print(

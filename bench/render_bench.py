@@ -12,7 +12,6 @@ piano-roll PNG sizes and drawing time.
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import os
@@ -29,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.corpus import iter_abc_tunes  # noqa: E402
-from catalog.rendering import integrated_loudness, render_audio, render_pianoroll  # noqa: E402
+from catalog.corpus import iter_abc_tunes
+from catalog.rendering import integrated_loudness, render_audio, render_pianoroll
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int]:

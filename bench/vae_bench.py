@@ -41,12 +41,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation.vae.checkpoint import load_model  # noqa: E402
-from generation.vae.config import get_config  # noqa: E402
-from generation.vae.fast_decode import GraphDecoder  # noqa: E402
-from generation.vae.model import MusicVAE  # noqa: E402
-from generation.vae.representation import FIRST_NOTE, VOCAB_SIZE  # noqa: E402
-from generation.vae.train import train_step  # noqa: E402
+from generation.vae.checkpoint import load_model
+from generation.vae.config import get_config
+from generation.vae.fast_decode import GraphDecoder
+from generation.vae.model import MusicVAE
+from generation.vae.representation import FIRST_NOTE, VOCAB_SIZE
+from generation.vae.train import train_step
 
 PATHS = ("eager_fp32", "eager_bf16", "graph_bf16", "graph_fp32")
 TARGET_MELODIES_PER_S = 100_000  # graph bf16 at batch 16384 on one H100

@@ -9,7 +9,7 @@ class User(AbstractUser):
     """Our own user model from the first migration, so it can grow without a painful swap."""
 
 
-def track_midi_path(track: "Track", filename: str) -> str:
+def track_midi_path(track: Track, filename: str) -> str:
     # Content-addressed: the hash names the file, two levels of fan-out keep folders small.
     return f"tracks/midi/{track.content_hash[:2]}/{track.content_hash}.mid"
 
@@ -82,12 +82,12 @@ class Rating(models.Model):
         return f"{self.user} rated {self.track_id}: {self.score}"
 
 
-def track_audio_path(media: "TrackMedia", filename: str) -> str:
+def track_audio_path(media: TrackMedia, filename: str) -> str:
     # Named by the MIDI hash it was rendered from: a changed file gets a new name, never a stale cache.
     return f"tracks/audio/{media.audio_source_hash[:2]}/{media.audio_source_hash}.ogg"
 
 
-def track_pianoroll_path(media: "TrackMedia", filename: str) -> str:
+def track_pianoroll_path(media: TrackMedia, filename: str) -> str:
     suffix = "-thumb" if filename.endswith("-thumb.png") else ""
     return f"tracks/pianoroll/{media.pianoroll_source_hash[:2]}/{media.pianoroll_source_hash}{suffix}.png"
 

@@ -132,7 +132,7 @@ def tracks_process(*, track_ids: list[int]) -> None:
 def _enqueue(task, *args, **kwargs) -> None:
     try:
         task.delay(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - a broker outage must not fail a write that is already stored
+    except Exception:
         logger.exception(
             "Could not enqueue %s%s; the audio endpoint re-queues a render pending for longer than "
             "REFRAIN_AUDIO_PENDING_TIMEOUT.",
@@ -200,9 +200,9 @@ def track_delete(*, track: Track) -> None:
     with transaction.atomic():
         track.delete()
         events.tracks_deleted.send_on_commit(track_ids=[track_id])
-        transaction.on_commit(lambda: midi_file.storage.delete(midi_file.name))
-        for media_file in media_files:
-            transaction.on_commit(functools.partial(media_file.storage.delete, media_file.name))
+        for stored in (midi_file, *media_files):
+            if stored.name:
+                transaction.on_commit(functools.partial(stored.storage.delete, stored.name))
 
 
 def rating_set(*, user: User, track: Track, score: int) -> tuple[Rating, bool]:
@@ -226,7 +226,7 @@ def user_register(*, username: str, password: str, email: str = "") -> tuple[Use
     try:
         password_validation.validate_password(password, user)
     except DjangoValidationError as exc:
-        raise ApplicationError(" ".join(exc.messages), code="weak_password", fields={"password": exc.messages})
+        raise ApplicationError(" ".join(exc.messages), code="weak_password", fields={"password": exc.messages}) from exc
     user.set_password(password)
     with transaction.atomic():
         user.save()
@@ -366,11 +366,11 @@ def _pianorolls_current(media: TrackMedia) -> bool:
     if media.pianoroll_source_hash != media.track.content_hash:
         return False
     files = (media.pianoroll_file, media.pianoroll_thumb_file)
-    return all(f and f.storage.exists(f.name) for f in files)
+    return all(f and f.name and f.storage.exists(f.name) for f in files)
 
 
 def _store_pianorolls(media: TrackMedia, midi_bytes: bytes) -> None:
-    old = {f.name for f in (media.pianoroll_file, media.pianoroll_thumb_file) if f}
+    old = {f.name for f in (media.pianoroll_file, media.pianoroll_thumb_file) if f and f.name}
     media.pianoroll_source_hash = media.track.content_hash
     full = _store_file(
         media.pianoroll_file, rendering.render_pianoroll(midi_bytes, title=media.track.title), filename="pianoroll.png"
@@ -409,7 +409,7 @@ def _update_media(media: TrackMedia, **fields) -> None:
             setattr(media, name, value)
     if not updated:
         for field_file in (media.audio_file, media.pianoroll_file, media.pianoroll_thumb_file):
-            if field_file and field_file.name in fields.values():
+            if field_file and field_file.name and field_file.name in fields.values():
                 field_file.storage.delete(field_file.name)
 
 

@@ -58,5 +58,5 @@ class DomainEvent:
         for uid, receiver in list(self._receivers.items()):
             try:
                 receiver(**payload)
-            except Exception:  # noqa: BLE001 - the write is committed; a consumer's failure is its own
+            except Exception:
                 logger.exception("receiver %s of event %s failed", uid, self.name)

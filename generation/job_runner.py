@@ -190,7 +190,9 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
             if not made:
                 locked.error = "The model produced only silence for this request; try a higher temperature."
             locked.timings = {
-                "queued_ms": round((locked.started_at - locked.created_at).total_seconds() * 1000, 1),
+                "queued_ms": round(
+                    ((locked.started_at or locked.created_at) - locked.created_at).total_seconds() * 1000, 1
+                ),
                 "decode_ms": round(decode_ms, 1),
                 "store_ms": round((time.perf_counter() - started) * 1000, 1),
                 "total_ms": round((locked.finished_at - locked.created_at).total_seconds() * 1000, 1),

@@ -79,9 +79,9 @@ def catalog_summary(index: VectorIndex) -> dict:
     key = index.source or id(index)
     with _summary_lock:
         cached = _summary_cache.get(key)
-    if cached is not None and cached["version"] != index.version:
-        if abs(len(index) - cached["n"]) > SUMMARY_REUSE_SHARE * max(cached["n"], 1):
-            cached = None
+    grown = cached is not None and abs(len(index) - cached["n"]) > SUMMARY_REUSE_SHARE * max(cached["n"], 1)
+    if cached is not None and cached["version"] != index.version and grown:
+        cached = None
     if cached is None:
         ids, vectors = index.export()
         mean = vectors.mean(axis=0) if len(ids) else np.zeros(index.dim, np.float32)

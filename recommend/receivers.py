@@ -22,7 +22,7 @@ def embed_created_tracks(*, track_ids: list[int]) -> None:
         return
     try:
         embed_tracks_task.delay(list(track_ids))
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("Could not enqueue the embedding of tracks %s; embed_missing will catch up.", track_ids)
 
 
@@ -30,7 +30,7 @@ def unindex_deleted_tracks(*, track_ids: list[int]) -> None:
     """catalog.tracks_deleted: drop them from every index (queue cpu)."""
     try:
         index_remove_tracks_task.delay(list(track_ids))
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("Could not enqueue the index removal of tracks %s.", track_ids)
 
 
@@ -39,5 +39,5 @@ def reembed_for_activated_version(*, model_version_id: int) -> None:
     serving the previous version until the pass completes)."""
     try:
         embed_missing_task.delay()
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("Could not enqueue re-embedding for model version %s.", model_version_id)

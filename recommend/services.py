@@ -28,8 +28,8 @@ from recommend.index import IndexConfig, IndexNotFoundError, IndexStore, VectorI
 from recommend.index_readers import index_dir, serving_index
 from recommend.models import IndexStatus, TrackEmbedding, vector_to_bytes
 from recommend.selectors import embedding_count, embedding_matrix, tracks_missing_embedding
+from recommend.tasks import feed_top_up_task
 from recommend.taste import taste_vectors
-from recommend.tasks import embed_missing_task, embed_tracks_task, feed_top_up_task, index_remove_tracks_task
 
 logger = logging.getLogger(__name__)
 
@@ -323,5 +323,5 @@ def feed_top_up_enqueue(*, user) -> None:
         return
     try:
         feed_top_up_task.delay(user.pk)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("Could not enqueue the generated-feed top-up of user %s.", user.pk)

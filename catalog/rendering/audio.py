@@ -176,7 +176,7 @@ def _midi_end_time(midi_bytes: bytes) -> float:
 
     try:
         return float(pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes)).get_end_time())
-    except Exception as exc:  # noqa: BLE001 - any parser failure means "not renderable"
+    except Exception as exc:
         raise AudioRenderError(f"The MIDI file cannot be read: {exc}") from exc
 
 

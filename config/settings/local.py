@@ -1,6 +1,6 @@
 """Developer machine: `make run`. Debug on, a fixed insecure key unless one is given."""
 
-from .base import *  # noqa: F401,F403
+from .base import *
 from .base import SECRET_KEY as _SECRET_KEY
 
 DEBUG = True

@@ -3,7 +3,7 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import *  # noqa: F401,F403
+from .base import *
 from .base import CACHES, DATABASES
 from .env import env
 

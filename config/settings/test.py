@@ -4,7 +4,7 @@ DATABASE_URL/CELERY_BROKER_URL given), isolated runtime folders, fast hashing.""
 import tempfile
 from pathlib import Path
 
-from .base import *  # noqa: F401,F403
+from .base import *
 from .base import DATABASES, REST_FRAMEWORK
 from .base import SECRET_KEY as _SECRET_KEY
 from .env import env

@@ -27,7 +27,7 @@ class NGramModel:
         self.order = order
         self.tables: list[dict[int, tuple[np.ndarray, np.ndarray]]] = []
 
-    def fit(self, windows: np.ndarray) -> "NGramModel":
+    def fit(self, windows: np.ndarray) -> NGramModel:
         w = np.asarray(windows, dtype=np.int64)
         n, T = w.shape
         padded = np.concatenate([np.full((n, self.order), START, dtype=np.int64), w], 1)

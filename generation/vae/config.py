@@ -43,11 +43,11 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def with_overrides(self, **kw) -> "ModelConfig":
+    def with_overrides(self, **kw) -> ModelConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 

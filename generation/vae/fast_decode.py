@@ -74,7 +74,7 @@ class _StackWeights:
     bias: list[torch.Tensor]  # b_ih + b_hh (summed in fp32, as generate does, then cast)
 
     @classmethod
-    def from_lstm(cls, lstm: nn.LSTM, dtype: torch.dtype) -> "_StackWeights":
+    def from_lstm(cls, lstm: nn.LSTM, dtype: torch.dtype) -> _StackWeights:
         n = lstm.num_layers
         w_ih = [getattr(lstm, f"weight_ih_l{k}").detach() for k in range(n)]
         w_hh = [getattr(lstm, f"weight_hh_l{k}").detach() for k in range(n)]

@@ -139,7 +139,7 @@ def _downbeat_steps(pm: pretty_midi.PrettyMIDI, total: int) -> np.ndarray:
     for i, (start, length) in enumerate(segs):
         end = segs[i + 1][0] if i + 1 < len(segs) else total
         out.extend(range(start, end, length))
-    return np.asarray(sorted(set(s for s in out if s < total)), dtype=np.int32)
+    return np.asarray(sorted({s for s in out if s < total}), dtype=np.int32)
 
 
 def window(melody: Melody, start: int, length: int) -> np.ndarray:

@@ -67,7 +67,7 @@ class MelodyVAE:
     @classmethod
     def load(
         cls, path: str | Path, device: str | torch.device | None = None, fast_decode: str | None = None
-    ) -> "MelodyVAE":
+    ) -> MelodyVAE:
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model, blob = load_model(path, dev)
         return cls(model, blob, dev, fast_decode=fast_decode)
@@ -81,7 +81,7 @@ class MelodyVAE:
         return self.cfg.z_dim
 
     # ---- encode ------------------------------------------------------------------------------
-    def tokens_from_midi(self, midi: str | Path | bytes | io.BytesIO) -> np.ndarray:
+    def tokens_from_midi(self, midi: str | Path | bytes | bytearray | io.BytesIO) -> np.ndarray:
         """The first `seq_len` steps of a MIDI file's melody (padded with silence); MelodyError if unusable."""
         mel = extract_melody(midi)
         return window(mel, 0, self.seq_len)
@@ -157,6 +157,7 @@ class MelodyVAE:
         to powers of two (padding is decoded and dropped) so a handful of graphs serves any job mix."""
         from .fast_decode import GraphDecoder
 
+        assert self.fast_decode is not None, "graph decoding is off for this model"
         bucket = min(GRAPH_MAX_BATCH, 1 << max(0, rows - 1).bit_length())
         key = (bucket, float(temperature))
         decoder = self._graphs.pop(key, None)

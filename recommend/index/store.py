@@ -135,7 +135,7 @@ class IndexStore:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     lock_file.close()
-                    raise WriterLockTimeout(f"another process is writing the index in {self.directory}")
+                    raise WriterLockTimeout(f"another process is writing the index in {self.directory}") from None
                 time.sleep(0.05)
         self._lock_file = lock_file
         try:

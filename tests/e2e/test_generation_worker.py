@@ -33,7 +33,7 @@ def test_every_kind_end_to_end(start_worker, user_client, model_version, track_f
         assert response.status_code == 202, response.content
         ids.append(response.json()["id"])
     for job_id in ids:
-        worker.wait_for(lambda: job_status(job_id) in ("done", "failed"), timeout=120, what=f"job {job_id}")
+        worker.wait_for(lambda j=job_id: job_status(j) in ("done", "failed"), timeout=120, what=f"job {job_id}")
     for job_id in ids:
         job = user_client.get(f"/api/v1/generations/{job_id}/").json()
         assert job["status"] == "done", job

@@ -26,7 +26,7 @@ def test_precision_at_k_and_chance():
 def test_command_reports_every_representation(model_version, track_factory, put_embeddings, tmp_path):
     rng = np.random.default_rng(1)
     vectors = {}
-    for i in range(8):
+    for _i in range(8):
         vectors[track_factory(collection="jigs")] = np.r_[1, 0, 0.1 * rng.standard_normal(14)]
         vectors[track_factory(collection="chorales")] = np.r_[0, 1, 0.1 * rng.standard_normal(14)]
     put_embeddings(model_version, vectors)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError
-
 from django.db import transaction
 from tqdm import tqdm
 
@@ -179,7 +178,7 @@ class Command(BaseCommand):
             try:
                 with track.midi_file.open("rb") as handle:
                     histograms[track.pk] = pitch_class_histogram(handle.read())
-            except Exception:  # noqa: BLE001 - an unreadable file drops out of every representation
+            except Exception:
                 continue
         keep = np.asarray([t in histograms for t in chosen])
         chosen, labels = [t for t in chosen if t in histograms], labels[keep]

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from generation.models import ModelVersion
 from generation.selectors import model_version_active
-from recommend import index_readers, selectors, services
+from recommend import index_readers, services
 
 
 class Command(BaseCommand):

@@ -39,7 +39,7 @@ def test_overlap_is_high_for_the_same_distribution_and_low_for_a_different_one()
     chromatic = rng.integers(2, 90, size=(80, 32))
     good, bad = compare_sets(same, ref), compare_sets(chromatic, ref)
     assert good["oa_mean"] > 0.8 and good["oa_mean"] > bad["oa_mean"]
-    assert set(f"oa_{f}" for f in FEATURES) <= set(good)
+    assert {f"oa_{f}" for f in FEATURES} <= set(good)
     assert scale_consistency(ref[0]) == 1.0
 
 

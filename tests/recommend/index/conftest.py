@@ -37,16 +37,16 @@ def exact_top(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int)
 def config_for(kind: str, **overrides: object) -> IndexConfig:
     # nprobe = nlist and a large efSearch: approximate kinds behave exactly at this size, so results
     # can be compared id for id with Flat and with brute force.
-    settings: dict[str, object] = dict(
-        dim=DIM,
-        kind=kind,
-        ivf_nlist=16,
-        ivf_nprobe=16,
-        hnsw_m=16,
-        hnsw_ef_construction=80,
-        hnsw_ef_search=256,
-        use_gpu=False,
-    )
+    settings: dict[str, object] = {
+        "dim": DIM,
+        "kind": kind,
+        "ivf_nlist": 16,
+        "ivf_nprobe": 16,
+        "hnsw_m": 16,
+        "hnsw_ef_construction": 80,
+        "hnsw_ef_search": 256,
+        "use_gpu": False,
+    }
     settings.update(overrides)
     return IndexConfig(**settings)  # type: ignore[arg-type]
 

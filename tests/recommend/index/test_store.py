@@ -156,6 +156,5 @@ def test_only_one_writer_at_a_time(tmp_path, data):
         store.save(VectorIndex.build(ids, vectors, config_for("flat")))  # re-entrant inside the lock
         assert run_other_writer() == "refused"
     assert run_other_writer() == "acquired"
-    with store.writer_lock(), pytest.raises(WriterLockTimeout):
-        with IndexStore(tmp_path).writer_lock(timeout=0.1):
-            pass
+    with store.writer_lock(), pytest.raises(WriterLockTimeout), IndexStore(tmp_path).writer_lock(timeout=0.1):
+        pass
