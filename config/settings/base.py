@@ -257,3 +257,16 @@ REFRAIN_INDEX_LOCK_TIMEOUT = env_int("REFRAIN_INDEX_LOCK_TIMEOUT", 60)  # second
 REFRAIN_EMBED_MAX_WINDOWS = env_int("REFRAIN_EMBED_MAX_WINDOWS", 64)  # windows pooled per track, at most
 REFRAIN_FEED_SIZE = env_int("REFRAIN_FEED_SIZE", 200)  # ranked tracks per feed (then paginated)
 REFRAIN_FEED_GENERATED_TARGET = env_int("REFRAIN_FEED_GENERATED_TARGET", 8)  # unrated generated tracks wanted
+
+# --- Robustness: outages, proxies, error answers (config/failsafe.py, config/throttling.py) ---
+# Kept as one block on purpose; see README, "Policies".
+MIDDLEWARE = [
+    *MIDDLEWARE,
+    "config.failsafe.DatabaseUnavailableMiddleware",  # innermost: sees the views' exceptions first
+]
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "config.api.JSONParser",  # deep nesting is a 400, not a RecursionError
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
+REFRAIN_DATABASE_RETRY_AFTER = env_int("REFRAIN_DATABASE_RETRY_AFTER", 30)  # Retry-After of a database 503
