@@ -262,6 +262,7 @@ REFRAIN_FEED_GENERATED_TARGET = env_int("REFRAIN_FEED_GENERATED_TARGET", 8)  # u
 # Kept as one block on purpose; see README, "Policies".
 MIDDLEWARE = [
     *MIDDLEWARE,
+    "config.throttling.AdminLoginThrottleMiddleware",  # after AuthenticationMiddleware: needs request.user
     "config.failsafe.DatabaseUnavailableMiddleware",  # innermost: sees the views' exceptions first
 ]
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
@@ -269,4 +270,13 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
     "rest_framework.parsers.FormParser",
     "rest_framework.parsers.MultiPartParser",
 ]
+# Proxies in front of the app that append to X-Forwarded-For. 0: trust no such header (the client's
+# address is REMOTE_ADDR); unset, DRF would trust whatever the client sent and throttles could be dodged.
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("NUM_PROXIES", 0)
+# Throttle scopes that refuse (503) rather than let requests through when their cache is down.
+THROTTLE_FAIL_CLOSED_SCOPES = env_list("THROTTLE_FAIL_CLOSED_SCOPES", "auth")
+THROTTLE_CACHE_RETRY_SECONDS = env_int("THROTTLE_CACHE_RETRY_SECONDS", 5)  # leave a failed cache alone this long
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # A Redis that times out instead of refusing must not hold every request for the OS's TCP timeout.
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=0.5, socket_timeout=0.5)
 REFRAIN_DATABASE_RETRY_AFTER = env_int("REFRAIN_DATABASE_RETRY_AFTER", 30)  # Retry-After of a database 503
