@@ -280,3 +280,7 @@ if CACHES["default"]["BACKEND"].endswith("RedisCache"):
     # A Redis that times out instead of refusing must not hold every request for the OS's TCP timeout.
     CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=0.5, socket_timeout=0.5)
 REFRAIN_DATABASE_RETRY_AFTER = env_int("REFRAIN_DATABASE_RETRY_AFTER", 30)  # Retry-After of a database 503
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+    "config.schema.add_error_responses",  # 429 and 503 on every endpoint, in the error shape
+]

@@ -180,3 +180,18 @@ def test_database_outage_is_a_503_in_the_error_shape(staff, settings):
     assert admin_page["Retry-After"] == "17"
     # and back to normal once it is reachable again
     assert Client().get("/api/v1/tracks/").status_code == 200
+
+
+def test_schema_documents_the_outage_and_throttle_answers(anon_client):
+    schema = anon_client.get("/api/schema/?format=json").json()
+    assert set(schema["components"]["schemas"]["Error"]["properties"]["error"]["properties"]) >= {
+        "status",
+        "code",
+        "message",
+    }
+    for path in ("/api/v1/tracks/", "/api/v1/auth/token/", "/api/v1/generations/"):
+        for operation in schema["paths"][path].values():
+            assert {"429", "503"} <= set(operation["responses"]), path
+            assert "Retry-After" in operation["responses"]["503"]["headers"]
+    audio = schema["paths"]["/api/v1/tracks/{track_id}/audio/"]["get"]["responses"]["503"]
+    assert "rendered" in audio["description"]  # an endpoint's own 503 is kept
