@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from django.db import connection
@@ -37,7 +38,10 @@ def gpu_queue_workers() -> list[str] | None:
 
     from config.celery import app
 
-    cached = cache.get("healthz:gpu-workers")
+    try:
+        cached = cache.get("healthz:gpu-workers")
+    except Exception:  # noqa: BLE001 (the cache is down: ask the broker; the throttles log the outage)
+        cached = None
     if cached is not None:
         return cached
     try:
@@ -45,7 +49,8 @@ def gpu_queue_workers() -> list[str] | None:
     except Exception:  # a broker that does not support broadcasts, or is down
         return None
     workers = sorted(name for name, queues in replies.items() if any(q.get("name") == "gpu" for q in queues))
-    cache.set("healthz:gpu-workers", workers, 15)
+    with contextlib.suppress(Exception):
+        cache.set("healthz:gpu-workers", workers, 15)
     return workers
 
 

@@ -158,3 +158,9 @@ def test_admin_log_in_is_throttled_with_the_api_sign_in(settings):
     assert refused["Content-Type"].startswith("text/html")
     assert client.get("/admin/login/").status_code == 200  # the page itself is not counted
     cache.clear()
+
+
+def test_healthz_answers_while_the_cache_is_down(settings):
+    _redis_cache(settings, f"redis://127.0.0.1:{_free_port()}/0")
+    response = Client(raise_request_exception=False).get("/healthz")
+    assert response.status_code == 200 and response.json()["checks"]["database"] == "ok"
