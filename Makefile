@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 REQS := requirements/base.txt requirements/dev.txt
 STAMP := $(VENV)/.installed
 APT_PACKAGES := fluidsynth fluid-soundfont-gm vorbis-tools
+# Wait up to 5 minutes for the dpkg lock (unattended-upgrades, another apt) instead of failing at once.
+APT_GET := apt-get -o DPkg::Lock::Timeout=300
 DEMO_PER_COLLECTION ?= 40
 
 .PHONY: run test lint install system-deps migrate demo-data import-full check-deploy compose-config clean
@@ -39,9 +41,9 @@ system-deps:
 	@if command -v fluidsynth >/dev/null && command -v oggenc >/dev/null && [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing $(APT_PACKAGES) (audio rendering)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+		sudo $(APT_GET) update -qq && sudo DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	else \
 		echo "Audio rendering needs: $(APT_PACKAGES) (Debian/Ubuntu package names). Install them and re-run."; exit 1; \
 	fi

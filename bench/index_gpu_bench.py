@@ -103,7 +103,7 @@ class Run:
             return None
         try:
             return fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one shot on the GPU: record and continue
             self.error(where, exc, row)
             empty_cache()
             return None
@@ -519,7 +519,7 @@ def extra_recall(
 def faiss_available(args: argparse.Namespace) -> tuple[Any, str]:
     try:
         import faiss
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         return None, f"import faiss failed: {type(exc).__name__}: {exc}"
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     if args.faiss_on_cpu:
@@ -672,7 +672,7 @@ def machine(device: torch.device) -> dict[str, Any]:
                 timeout=20,
             )
             info["nvidia_smi"] = smi.stdout.strip() or smi.stderr.strip()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one shot on the GPU: record and continue
             info["nvidia_smi"] = f"unavailable: {exc}"
     return info
 
@@ -844,7 +844,7 @@ def main() -> None:
     run = Run(args, result)
     try:
         result["machine"] = machine(device)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         run.error("machine", exc)
     try:
         torch.empty(1, device=device)
@@ -895,7 +895,7 @@ def main() -> None:
             run.write()
             try:
                 plot(result["results"], args.out.with_suffix(".png"), label, args.batches)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 run.error("plot", exc)
     run.write()
     print(

@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import filters, generics, status
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,8 +30,8 @@ from catalog.serializers import (
     TrackUpdateSerializer,
     TrackUploadSerializer,
 )
-from config.api import ScopedThrottle
-from config.errors import ApplicationError, ServiceUnavailableError
+from config.api import JSONParser, ScopedThrottle
+from config.errors import ApplicationError, NotFoundError, ServiceUnavailableError
 from config.http import FileContentNegotiation, ranged_file_response
 
 ERRORS = {400: OpenApiResponse(description="Bad input: {error: {status, code, message, fields?}}")}
@@ -147,8 +147,12 @@ class TrackMidiApi(APIView):
     @extend_schema(responses={(200, "audio/midi"): OpenApiTypes.BINARY, 404: None})
     def get(self, request, track_id: int):
         track = selectors.track_get(track_id=track_id)
+        try:
+            handle = track.midi_file.open("rb")
+        except FileNotFoundError:  # a staff delete removed it after the lookup
+            raise NotFoundError("No such track (it has just been deleted).", code="not_found") from None
         return FileResponse(
-            track.midi_file.open("rb"),
+            handle,
             content_type="audio/midi",
             as_attachment=True,
             filename=f"{_slug(track.title)}-{track.pk}.mid",

@@ -34,7 +34,7 @@ def check_audio_renderer_on_worker_start(sender=None, instance=None, **kwargs) -
         app = instance.app
         try:
             queue = app.amqp.router.route({}, "catalog.tasks.track_render_audio")["queue"].name
-        except Exception:
+        except Exception:  # noqa: BLE001 - routing is configuration; fall back to the default queue
             queue = app.conf.task_default_queue
         consumed = worker_queues(app)
         if consumed and queue not in consumed:

@@ -7,6 +7,7 @@ ABC tunes are parsed with symusic (hundreds of tunes a second); the Bach chorale
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import hashlib
@@ -140,6 +141,20 @@ def _essen_region(filename: str, origin: str) -> str:
     return "German"
 
 
+def _latin1_for_bad_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("refrain-latin-1", _latin1_for_bad_bytes)
+
+
+def read_abc_text(path: Path) -> str:
+    """The corpus's ABC files are UTF-8 (essenFolksong/irl.abc: 'Bhéasach'); read as latin-1 they gave
+    432 garbled titles ('BhÃ©asach'). Bytes that are not valid UTF-8 are taken as latin-1, so an older
+    latin-1 file still reads."""
+    return path.read_bytes().decode("utf-8", errors="refrain-latin-1")
+
+
 def _abc_files(collection: str) -> list[Path]:
     return sorted((corpus_root() / COLLECTIONS[collection]).glob("*.abc"))
 
@@ -156,7 +171,7 @@ class _AbcJob:
 def _abc_jobs(collection: str) -> Iterator[_AbcJob]:
     for path in _abc_files(collection):
         rel = f"{path.parent.name}/{path.name}"
-        for index, tune in enumerate(_split_abc(path.read_text(encoding="latin-1"))):
+        for index, tune in enumerate(_split_abc(read_abc_text(path))):
             yield _AbcJob(collection, path.name, f"{rel}#{index}", index, tune)
 
 
@@ -169,7 +184,7 @@ def read_abc_tune(job: _AbcJob) -> CorpusTune | CorpusFailure:
         with _quiet_stdout():
             score = Score.from_abc(job.text)
         midi = score.dumps_midi()
-    except Exception as exc:  # the parser raises plain RuntimeErrors
+    except Exception as exc:  # noqa: BLE001 - the parser raises plain RuntimeErrors
         return CorpusFailure(job.source, f"unparseable ABC: {exc}")
     if score.note_num() == 0:
         return CorpusFailure(job.source, "no notes")
@@ -233,7 +248,7 @@ def read_chorale(path: Path) -> CorpusTune | CorpusFailure:
             pm.instruments.append(instrument)
         buffer = io.BytesIO()
         pm.write(buffer)
-    except Exception as exc:  # music21 raises many exception types on bad input
+    except Exception as exc:  # noqa: BLE001 - music21 raises many exception types on bad input
         return CorpusFailure(source, f"unparseable score: {exc}")
     key = ""
     if ks is not None:

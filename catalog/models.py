@@ -8,6 +8,17 @@ from django.db import models
 class User(AbstractUser):
     """Our own user model from the first migration, so it can grow without a painful swap."""
 
+    def save(self, *args, **kwargs):
+        # set_password() leaves the new password in _password until saved (a hash upgrade at sign-in
+        # does not: Django clears it there), the same signal Django's password_changed() hook uses.
+        # Sessions already end on a password change (their hash is of the password); API tokens did not.
+        password_changed = self._password is not None and not self._state.adding
+        super().save(*args, **kwargs)
+        if password_changed:
+            from rest_framework.authtoken.models import Token
+
+            Token.objects.filter(user=self).delete()  # the client signs in again: POST /api/v1/auth/token/
+
 
 def track_midi_path(track: Track, filename: str) -> str:
     # Content-addressed: the hash names the file, two levels of fan-out keep folders small.

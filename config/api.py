@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
+from django import db
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, pagination, throttling
-from rest_framework.settings import api_settings
+from rest_framework import exceptions, pagination, parsers
 
+from config import throttling
 from config.errors import ApplicationError
+
+logger = logging.getLogger("refrain.errors")
 
 
 class Pagination(pagination.PageNumberPagination):
@@ -16,23 +21,43 @@ class Pagination(pagination.PageNumberPagination):
     max_page_size = 100
 
 
-class _LiveRates:
-    """Read the rate when asked, so settings overrides (tests, env) take effect."""
-
-    def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+# The throttles named in REST_FRAMEWORK (and by views) live here; what they do in an outage of their cache
+# is in config/throttling.py.
+AnonThrottle, UserThrottle, ScopedThrottle = throttling.AnonThrottle, throttling.UserThrottle, throttling.ScopedThrottle
 
 
-class AnonThrottle(_LiveRates, throttling.AnonRateThrottle):
-    pass
+class JSONParser(parsers.JSONParser):
+    """DRF's, except that JSON nested deeper than Python's recursion limit is a 400, not a 500: 1,000
+    levels fit in 2 KB (`[[[...]]]`), and the decoder raises RecursionError, which DRF lets through."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON parse error - the document is nested too deeply.") from None
 
 
-class UserThrottle(_LiveRates, throttling.UserRateThrottle):
-    pass
+class DatabaseUnavailable(exceptions.APIException):
+    """The database refused or dropped the connection: our side, and usually brief. A 503 with Retry-After."""
+
+    status_code = 503
+    default_code = "database_unavailable"
+    default_detail = "The service is briefly unavailable (its database cannot be reached); try again shortly."
+
+    def __init__(self):
+        super().__init__()
+        self.wait = database_retry_after()  # DRF's handler turns `wait` into Retry-After
 
 
-class ScopedThrottle(_LiveRates, throttling.ScopedRateThrottle):
-    """Per-view scope (`throttle_scope = "generation"`, `"auth"`)."""
+def database_retry_after() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "REFRAIN_DATABASE_RETRY_AFTER", 30))
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Connection refused, dropped or timed out: Django wraps every driver's such errors in these two."""
+    return isinstance(exc, (db.OperationalError, db.InterfaceError))
 
 
 def _flatten(detail) -> str:
@@ -69,6 +94,9 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif is_database_outage(exc):
+        logger.error("Database unavailable: %s: %s", type(exc).__name__, exc)
+        exc = DatabaseUnavailable()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

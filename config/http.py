@@ -54,10 +54,17 @@ def ranged_file_response(
         for name, value in headers.items():
             response[name] = value
         return response
+    try:
+        return _file_response(request, field_file, content_type=content_type, headers=headers, filename=filename)
+    except FileNotFoundError:  # removed between the lookup and the read (a staff delete): gone, not a 500
+        return JsonResponse(error_body(404, "not_found", "No such file (it has just been deleted)."), status=404)
+
+
+def _file_response(request, field_file, *, content_type: str, headers: dict, filename: str) -> HttpResponse:
     size = field_file.size
     wanted = parse_byte_range(request.headers.get("Range", ""), size)
     if_range = request.headers.get("If-Range")
-    if wanted is not None and if_range and if_range.strip() != quoted:
+    if wanted is not None and if_range and if_range.strip() != headers["ETag"]:
         wanted = None  # the client's partial copy is of another version: send it all
     if wanted is False:
         response = JsonResponse(

@@ -18,6 +18,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
+# Unknown URLs and uncaught errors: the API's error shape under /api/ (and for JSON clients), HTML elsewhere.
+handler404 = "config.failsafe.not_found"
+handler500 = "config.failsafe.server_error"
+
 admin.site.site_header = "Refrain catalog"
 admin.site.site_title = "Refrain"
 

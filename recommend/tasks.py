@@ -43,7 +43,7 @@ def _embed_missing_on_start(sender=None, **kwargs) -> None:
     if "gpu-bulk" in queues:
         try:
             embed_missing_task.delay()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the worker must start even if the broker blinks
             pass
 
 

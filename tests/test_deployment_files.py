@@ -15,7 +15,7 @@ def test_compose_has_every_service_with_a_health_check():
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert "gunicorn" in services["api"]["command"]
-    assert "-Q gpu -P solo" in services["worker-gpu"]["command"]
+    assert "-Q gpu,gpu-bulk -P solo" in services["worker-gpu"]["command"]  # interactive first, then bulk
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
     assert services["worker-gpu"]["build"]["target"] == "worker-gpu"

@@ -245,3 +245,32 @@ REFRAIN_INDEX_LOCK_TIMEOUT = env.int("REFRAIN_INDEX_LOCK_TIMEOUT", default=60)  
 REFRAIN_EMBED_MAX_WINDOWS = env.int("REFRAIN_EMBED_MAX_WINDOWS", default=64)  # windows pooled per track, at most
 REFRAIN_FEED_SIZE = env.int("REFRAIN_FEED_SIZE", default=200)  # ranked tracks per feed (then paginated)
 REFRAIN_FEED_GENERATED_TARGET = env.int("REFRAIN_FEED_GENERATED_TARGET", default=8)  # unrated generated tracks wanted
+
+# --- Robustness: outages, proxies, error answers (config/failsafe.py, config/throttling.py) ---
+# Kept as one block on purpose; see README, "Policies".
+MIDDLEWARE = [
+    *MIDDLEWARE,
+    "config.throttling.AdminLoginThrottleMiddleware",  # after AuthenticationMiddleware: needs request.user
+    "config.failsafe.DatabaseUnavailableMiddleware",  # innermost: sees the views' exceptions first
+]
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "config.api.JSONParser",  # deep nesting is a 400, not a RecursionError
+    "rest_framework.parsers.FormParser",
+    "rest_framework.parsers.MultiPartParser",
+]
+# Proxies in front of the app that append to X-Forwarded-For. 0: trust no such header (the client's
+# address is REMOTE_ADDR); unset, DRF would trust whatever the client sent and throttles could be dodged.
+REST_FRAMEWORK["NUM_PROXIES"] = env.int("NUM_PROXIES", default=0)
+# Throttle scopes that refuse (503) rather than let requests through when their cache is down.
+THROTTLE_FAIL_CLOSED_SCOPES = env.list("THROTTLE_FAIL_CLOSED_SCOPES", default=["auth"])
+THROTTLE_CACHE_RETRY_SECONDS = env.int(
+    "THROTTLE_CACHE_RETRY_SECONDS", default=5
+)  # leave a failed cache alone this long
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # A Redis that times out instead of refusing must not hold every request for the OS's TCP timeout.
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=0.5, socket_timeout=0.5)
+REFRAIN_DATABASE_RETRY_AFTER = env.int("REFRAIN_DATABASE_RETRY_AFTER", default=30)  # Retry-After of a database 503
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+    "config.schema.add_error_responses",  # 429 and 503 on every endpoint, in the error shape
+]

@@ -139,7 +139,7 @@ def _probe_fused_cell(device: torch.device, dtype: torch.dtype) -> str | None:
             if not err <= tol:
                 return f"fused LSTM cell (bias={with_bias}) disagrees with the reference by {err:.3g}"
         return None
-    except Exception as exc:  # op missing in this build, dtype not dispatched, ...
+    except Exception as exc:  # noqa: BLE001 - op missing in this build, dtype not dispatched, ...
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -160,7 +160,7 @@ def _probe_mm_float_out(h: torch.Tensor, w_t: torch.Tensor) -> str | None:
         if not err <= 1e-2 * scale:
             return f"mm with out_dtype disagrees by {err:.3g}"
         return None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a probe: any failure means the fast path is unavailable
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -169,7 +169,7 @@ def _settle_after_failed_capture() -> None:
     for _ in range(2):
         try:
             torch.cuda.synchronize()
-        except Exception:
+        except Exception:  # noqa: BLE001 - draining whatever a failed capture left behind
             pass
 
 
@@ -305,7 +305,7 @@ class GraphDecoder:
         try:
             self.graph = self._capture(warmup_runs)
             return None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a capture that fails for any reason falls back to the eager loop
             self.graph = None
             _settle_after_failed_capture()
             return exc

@@ -245,3 +245,18 @@ def test_throttling_answers_429_in_the_error_format(anon_client, settings):
         anon_client.post("/api/v1/auth/token/", {"username": "x", "password": "y"})
     assert_error(anon_client.post("/api/v1/auth/token/", {"username": "x", "password": "y"}), 429, "throttled")
     cache.clear()
+
+
+def test_upload_of_a_dense_midi_is_refused_and_stores_nothing(staff_client, media_files):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from catalog.models import Track
+    from tests.catalog.test_midi import dense_midi
+
+    data = dense_midi()
+    assert len(data) <= 1024 * 1024
+    response = staff_client.post(
+        "/api/v1/tracks/", {"file": SimpleUploadedFile("dense.mid", data, "audio/midi")}, format="multipart"
+    )
+    assert_error(response, 400, "too_many_notes")
+    assert Track.objects.count() == 0 and media_files() == []

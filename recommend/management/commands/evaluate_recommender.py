@@ -178,7 +178,7 @@ class Command(BaseCommand):
             try:
                 with track.midi_file.open("rb") as handle:
                     histograms[track.pk] = pitch_class_histogram(handle.read())
-            except Exception:
+            except Exception:  # noqa: BLE001 - an unreadable file drops out of every representation
                 continue
         keep = np.asarray([t in histograms for t in chosen])
         chosen, labels = [t for t in chosen if t in histograms], labels[keep]
