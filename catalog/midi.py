@@ -14,11 +14,9 @@ import numpy as np
 import pretty_midi
 
 from config.errors import ApplicationError
+from theory.keys import NOTE_NAMES
+from theory.keys import estimate_key as estimate_key_from_histogram
 
-NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-# Krumhansl-Kessler key profiles, used when a file carries no key signature.
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _MODES = {
     "": "major",
     "maj": "major",
@@ -60,7 +58,7 @@ class MidiInfo:
     pitch_max: int
 
 
-def load_midi(data: bytes) -> pretty_midi.PrettyMIDI:
+def parse_midi(data: bytes) -> pretty_midi.PrettyMIDI:
     """Parse bytes, turning every parser failure into one clear InvalidMidi."""
     if not data:
         raise InvalidMidi("The file is empty.", code="empty_file")
@@ -136,7 +134,7 @@ def analyze_midi(data: bytes, *, max_seconds: float, max_notes: int) -> MidiInfo
             raise InvalidMidi(
                 f"The MIDI file holds more than {max_notes} notes; the limit is {max_notes}.", code="too_many_notes"
             )
-    pm = load_midi(data)
+    pm = parse_midi(data)
     notes = [note for inst in pm.instruments if not inst.is_drum for note in inst.notes]
     if not notes:
         raise InvalidMidi("The MIDI file holds no pitched notes.", code="no_notes")
@@ -179,19 +177,11 @@ def _time_signature(pm: pretty_midi.PrettyMIDI) -> str:
 
 
 def estimate_key(notes: list[pretty_midi.Note]) -> str:
-    """Krumhansl-Schmuckler: correlate the duration-weighted pitch-class profile with each key."""
+    """The key of these notes when the file carries no key signature (theory.keys, Krumhansl-Schmuckler)."""
     histogram = np.zeros(12)
     for note in notes:
         histogram[note.pitch % 12] += note.end - note.start
-    if histogram.sum() == 0:
-        return ""
-    best, best_score = "", -np.inf
-    for tonic in range(12):
-        for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
-            score = np.corrcoef(histogram, np.roll(profile, tonic))[0, 1]
-            if score > best_score:
-                best, best_score = f"{NOTE_NAMES[tonic]} {mode}", score
-    return best
+    return estimate_key_from_histogram(histogram)
 
 
 def normalize_key(hint: str) -> str:

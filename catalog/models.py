@@ -69,10 +69,6 @@ class Track(models.Model):
     def __str__(self) -> str:
         return self.title
 
-    @property
-    def pitch_range(self) -> int:
-        return self.pitch_max - self.pitch_min
-
 
 class Rating(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ratings")

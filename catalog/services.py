@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from catalog import events, rendering
-from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter
+from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter, parse_midi
 from catalog.models import Rating, Track, TrackMedia, User
 from catalog.tasks import track_render_audio_task, tracks_render_audio_task
 from config.errors import ApplicationError, ConflictError
@@ -287,13 +287,24 @@ def track_media_render(*, track: Track, force: bool = False) -> TrackMedia:
     source_hash = track.content_hash
     with track.midi_file.open("rb") as handle:
         midi_bytes = handle.read()
+    try:
+        midi = parse_midi(midi_bytes)  # parsed once, for both piano rolls and the audio's length
+    except InvalidMidi as exc:
+        _update_media(
+            media,
+            audio_status=TrackMedia.AudioStatus.FAILED,
+            audio_error=str(exc)[:2000],
+            audio_source_hash=source_hash,
+        )
+        return media
     if force or not _pianorolls_current(media):
-        _store_pianorolls(media, midi_bytes)
+        _store_pianorolls(media, midi)
     if media.audio_is_current and not force:
         return media
     try:
         rendered = rendering.render_audio(
             midi_bytes,
+            end_time=float(midi.get_end_time()),
             soundfont=settings.REFRAIN_SOUNDFONT,
             bitrate_kbps=settings.REFRAIN_AUDIO_BITRATE_KBPS,
             sample_rate=settings.REFRAIN_AUDIO_SAMPLE_RATE,
@@ -358,7 +369,7 @@ def track_pianoroll_ensure(*, track: Track, thumbnail: bool = False):
     media.track = track
     if not _pianorolls_current(media):
         with track.midi_file.open("rb") as handle:
-            _store_pianorolls(media, handle.read())
+            _store_pianorolls(media, parse_midi(handle.read()))
     return media.pianoroll_thumb_file if thumbnail else media.pianoroll_file
 
 
@@ -369,15 +380,15 @@ def _pianorolls_current(media: TrackMedia) -> bool:
     return all(f and f.name and f.storage.exists(f.name) for f in files)
 
 
-def _store_pianorolls(media: TrackMedia, midi_bytes: bytes) -> None:
+def _store_pianorolls(media: TrackMedia, midi) -> None:
     old = {f.name for f in (media.pianoroll_file, media.pianoroll_thumb_file) if f and f.name}
     media.pianoroll_source_hash = media.track.content_hash
     full = _store_file(
-        media.pianoroll_file, rendering.render_pianoroll(midi_bytes, title=media.track.title), filename="pianoroll.png"
+        media.pianoroll_file, rendering.render_pianoroll(midi, title=media.track.title), filename="pianoroll.png"
     )
     thumb = _store_file(
         media.pianoroll_thumb_file,
-        rendering.render_pianoroll(midi_bytes, thumbnail=True),
+        rendering.render_pianoroll(midi, thumbnail=True),
         filename="pianoroll-thumb.png",
     )
     _update_media(

@@ -1,4 +1,3 @@
-# Make the Celery app load with Django so @shared_task binds to it.
-from config.celery import app as celery_app
-
-__all__ = ("celery_app",)
+# Deliberately empty: importing a plain module of the project (config.errors, catalog.midi) must not
+# start Celery or Django. The Celery app is loaded with Django by catalog.apps (which imports
+# config.celery) and by `celery -A config`, which finds config.celery itself.

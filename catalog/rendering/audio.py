@@ -92,11 +92,16 @@ def render_audio(
     peak_ceiling_dbfs: float = -1.5,
     tail_seconds: float = 0.75,
     timeout_seconds: float = 300.0,
+    end_time: float | None = None,
 ) -> RenderedAudio:
-    """Render MIDI to normalized Ogg Vorbis. Raises AudioRenderError (or a subclass) on failure."""
+    """Render MIDI to normalized Ogg Vorbis. Raises AudioRenderError (or a subclass) on failure.
+
+    `end_time`: when the last note ends, in seconds, if the caller has parsed the file already
+    (otherwise it is parsed here to know where the audio's tail is cut)."""
     started = time.perf_counter()
     soundfont = check_audio_renderer(soundfont)
-    end_time = _midi_end_time(midi_bytes)
+    if end_time is None:
+        end_time = _midi_end_time(midi_bytes)
     with tempfile.TemporaryDirectory(prefix="refrain-render-") as folder:
         tmp = Path(folder)
         (tmp / "in.mid").write_bytes(midi_bytes)

@@ -24,14 +24,17 @@ def pitch_name(pitch: int) -> str:
     return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def render_pianoroll(midi_bytes: bytes, *, thumbnail: bool = False, title: str = "") -> bytes:
-    """Draw the notes of every non-drum instrument; returns PNG bytes of the fixed size."""
+def render_pianoroll(midi, *, thumbnail: bool = False, title: str = "") -> bytes:
+    """Draw the notes of every non-drum instrument; returns PNG bytes of the fixed size.
+
+    `midi`: the bytes, or a pretty_midi.PrettyMIDI already parsed (a render parses the file once for
+    both piano rolls and the audio)."""
     import pretty_midi
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
     from matplotlib.figure import Figure
 
-    pm = pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes))
+    pm = midi if isinstance(midi, pretty_midi.PrettyMIDI) else pretty_midi.PrettyMIDI(io.BytesIO(midi))
     instruments = [inst for inst in pm.instruments if not inst.is_drum and inst.notes]
     end = max(pm.get_end_time(), 1.0)
     pitches = [note.pitch for inst in instruments for note in inst.notes] or [60]

@@ -9,13 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from theory.keys import major_minor_score
+
 from .representation import FIRST_NOTE, MIN_PITCH, OFF
 
 ATTRIBUTES = ("note_density", "register", "major_minor", "syncopation")
-
-# Krumhansl-Kessler key profiles (major, minor), for the major/minor score.
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 def notes_of(tokens: np.ndarray) -> list[tuple[int, int, int]]:
@@ -34,14 +32,6 @@ def notes_of(tokens: np.ndarray) -> list[tuple[int, int, int]]:
     return out
 
 
-def _corr_rows(profile: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    rolled = np.stack([np.roll(profile, k) for k in range(12)])
-    rc = rolled - rolled.mean(1, keepdims=True)
-    hc = hist - hist.mean()
-    den = np.linalg.norm(rc, axis=1) * (np.linalg.norm(hc) + 1e-9)
-    return rc @ hc / den
-
-
 def attribute_values(tokens: np.ndarray) -> dict[str, float]:
     notes = notes_of(tokens)
     T = len(tokens)
@@ -51,7 +41,7 @@ def attribute_values(tokens: np.ndarray) -> dict[str, float]:
     durs = np.array([d for _, d, _ in notes], dtype=float)
     hist = np.zeros(12)
     np.add.at(hist, pitches.astype(int) % 12, durs)
-    mm = float(_corr_rows(_MAJOR, hist).max() - _corr_rows(_MINOR, hist).max())
+    mm = major_minor_score(hist)  # Krumhansl-Kessler, as the catalog finds keys
     # Syncopation: share of onsets off the beat (not on a quarter-note position) that are held
     # across the next beat, a simple proxy that needs no meter.
     sync = sum(1 for s, d, _ in notes if s % 4 != 0 and (s % 4) + d > 4) / len(notes)

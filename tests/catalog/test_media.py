@@ -311,3 +311,21 @@ def test_ingestion_renders_audio_on_a_real_cpu_worker(celery_worker, corpus_midi
     response = anon_client.get(audio_url(track.pk), HTTP_RANGE="bytes=0-3")
     assert response.status_code == 206 and response.content == b"OggS"
     assert "track_render_audio" in celery_worker.log()
+
+
+def test_a_render_parses_the_midi_once_for_both_piano_rolls_and_the_audio(track_factory, fake_render, monkeypatch):
+    import pretty_midi
+
+    real_init = pretty_midi.PrettyMIDI.__init__
+    parses = []
+
+    def counting_init(self, *args, **kwargs):
+        parses.append(args)
+        real_init(self, *args, **kwargs)
+
+    track = track_factory()
+    monkeypatch.setattr(pretty_midi.PrettyMIDI, "__init__", counting_init)
+    media = services.track_media_render(track=track)
+    assert media.audio_status == TrackMedia.AudioStatus.READY and media.pianoroll_file and media.pianoroll_thumb_file
+    assert len(parses) == 1
+    assert fake_render and fake_render[-1]["end_time"] > 0  # the audio got the parsed length
