@@ -19,15 +19,19 @@ def init_worker(db_name: str, media_root: str) -> None:
     settings.MEDIA_ROOT = media_root
 
 
-def ingest_job(args) -> tuple[str, str, str]:
-    """Read one tune and store it: (outcome, collection, reason); outcome added|duplicate|skipped."""
+def ingest_job(args) -> tuple[str, str, str, int | None]:
+    """Read one tune and store it: (outcome, collection, reason, track id); outcome added|duplicate|skipped.
+
+    With `process`, the new track's audio is marked pending but nothing is queued: the command
+    announces the added tracks in chunks afterwards (one render and one embedding task per chunk).
+    """
     from catalog import corpus, services
     from config.errors import ApplicationError
 
     job, process = args
     item = corpus.read(job)
     if isinstance(item, corpus.CorpusFailure):
-        return "skipped", "", item.reason.split(":")[0]
+        return "skipped", "", item.reason.split(":")[0], None
     try:
         result = services.track_ingest(
             midi_bytes=item.midi,
@@ -39,7 +43,8 @@ def ingest_job(args) -> tuple[str, str, str]:
             key_hint=item.key,
             meter_hint=item.meter,
             process=process,
+            announce=False,
         )
     except ApplicationError as exc:
-        return "skipped", item.collection, exc.code
-    return ("added" if result.created else "duplicate"), item.collection, ""
+        return "skipped", item.collection, exc.code, None
+    return ("added" if result.created else "duplicate"), item.collection, "", result.track.pk

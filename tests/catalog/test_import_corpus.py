@@ -3,7 +3,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from catalog.models import Track
+from catalog.models import Track, TrackMedia
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +106,29 @@ def test_large_imports_ingest_in_a_process_pool(monkeypatch, tmp_path, media_fil
         "--no-progress",
     )
     assert json.loads(report.read_text())["added"] == 0
+
+
+def test_a_processed_import_queues_its_work_in_chunks_not_per_tune(
+    monkeypatch, media_files, django_capture_on_commit_callbacks
+):
+    """`make run`'s demo import: renders and embeddings go out in chunks of PROCESS_CHUNK tracks."""
+    from catalog import events, tasks
+    from catalog.management.commands import import_corpus
+
+    monkeypatch.setattr(import_corpus, "PROCESS_CHUNK", 4)
+    renders, announced = [], []
+    monkeypatch.setattr(tasks.tracks_render_audio_task, "delay", renders.append)
+    monkeypatch.setattr(tasks.track_render_audio_task, "delay", lambda *a, **k: renders.append(a))
+    events.tracks_created.connect(lambda track_ids: announced.append(track_ids), dispatch_uid="test.import")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command(
+                "import_corpus", "--collections", "essen", "--per-collection", "10", "--process", "--no-progress"
+            )
+    finally:
+        events.tracks_created.disconnect(dispatch_uid="test.import")
+    added = sorted(Track.objects.values_list("pk", flat=True))
+    assert len(added) >= 9
+    assert sorted(i for chunk in renders for i in chunk) == added
+    assert len(renders) == len(announced) == -(-len(added) // 4)
+    assert TrackMedia.objects.filter(track_id__in=added, audio_status="pending").count() == len(added)

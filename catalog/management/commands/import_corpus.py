@@ -14,7 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from tqdm import tqdm
 
-from catalog import corpus, corpus_workers, selectors
+from catalog import corpus, corpus_workers, selectors, services
+
+PROCESS_CHUNK = 32  # tracks per render task and per embedding task after a --process import
 
 
 class Command(BaseCommand):
@@ -65,16 +67,23 @@ class Command(BaseCommand):
         reasons: Counter[str] = Counter()
         added: Counter[str] = Counter()
         bar = tqdm(total=len(todo), unit="tune", desc="import", disable=no_progress)
-        for outcome, collection, reason in _run(todo, process, workers):
+        new_ids: list[int] = []
+        for outcome, collection, reason, track_id in _run(todo, process, workers):
             counts[outcome] += 1
             if outcome == "added":
                 added[collection] += 1
+                new_ids.append(track_id)
             if reason:
                 reasons[reason] += 1
             bar.update(1)
             if bar.n % 200 == 0:
                 bar.set_postfix(added=counts["added"], skipped=counts["skipped"])
         bar.close()
+        if process:
+            # Render and embed in chunks: a few dozen tasks for the demo import, not one per tune,
+            # so a listener's first generation job is not queued behind hundreds of them.
+            for start in range(0, len(new_ids), PROCESS_CHUNK):
+                services.tracks_process(track_ids=sorted(new_ids)[start : start + PROCESS_CHUNK])
         summary = {
             "collections": chosen,
             "added": counts["added"],
