@@ -118,6 +118,8 @@ def _as_drf(exc: ApplicationError) -> exceptions.APIException:
     drf_exc = exceptions.APIException(detail=exc.fields or exc.message)
     drf_exc.status_code = exc.status_code
     drf_exc.app_code = exc.code
+    if exc.retry_after is not None:
+        drf_exc.wait = exc.retry_after  # DRF's handler turns `wait` into Retry-After
     if exc.fields:
         drf_exc.detail = {"detail": exc.message, **exc.fields}
     return drf_exc

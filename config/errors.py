@@ -8,13 +8,18 @@ class ApplicationError(Exception):
 
     status_code = 400
     code = "invalid"
+    retry_after: int | None = None  # seconds, answered as Retry-After where waiting helps
 
-    def __init__(self, message: str, *, code: str | None = None, fields: dict | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, fields: dict | None = None, retry_after: int | None = None
+    ):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or {}
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class NotFoundError(ApplicationError):
@@ -32,3 +37,10 @@ class ServiceUnavailableError(ApplicationError):
 
     status_code = 503
     code = "unavailable"
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    """The file store refused a write (disk full, read-only, unreachable): a 503 the client can retry."""
+
+    code = "storage_unavailable"
+    retry_after = 60

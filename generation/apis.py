@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -31,18 +31,40 @@ class GenerationListApi(generics.ListAPIView):
 
     @extend_schema(
         request=GenerationRequestSerializer,
-        responses={202: GenerationJobSerializer, 400: OpenApiResponse(description="bad parameters")},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Any unique string (at most 128 characters, e.g. a UUID). A retry with the same key "
+                "returns the job of the first request instead of making another.",
+            )
+        ],
+        responses={
+            202: GenerationJobSerializer,
+            400: OpenApiResponse(description="bad parameters"),
+            409: OpenApiResponse(description="the Idempotency-Key was used for a different request"),
+        },
     )
     def post(self, request):
         serializer = GenerationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         params = dict(serializer.validated_data)
         kind = params.pop("kind")
-        job = services.generation_job_create(owner=request.user, kind=kind, params=params)
+        created = services.generation_job_request(
+            owner=request.user,
+            kind=kind,
+            params=params,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
+        job = created.job
         body = GenerationJobSerializer(
             selectors.generation_job_get(user=request.user, job_id=job.pk), context={"request": request}
         ).data
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/generations/{job.pk}/"})
+        headers = {"Location": f"/api/v1/generations/{job.pk}/"}
+        if not created.created:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class GenerationDetailApi(APIView):

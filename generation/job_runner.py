@@ -6,6 +6,7 @@ store each job's tracks. Runs in `gpu` workers only (it imports torch); the web 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -20,7 +21,7 @@ from catalog.midi import InvalidMidi
 from catalog.models import Track
 from catalog.services import track_ingest, tracks_process
 from config.errors import ApplicationError
-from generation import runtime
+from generation import runtime, services
 from generation.engine import BatchStats, LatentRequest, decode_requests, latent_targets
 from generation.models import GeneratedTrack, GenerationJob
 from generation.selectors import model_version_active
@@ -42,12 +43,66 @@ def generation_jobs_run(*, job_id: int):
         time.sleep(wait_ms / 1000)  # let a burst of requests gather into one pass
     jobs = _claim_batch(job_id)
     stats = BatchStats()
+    if not jobs:
+        _check_again_when_lease_lapses(job_id)
+        return stats
     by_version: dict[int, list] = {}
     for job in jobs:
         by_version.setdefault(job.model_version_id, []).append(job)
-    for version_jobs in by_version.values():
-        _run_jobs(version_jobs, stats)
+    with LeaseKeeper(job_ids=[job.pk for job in jobs], batch_id=jobs[0].batch_id):
+        for version_jobs in by_version.values():
+            _run_jobs(version_jobs, stats)
     return stats
+
+
+def _check_again_when_lease_lapses(job_id: int) -> None:
+    """A message for a job another worker holds: that worker may have died a moment ago (kill -9
+    while decoding), its message redelivered here. Dropping the message would leave the job
+    "running" until beat's sweep; instead look again just after the lease lapses. A live worker
+    renews its lease (LeaseKeeper), so the look finds the job done or still held, never taken twice."""
+    held = (
+        GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.RUNNING)
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    if held is None:
+        return  # done, failed or unknown: a plain duplicate delivery
+    remaining = max(0.0, (held - timezone.now()).total_seconds())
+    services.generation_job_wake(job_id=job_id, countdown=remaining + 1.0)
+
+
+class LeaseKeeper:
+    """Renews the lease of the jobs a worker is running, every third of GENERATION_LEASE_SECONDS, on
+    its own thread and database connection, so a long decode keeps its jobs while a dead worker's
+    jobs lapse within one lease (60 s by default; it was a fixed 300 s, and jobs of a killed worker
+    stayed "running" for 6 to 7 minutes)."""
+
+    def __init__(self, *, job_ids: list[int], batch_id) -> None:
+        self.job_ids, self.batch_id = job_ids, batch_id
+        self.lease = float(settings.GENERATION_LEASE_SECONDS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="generation-lease", daemon=True)
+        self.renewals = 0
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.lease)
+
+    def _renew(self) -> None:
+        try:
+            while not self._stop.wait(self.lease / 3):
+                GenerationJob.objects.filter(
+                    pk__in=self.job_ids, status=GenerationJob.Status.RUNNING, batch_id=self.batch_id
+                ).update(lease_expires_at=timezone.now() + timedelta(seconds=self.lease))
+                self.renewals += 1
+        except Exception:  # a database blip: the lease may lapse, and the job is then retaken once
+            logger.exception("could not renew the lease of generation jobs %s", self.job_ids)
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def _claim_batch(job_id: int) -> list:

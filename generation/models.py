@@ -59,6 +59,9 @@ class GenerationJob(models.Model):
     batch_id = models.UUIDField(null=True, blank=True, help_text="The decode pass this job was part of.")
     batch_jobs = models.PositiveIntegerField(default=0, help_text="How many jobs shared that decode pass.")
     tracks = models.ManyToManyField("catalog.Track", blank=True, related_name="generation_jobs")
+    # A client's Idempotency-Key: the same key again returns this job instead of making another.
+    idempotency_key = models.CharField(max_length=128, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
     timings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -69,6 +72,13 @@ class GenerationJob(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"]),
             models.Index(fields=["owner", "-created_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="generation_job_idempotency_key",
+            )
         ]
 
     def __str__(self) -> str:

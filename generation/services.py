@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import secrets
@@ -10,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Track
-from config.errors import ApplicationError
+from config.errors import ApplicationError, ConflictError
 from generation import events
 from generation.models import GenerationJob, ModelVersion
 from generation.selectors import model_version_active
@@ -119,18 +121,82 @@ def model_version_ensure_active() -> ModelVersion:
 STEER_ATTRIBUTES = ("note_density", "register", "major_minor", "syncopation")
 
 
+IDEMPOTENCY_KEY_MAX = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class JobCreated:
+    job: GenerationJob
+    created: bool  # False: the Idempotency-Key named a job made by an earlier request
+
+
 def generation_job_create(*, owner, kind: str, params: dict[str, Any]) -> GenerationJob:
     """Validate a request, record it as a pending job and wake a worker once it is committed."""
+    return generation_job_request(owner=owner, kind=kind, params=params).job
+
+
+def generation_job_request(*, owner, kind: str, params: dict[str, Any], idempotency_key: str = "") -> JobCreated:
+    """Validate a request, record it as a pending job and wake a worker once it is committed.
+
+    The database row is the job: if the broker is down, the wake-up is logged and lost, and the
+    job runs when a worker starts or beat's recovery (every minute) finds it pending. An
+    `idempotency_key` makes a client's retry safe (as Stripe's Idempotency-Key): the same key with
+    the same request returns the first job; with another request it is refused (409).
+    """
+    key = (idempotency_key or "").strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApplicationError(
+            f"The Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX} characters.", code="invalid_idempotency_key"
+        )
+    fingerprint = _request_fingerprint(kind, params) if key else ""
+    if key:
+        earlier = _job_for_key(owner, key, fingerprint)
+        if earlier is not None:
+            return JobCreated(earlier, created=False)
     clean = _job_params(kind, params)
     version = model_version_ensure_active()
-    with transaction.atomic():
-        job = GenerationJob.objects.create(owner=owner, kind=kind, params=clean, model_version=version)
-        transaction.on_commit(lambda: _wake_worker(job.pk))
-    return job
+    try:
+        with transaction.atomic():
+            job = GenerationJob.objects.create(
+                owner=owner,
+                kind=kind,
+                params=clean,
+                model_version=version,
+                idempotency_key=key,
+                request_fingerprint=fingerprint,
+            )
+            transaction.on_commit(lambda: generation_job_wake(job_id=job.pk))
+    except IntegrityError:
+        earlier = _job_for_key(owner, key, fingerprint) if key else None
+        if earlier is None:
+            raise
+        return JobCreated(earlier, created=False)  # a concurrent retry with the same key won
+    return JobCreated(job, created=True)
 
 
-def _wake_worker(job_id: int) -> None:
-    run_generation_task.delay(job_id)
+def _request_fingerprint(kind: str, params: dict[str, Any]) -> str:
+    body = json.dumps({"kind": kind, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _job_for_key(owner, key: str, fingerprint: str) -> GenerationJob | None:
+    earlier = GenerationJob.objects.filter(owner=owner, idempotency_key=key).first()
+    if earlier is not None and earlier.request_fingerprint != fingerprint:
+        raise ConflictError(
+            "This Idempotency-Key was already used for a different request; use a new key for a new request.",
+            code="idempotency_key_reused",
+        )
+    return earlier
+
+
+def generation_job_wake(*, job_id: int, countdown: float | None = None) -> None:
+    """Send the job's wake-up message (after `countdown` seconds). A broker outage is logged, not
+    raised: the job is committed and recovery (worker start, beat every minute) wakes pending jobs
+    whose message was lost."""
+    try:
+        run_generation_task.apply_async((job_id,), countdown=countdown)
+    except Exception:  # kombu raises transport-specific errors
+        logger.exception("Could not wake a worker for generation job %s; recovery will pick it up.", job_id)
 
 
 def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +281,7 @@ def generation_jobs_recover() -> int:
     ).values_list("pk", flat=True)
     job_ids = list(stale)
     for job_id in job_ids:
-        _wake_worker(job_id)
+        generation_job_wake(job_id=job_id)
     if job_ids:
         logger.warning("re-queued %d stale generation jobs: %s", len(job_ids), job_ids)
     return len(job_ids)

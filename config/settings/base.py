@@ -222,7 +222,8 @@ REFRAIN_AUDIO_PENDING_TIMEOUT = env.int("REFRAIN_AUDIO_PENDING_TIMEOUT", default
 GENERATION_MAX_COUNT = env.int("GENERATION_MAX_COUNT", default=16)  # melodies per job
 GENERATION_MAX_BATCH_JOBS = env.int("GENERATION_MAX_BATCH_JOBS", default=64)  # jobs decoded in one pass
 GENERATION_BATCH_WAIT_MS = env.int("GENERATION_BATCH_WAIT_MS", default=20)  # let a burst of jobs gather
-GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=300)  # a dead worker's job is retaken after this
+# A running job holds a lease, renewed while it runs; once it lapses (a dead worker) the job is retaken.
+GENERATION_LEASE_SECONDS = env.int("GENERATION_LEASE_SECONDS", default=60)
 GENERATION_PENDING_STALE_SECONDS = env.int("GENERATION_PENDING_STALE_SECONDS", default=30)  # re-wake pending jobs after
 GENERATION_DEVICE = env.str("GENERATION_DEVICE", default="")  # "" = CUDA when available, else CPU
 GENERATION_CPU_THREADS = env.int("GENERATION_CPU_THREADS", default=1)  # torch intra-op threads on a CPU worker

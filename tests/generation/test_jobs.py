@@ -24,7 +24,7 @@ def create(user, kind="sample", **params):
 def no_broker(monkeypatch):
     """Jobs are run in-process here: do not send wake-up messages to a broker."""
     sent = []
-    monkeypatch.setattr(services, "_wake_worker", sent.append)
+    monkeypatch.setattr(services, "generation_job_wake", lambda job_id, countdown=None: sent.append(job_id))
     return sent
 
 

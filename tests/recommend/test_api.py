@@ -218,7 +218,7 @@ def test_top_up_asks_for_similar_jobs_near_liked_tracks(
     user, model_version, track_factory, put_embeddings, monkeypatch, settings
 ):
     woken = []
-    monkeypatch.setattr(generation_services, "_wake_worker", woken.append)
+    monkeypatch.setattr(generation_services, "generation_job_wake", lambda job_id, countdown=None: woken.append(job_id))
     settings.REFRAIN_FEED_GENERATED_TARGET = 5
     liked = track_factory(title="Loved")
     put_embeddings(model_version, {liked: unit(1, 0), track_factory(): unit(0, 1)})
