@@ -169,6 +169,8 @@ class IndexStore:
         """The current manifest, None when nothing was saved; IndexCorruptError when unreadable."""
         try:
             return Manifest.read(self.manifest_path)
+        except IndexNotFoundError:  # IndexCorruptError, a FileNotFoundError too: not "nothing saved"
+            raise
         except FileNotFoundError:
             return None
 
