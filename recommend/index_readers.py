@@ -7,15 +7,20 @@ Process-level caches live here and nowhere else; everything is derived from the 
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.cache import cache
 
-from recommend.index import IndexNotFoundError, IndexReader, VectorIndex
+from recommend.index import IndexCorruptError, IndexNotFoundError, IndexReader, LayeredIndex, VectorIndex
 from recommend.selectors import serving_version
+from recommend.tasks import index_sync_task
+
+logger = logging.getLogger(__name__)
 
 
 def index_root() -> Path:
@@ -47,13 +52,26 @@ def index_reader(*, model_version_id: int) -> IndexReader:
         return reader
 
 
-def serving_index() -> tuple[Any, VectorIndex | None]:
-    """(serving model version, its loaded VectorIndex), or (version or None, None) when there is none."""
+def serving_index() -> tuple[Any, LayeredIndex | None]:
+    """(serving model version, its loaded index), or (version or None, None) when there is none.
+
+    An unreadable index (a truncated or deleted file) answers like a missing one, so feeds fall back
+    instead of failing, and asks a worker to rebuild it (at most once a minute). On a host of its own,
+    its `index_sync --follow` repairs its folder the same way.
+    """
     version = serving_version()
     if version is None:
         return None, None
     try:
         return version, index_reader(model_version_id=version.pk).index
+    except IndexCorruptError:
+        logger.exception("The index of model version %s is unreadable; asking for a rebuild.", version.pk)
+        if cache.add(f"recommend:index-repair:{version.pk}", 1, timeout=60):
+            try:
+                index_sync_task.delay(version.pk)
+            except Exception:
+                logger.exception("Could not enqueue the repair of the index of model version %s.", version.pk)
+        return version, None
     except IndexNotFoundError:
         return version, None
 
@@ -69,7 +87,7 @@ _summary_lock = threading.Lock()
 SUMMARY_REUSE_SHARE = 0.05
 
 
-def catalog_summary(index: VectorIndex) -> dict:
+def catalog_summary(index: LayeredIndex | VectorIndex) -> dict:
     """{"mean", "ids", "vectors", ...} of the catalog in an index, per index directory.
 
     Tracks added since the summary was taken are absent from it (callers look them up: see

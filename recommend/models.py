@@ -59,7 +59,31 @@ class IndexStatus(models.Model):
     complete = models.BooleanField(default=False)
     tracks = models.PositiveIntegerField(default=0, help_text="Tracks embedded when the pass completed.")
     completed_at = models.DateTimeField(null=True, blank=True)
+    change_seq = models.PositiveBigIntegerField(default=0, help_text="Sequence number of the last IndexChange.")
 
     def __str__(self) -> str:
         state = "complete" if self.complete else "filling"
         return f"index of model version {self.model_version_id}: {state}"
+
+
+class IndexChange(models.Model):
+    """One add or removal in a model version's index, numbered in commit order: the log that every
+    host's local index folder follows (recommend.services.index_sync).
+
+    seq is taken under a row lock on the version's IndexStatus, so a transaction that commits seq n
+    committed after every seq below n: a host that has seen seq n has seen all before it. An add
+    names tracks whose vectors are read from TrackEmbedding when the change is applied (the latest
+    vector, or a removal when the embedding is gone by then).
+    """
+
+    model_version = models.ForeignKey("generation.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    removed = models.BooleanField(default=False)
+    track_ids = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_version", "seq"], name="index_change_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"index change {self.seq} of model version {self.model_version_id}"

@@ -26,7 +26,7 @@ from generation.vae.representation import FIRST_NOTE, MelodyError, extract_melod
 from recommend.feeds import generated_near_count
 from recommend.index import IndexConfig, IndexNotFoundError, IndexStore, VectorIndex
 from recommend.index_readers import index_dir, serving_index
-from recommend.models import IndexStatus, TrackEmbedding, vector_to_bytes
+from recommend.models import IndexChange, IndexStatus, TrackEmbedding, vector_to_bytes
 from recommend.selectors import embedding_count, embedding_matrix, tracks_missing_embedding
 from recommend.tasks import feed_top_up_task
 from recommend.taste import taste_vectors
@@ -215,6 +215,14 @@ def index_mark_complete(*, model_version) -> None:
 
 
 # --- the index ---------------------------------------------------------------------------------
+#
+# Every change to an index is first logged in the database (IndexChange, numbered in commit order);
+# index_sync then brings a host's local index folder up to the log: one append-only segment for all
+# the changes it has not applied, or a rebuild from TrackEmbedding when the folder is missing,
+# unreadable, of another dimension or behind a pruned log. Each host keeps its own folder
+# (REFRAIN_INDEX_DIR) and runs `manage.py index_sync --follow`; the worker that logs a change also
+# syncs its own folder at once (REFRAIN_INDEX_SYNC_ON_WRITE). Two hosts fed from the same log hold
+# the same tracks and answer the same searches (tests/recommend/test_index_hosts.py).
 
 
 def _index_config(dim: int) -> IndexConfig:
@@ -222,7 +230,7 @@ def _index_config(dim: int) -> IndexConfig:
 
 
 def index_rebuild(*, model_version) -> int:
-    """Build the version's index from the database and save it (force: the DB is the truth).
+    """Build the version's index from the database and save it as a new base (the DB is the truth).
 
     Returns the number of tracks indexed; with no embeddings nothing is written.
     """
@@ -232,57 +240,96 @@ def index_rebuild(*, model_version) -> int:
 
 
 def _rebuild_locked(store, model_version) -> int:
-    # Read under the lock: every embedding committed before an add took the lock is in this read.
+    # The log position first, then the embeddings: every change up to it committed its embeddings
+    # (or their deletion) before it was logged, so the build holds all of them; later changes may be
+    # in the build already and are applied again, which is harmless (adds replace, removals ignore).
+    seq = IndexStatus.objects.filter(model_version=model_version).values_list("change_seq", flat=True).first() or 0
     ids, vectors = embedding_matrix(model_version=model_version)
     if not len(ids):
         return 0
     index = VectorIndex.build(ids, vectors, _index_config(vectors.shape[1]))
-    store.save(index, force=True)
+    store.save(index, force=True, meta={"change_seq": seq})
     logger.info("Rebuilt the index of model version %s: %d tracks (%s)", model_version.pk, len(ids), index.kind)
     return len(ids)
 
 
-def index_add(*, track_ids: list[int], model_version) -> int:
-    """Add (or replace) these tracks' stored embeddings in the version's index: lock, load, add, save.
+def index_changes_log(*, model_version, track_ids: list[int], removed: bool = False) -> int:
+    """Log an add (or removal) of these tracks in the version's index; returns its sequence number."""
+    IndexStatus.objects.get_or_create(model_version=model_version)
+    with transaction.atomic():
+        # The row lock orders the log: seq n commits only after seq n-1 did.
+        status = IndexStatus.objects.select_for_update().get(model_version=model_version)
+        status.change_seq += 1
+        status.save(update_fields=["change_seq"])
+        IndexChange.objects.create(
+            model_version=model_version, seq=status.change_seq, removed=removed, track_ids=sorted(set(track_ids))
+        )
+    return status.change_seq
 
-    With no index on disk yet, builds the whole index from the database instead.
+
+def index_sync(*, model_version) -> int:
+    """Bring this host's folder of the version's index up to the change log; returns how many tracks
+    were written (added or replaced, or indexed by a rebuild).
+
+    All pending changes become one segment (the last change of a track wins); the store compacts
+    when its segments outgrow the limits in IndexConfig. A missing or unreadable folder, or one
+    without a log position (written before the log existed), is rebuilt from the database.
     """
     store = IndexStore(index_dir(model_version.pk))
     with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
         try:
-            index, _ = store.load()
-        except IndexNotFoundError:
+            manifest = store.check()
+        except IndexNotFoundError as exc:  # IndexCorruptError included
+            if store.manifest_path.exists():
+                logger.warning("Rebuilding the index of model version %s: %s", model_version.pk, exc)
             return _rebuild_locked(store, model_version)
-        ids, vectors = embedding_matrix(model_version=model_version, track_ids=track_ids)
-        if not len(ids):
+        have = manifest.meta.get("change_seq")
+        if have is None:
+            return _rebuild_locked(store, model_version)
+        changes = list(
+            IndexChange.objects.filter(model_version=model_version, seq__gt=have)
+            .order_by("seq")
+            .values_list("seq", "removed", "track_ids")
+        )
+        if not changes:
             return 0
-        if vectors.shape[1] != index.dim:  # a different model under the same id: start over
+        if changes[0][0] != have + 1:  # the log was pruned past this folder
             return _rebuild_locked(store, model_version)
-        index.add(ids, vectors)
-        if index.needs_rebuild():
-            index = index.rebuilt()
-        store.save(index)
+        last_op: dict[int, bool] = {}
+        for _, removed, track_ids in changes:
+            for track_id in track_ids:
+                last_op[int(track_id)] = removed
+        ids, vectors = embedding_matrix(
+            model_version=model_version, track_ids=[t for t, removed in last_op.items() if not removed]
+        )
+        if len(ids) and vectors.shape[1] != manifest.dim:  # a different model under the same id
+            return _rebuild_locked(store, model_version)
+        # Removed tracks, and added ones whose embedding is gone again (deleted meanwhile).
+        gone = sorted(set(last_op) - set(ids.tolist()))
+        store.append(ids, vectors, remove=gone, meta={"change_seq": changes[-1][0]})
+        if store.should_compact():
+            store.compact()
     return len(ids)
 
 
+def index_add(*, track_ids: list[int], model_version) -> int:
+    """Add (or replace) these tracks' stored embeddings in the version's index: logged for every host,
+    then applied to this host's folder (an append; a rebuild when there is no index yet)."""
+    index_changes_log(model_version=model_version, track_ids=track_ids)
+    if not settings.REFRAIN_INDEX_SYNC_ON_WRITE:
+        return 0
+    return index_sync(model_version=model_version)
+
+
 def index_remove(*, track_ids: list[int], model_version=None) -> int:
-    """Remove tracks from the version's index, or from every version's index when none is given."""
+    """Remove tracks from the version's index, or from every version's index when none is given;
+    returns the number of indexes the removal was logged for."""
     versions = [model_version] if model_version is not None else model_version_all()
-    removed = 0
     for version in versions:
-        store = IndexStore(index_dir(version.pk))
-        if store.manifest() is None:
-            continue
-        with store.writer_lock(timeout=settings.REFRAIN_INDEX_LOCK_TIMEOUT):
-            try:
-                index, _ = store.load()
-            except IndexNotFoundError:
-                continue
-            count = index.remove(track_ids)
-            if count:
-                store.save(index)
-                removed += count
-    return removed
+        index_changes_log(model_version=version, track_ids=track_ids, removed=True)
+        if settings.REFRAIN_INDEX_SYNC_ON_WRITE and IndexStore(index_dir(version.pk)).manifest_path.exists():
+            index_sync(model_version=version)
+    return len(versions)
 
 
 # --- ahead-of-time generation for the generated feed -------------------------------------------

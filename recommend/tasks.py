@@ -54,6 +54,17 @@ def index_remove_tracks_task(track_ids: list[int]) -> None:
     index_remove(track_ids=track_ids)
 
 
+@shared_task(name="recommend.tasks.index_sync", **durable_task_options())
+def index_sync_task(model_version_id: int) -> None:
+    """Bring the worker's folder of an index up to the change log (a rebuild when it is unreadable)."""
+    from generation.models import ModelVersion
+    from recommend.services import index_sync
+
+    version = ModelVersion.objects.filter(pk=model_version_id).first()
+    if version is not None:
+        index_sync(model_version=version)
+
+
 @shared_task(name="recommend.tasks.feed_top_up", ignore_result=True)
 def feed_top_up_task(user_id: int) -> None:
     from recommend.services import generated_feed_top_up

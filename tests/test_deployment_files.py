@@ -11,10 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_has_every_service_with_a_health_check():
     compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"api", "worker-cpu", "worker-gpu", "beat", "flower", "postgres", "redis"}
+    assert set(services) == {"api", "index-sync", "worker-cpu", "worker-gpu", "beat", "flower", "postgres", "redis"}
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert "gunicorn" in services["api"]["command"]
+    # Each web host's index folder is fed from the database by its own follower, not shared.
+    assert "index:/var/lib/refrain/index" in services["api"]["volumes"]
+    assert services["index-sync"]["volumes"] == services["api"]["volumes"]
+    assert "index_sync --follow" in services["index-sync"]["command"]
     assert "-Q gpu,gpu-bulk -P solo" in services["worker-gpu"]["command"]  # interactive first, then bulk
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]

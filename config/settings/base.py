@@ -243,6 +243,10 @@ CELERY_BEAT_SCHEDULE = {
 REFRAIN_INDEX_DIR = env.str("REFRAIN_INDEX_DIR", default="") or None
 REFRAIN_INDEX_USE_GPU = env.bool("REFRAIN_INDEX_USE_GPU", default=True)  # only where faiss has a GPU
 REFRAIN_INDEX_LOCK_TIMEOUT = env.int("REFRAIN_INDEX_LOCK_TIMEOUT", default=60)  # seconds to wait for the writer lock
+# Index changes are logged in the database and each host's folder follows the log (index_sync). The
+# worker that logs a change applies it to its own folder at once; set False on a worker whose folder
+# no web process reads (a host of its own): the hosts' `manage.py index_sync --follow` apply it.
+REFRAIN_INDEX_SYNC_ON_WRITE = env.bool("REFRAIN_INDEX_SYNC_ON_WRITE", default=True)
 REFRAIN_EMBED_MAX_WINDOWS = env.int("REFRAIN_EMBED_MAX_WINDOWS", default=64)  # windows pooled per track, at most
 REFRAIN_FEED_SIZE = env.int("REFRAIN_FEED_SIZE", default=200)  # ranked tracks per feed (then paginated)
 REFRAIN_FEED_GENERATED_TARGET = env.int("REFRAIN_FEED_GENERATED_TARGET", default=8)  # unrated generated tracks wanted

@@ -47,6 +47,13 @@ class IndexConfig:
     use_gpu: bool = True
     # A tombstone share above this makes needs_rebuild() say so (HNSW cannot really delete).
     max_tombstone_fraction: float = 0.2
+    # Appended segments are merged into a new base (IndexStore.compact) once there are this many, or
+    # once their rows exceed this share of the base (at least of compact_min_rows): every reader
+    # searches the segments' tracks by brute force and hides replaced base tracks, so the overlay must
+    # stay small; and a new reader process reads every segment file once.
+    compact_max_segments: int = 100
+    compact_max_share: float = 0.05
+    compact_min_rows: int = 20_000
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -58,7 +65,14 @@ class IndexConfig:
             raise ValueError(f"large_kind must be ivf or hnsw, got {self.large_kind!r}")
         if self.ivf_nlist is not None and self.ivf_nlist <= 0:
             raise ValueError(f"ivf_nlist must be positive, got {self.ivf_nlist}")
-        for name in ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nprobe", "search_threads"):
+        for name in (
+            "hnsw_m",
+            "hnsw_ef_construction",
+            "hnsw_ef_search",
+            "ivf_nprobe",
+            "search_threads",
+            "compact_max_segments",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

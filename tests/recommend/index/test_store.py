@@ -60,10 +60,10 @@ def test_versions_increase_and_old_files_are_cleaned_up(tmp_path, data):
         index.add(ids[100 + expected : 101 + expected], vectors[100 + expected : 101 + expected])
         assert store.save(index) == expected
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["version"] == 4 and manifest["kind"] == "flat" and manifest["n_live"] == 104
+    assert manifest["version"] == 4 and manifest["base"]["kind"] == "flat" and manifest["base"]["n_live"] == 104
     assert IndexConfig.from_dict(manifest["config"]) == index.config
     # The current file and the previous one (a reader may be about to open it); nothing older.
-    assert sorted(p.name for p in tmp_path.glob("index-*.faiss")) == ["index-000003.faiss", "index-000004.faiss"]
+    assert sorted(p.name for p in tmp_path.glob("base-*.faiss")) == ["base-000003.faiss", "base-000004.faiss"]
 
 
 def test_loaded_config_can_override_search_settings(tmp_path, data):
@@ -107,7 +107,7 @@ def test_failed_save_leaves_no_temp_file_and_keeps_the_old_version(tmp_path, dat
     assert version == 1 and len(survivor) == 500
     # The failure did not spoil the writer either: the same index saves fine now, and a temp file
     # left by a writer killed mid-save (no chance to clean up) is swept by the next save.
-    (tmp_path / ".index-000002.faiss.killed.tmp").write_bytes(b"orphan")
+    (tmp_path / ".base-000002.faiss.killed.tmp").write_bytes(b"orphan")
     assert store.save(index) == 2 and len(store.load()[0]) == len(ids)
     assert leftovers(tmp_path) == []
 
