@@ -22,7 +22,7 @@ from catalog import events, rendering
 from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter, parse_midi
 from catalog.models import Rating, Track, TrackMedia, User
 from catalog.tasks import track_render_audio_task, tracks_render_audio_task
-from config.errors import ApplicationError, ConflictError
+from config.errors import ApplicationError, ConflictError, StorageUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def track_ingest(
     )
     # The file is written first; if the row cannot be stored the file is removed again, so a
     # failure never leaves an orphan file (nor, thanks to the transaction, an orphan row).
-    track.midi_file.save(f"{content_hash}.mid", ContentFile(midi_bytes), save=False)
+    name = track.midi_file.field.generate_filename(track, f"{content_hash}.mid")
+    track.midi_file.name, wrote = _store_content_addressed(track.midi_file.storage, name, midi_bytes)
     try:
         with transaction.atomic():
             track.save()
@@ -107,15 +108,45 @@ def track_ingest(
             elif process:
                 _media_mark_pending([track.pk])  # the caller queues the render with the rest of its batch
     except IntegrityError:
-        track.midi_file.delete(save=False)
         winner = Track.objects.filter(content_hash=content_hash).first()
         if winner is None:
+            if wrote:
+                track.midi_file.storage.delete(name)
             raise
-        return IngestResult(winner, created=False)  # a concurrent upload of the same bytes won
+        return IngestResult(winner, created=False)  # a concurrent upload of the same bytes won (same file)
     except BaseException:
-        track.midi_file.delete(save=False)
+        if wrote:
+            track.midi_file.storage.delete(name)
         raise
     return IngestResult(track, created=True)
+
+
+def _store_content_addressed(storage, name: str, data: bytes) -> tuple[str, bool]:
+    """Write `data` under `name` (named by its hash); (name, whether this call wrote the file).
+
+    A file already there with the same bytes is kept (a concurrent upload of the same file, or one
+    whose row a crash rolled back). Anything else under the name (a 0-byte or partial file left by
+    a full disk) is replaced, so a retry is stored under the content hash, never under a suffixed
+    name. A write the store refuses (disk full, read-only) leaves nothing behind and is a 503.
+    """
+    if storage.exists(name):
+        with storage.open(name, "rb") as handle:
+            if handle.read() == data:
+                return name, False
+        storage.delete(name)
+    try:
+        saved = storage.save(name, ContentFile(data))
+    except OSError as exc:
+        if storage.exists(name):
+            storage.delete(name)  # the partial file the failed write left
+        logger.error("The media store refused to write %s: %s", name, exc)
+        raise StorageUnavailableError(
+            f"The file could not be stored ({exc.strerror or exc}); nothing was kept. Try again in a minute."
+        ) from exc
+    if saved != name:  # another upload of the same bytes wrote `name` between the check and the save
+        storage.delete(saved)
+        return name, False
+    return saved, True
 
 
 def tracks_process(*, track_ids: list[int]) -> None:

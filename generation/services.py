@@ -219,6 +219,10 @@ def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     seed = seed if seed is not None else secrets.randbelow(2**31)
     clean: dict[str, Any] = {"count": count, "temperature": temperature, "seed": seed}
     needed = {"sample": 0, "similar": 1, "steer": 1, "interpolate": 2}[kind]
+    if params.get("track_id") is not None and params.get("track_ids"):
+        raise ApplicationError(
+            "Give either track_id or track_ids, not both.", fields={"track_ids": ["not with track_id"]}
+        )
     raw_ids = params.get("track_ids") or ([params["track_id"]] if params.get("track_id") is not None else [])
     try:
         track_ids = [int(t) for t in raw_ids]

@@ -105,3 +105,11 @@ def test_a_running_job_keeps_renewing_its_lease(user, model_version, settings):
     job.refresh_from_db()
     assert keeper.renewals >= 2
     assert job.lease_expires_at is not None and job.lease_expires_at > before
+
+
+def test_both_track_id_and_track_ids_is_a_400_not_a_silent_choice(user_client, model_version, track_factory, woken):
+    a, b = track_factory(), track_factory()
+    body = {"kind": "steer", "track_id": a.pk, "track_ids": [b.pk], "attribute": "register", "amount": 1}
+    response = user_client.post(URL, body, format="json")
+    assert response.status_code == 400 and "track_ids" in response.json()["error"]["fields"]
+    assert not GenerationJob.objects.exists()
