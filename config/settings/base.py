@@ -180,6 +180,9 @@ def filesystem_transport_options(broker_dir: Path) -> dict:
 
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_DIR)
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A worker consuming `gpu,gpu-bulk` always takes a waiting generation job before bulk embeddings.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"queue_order_strategy": "priority"}
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ROUTES = {
