@@ -92,3 +92,12 @@ def test_the_readme_lists_every_variable_the_code_reads():
     read = _variables_read_by_the_code()
     assert len(read) > 30  # the scan itself works
     assert sorted(read - documented) == []
+
+
+def test_on_redis_a_gpu_worker_takes_generation_jobs_before_bulk_embeddings():
+    code = "from django.conf import settings; print(settings.CELERY_BROKER_TRANSPORT_OPTIONS)"
+    result = run_manage(
+        "shell", "-c", code, settings="config.settings.local", CELERY_BROKER_URL="redis://127.0.0.1:6379/0"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'queue_order_strategy': 'priority'" in result.stdout
