@@ -8,6 +8,7 @@ import hashlib
 import logging
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -285,6 +286,30 @@ def track_media_schedule(*, track: Track, force: bool = False) -> TrackMedia:
     media = TrackMedia.objects.get(track=track)
     media.track = track
     return media
+
+
+RENDER_CHUNK = 32  # tracks per render task when renders are queued in bulk
+
+
+def media_renders_recover(*, older_than_seconds: float | None = None) -> int:
+    """Queue again the renders pending for longer than REFRAIN_AUDIO_PENDING_TIMEOUT: their message
+    was lost (a broker outage when the track was stored, a purged queue) or their task gave up (the
+    database was down through every retry). Run by beat; a render that is merely slow is skipped as
+    current when its duplicate arrives. Returns how many tracks were queued again."""
+    limit = settings.REFRAIN_AUDIO_PENDING_TIMEOUT if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    stale = list(
+        TrackMedia.objects.filter(audio_status=TrackMedia.AudioStatus.PENDING, audio_requested_at__lt=cutoff)
+        .order_by("track_id")
+        .values_list("track_id", flat=True)
+    )
+    for start in range(0, len(stale), RENDER_CHUNK):
+        chunk = stale[start : start + RENDER_CHUNK]
+        TrackMedia.objects.filter(track_id__in=chunk).update(audio_requested_at=timezone.now())
+        _enqueue(tracks_render_audio_task, chunk)
+    if stale:
+        logger.warning("re-queued %d audio renders pending for more than %d s", len(stale), limit)
+    return len(stale)
 
 
 def track_audio_request(*, track: Track) -> TrackMedia:

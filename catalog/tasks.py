@@ -48,3 +48,11 @@ def prune_orphan_files_task() -> int:
     from catalog.services import media_prune_orphans
 
     return len(media_prune_orphans())
+
+
+@shared_task(name="catalog.tasks.recover_pending_renders", ignore_result=True)
+def recover_pending_renders_task() -> int:
+    """Every few minutes under beat: renders whose message was lost are queued again."""
+    from catalog.services import media_renders_recover
+
+    return media_renders_recover()

@@ -238,6 +238,7 @@ if GENERATION_GPU_DECODE not in ("bf16", "fp32", "off"):
 CELERY_BEAT_SCHEDULE = {
     "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
     "catalog-prune-orphan-files": {"task": "catalog.tasks.prune_orphan_files", "schedule": 24 * 3600.0},
+    "catalog-recover-pending-renders": {"task": "catalog.tasks.recover_pending_renders", "schedule": 300.0},
 }
 
 # --- Recommendation (recommend.services, recommend.selectors) ---

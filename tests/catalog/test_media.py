@@ -329,3 +329,20 @@ def test_a_render_parses_the_midi_once_for_both_piano_rolls_and_the_audio(track_
     assert media.audio_status == TrackMedia.AudioStatus.READY and media.pianoroll_file and media.pianoroll_thumb_file
     assert len(parses) == 1
     assert fake_render and fake_render[-1]["end_time"] > 0  # the audio got the parsed length
+
+
+def test_renders_whose_message_was_lost_are_queued_again_by_the_sweep(track_factory, enqueued, settings):
+    """A broker outage at upload time (or a database outage through every retry) loses the render's
+    message; beat's sweep queues it again once it has been pending too long, and only then."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.REFRAIN_AUDIO_PENDING_TIMEOUT = 600
+    lost, recent = track_factory(), track_factory()
+    TrackMedia.objects.filter(track=lost).update(audio_requested_at=timezone.now() - timedelta(seconds=900))
+    TrackMedia.objects.filter(track=recent).update(audio_requested_at=timezone.now() - timedelta(seconds=60))
+    enqueued.clear()
+    assert services.media_renders_recover() == 1
+    assert [call[0][0] for call in enqueued] == [lost.pk]
+    assert services.media_renders_recover() == 0  # requested again just now: not re-sent at once
