@@ -168,15 +168,51 @@ def test_mmr_prefers_variety_over_near_duplicates():
     assert [it.track_id for it in selectors.mmr(items, 3, lam=1.0)] == [1, 2, 3]
 
 
-def test_cold_start_user_gets_a_diverse_feed(user_client, embedded_tracks):
-    tracks = embedded_tracks(12)
-    body = user_client.get("/api/v1/feed/?page_size=5").json()
-    assert body["count"] == 12
-    assert len(body["results"]) == 5 and body["next"]
+def test_each_reason_names_the_nearest_liked_track(user, user_client, model_version, track_factory, put_embeddings):
+    """Two likes close enough to make one taste: each recommended track is explained by the liked
+    track it lies nearest to, not by any other like of the group."""
+    reel, air = track_factory(title="The Reel"), track_factory(title="The Air")
+    by_reel, by_air = track_factory(title="by the reel"), track_factory(title="by the air")
+    put_embeddings(
+        model_version,
+        {reel: unit(1, 0), air: unit(0.6, 0.8), by_reel: unit(0.99, 0.05), by_air: unit(0.55, 0.83)}
+        | {track_factory(): unit(0, 0, 1), track_factory(): unit(0, 0, 0, 1)},
+    )
+    catalog_services.rating_set(user=user, track=reel, score=5)
+    catalog_services.rating_set(user=user, track=air, score=4)
+    assert len(selectors.taste_vectors(user=user)) == 1  # one group: the reason picks inside it
+    reasons = {r["track"]["id"]: r["reason"] for r in user_client.get("/api/v1/feed/").json()["results"]}
+    assert reasons[by_reel.pk] == "near The Reel, which you rated 5"
+    assert reasons[by_air.pk] == "near The Air, which you rated 4"
+
+
+def test_cold_start_user_gets_a_diverse_feed(user_client, model_version, track_factory, put_embeddings):
+    """Without ratings the first page samples every part of the catalog (round-robin over its groups),
+    not the most typical tunes of its largest part."""
+    rng = np.random.default_rng(0)
+    sizes = {"reels": 5, "jigs": 4, "chorales": 4, "airs": 3}  # 16 tracks: k-means with 4 groups
+    vectors, collection_of = {}, {}
+    for axis, (collection, size) in enumerate(sizes.items()):
+        for _ in range(size):
+            track = track_factory(collection=collection)
+            direction = np.zeros(16, dtype=np.float32)
+            direction[axis] = 1.0
+            vectors[track] = direction + 0.05 * rng.standard_normal(16).astype(np.float32)
+            collection_of[track.pk] = collection
+    put_embeddings(model_version, vectors)
+    body = user_client.get(f"/api/v1/feed/?page_size={len(sizes)}").json()
+    assert body["count"] == 16
+    assert len(body["results"]) == len(sizes) and body["next"]
     assert all(r["reason"].startswith("to start with: typical of") for r in body["results"])
+    first = [r["track"]["id"] for r in body["results"]]
+    assert {collection_of[t] for t in first} == set(sizes)  # one tune from each part of the catalog
+    assert {r["reason"] for r in body["results"]} == {
+        f"to start with: typical of {size} similar tunes, mostly {collection}" for collection, size in sizes.items()
+    }
     second = user_client.get(body["next"]).json()["results"]
-    ids = [r["track"]["id"] for r in body["results"] + second]
-    assert len(set(ids)) == 10 and set(ids) <= {t.pk for t in tracks}
+    ids = first + [r["track"]["id"] for r in second]
+    assert len(set(ids)) == 2 * len(sizes) and set(ids) <= set(collection_of)
+    assert {collection_of[t] for t in ids[len(sizes) :]} == set(sizes)  # the second round goes round again
 
 
 def test_feed_without_any_index_falls_back_to_popular_tracks(user, user_client, other_user, track_factory):
