@@ -158,6 +158,30 @@ def test_separate_groups_of_likes_get_their_own_taste_vectors(
     assert top_two[chorale_like.pk].startswith("near Chorale ")
 
 
+def test_taste_split_silhouette_is_the_cosine_silhouette():
+    """The score that decides whether likes split into groups, against the textbook definition
+    computed the slow way (selectors._silhouette: a helper, it moves with the selectors)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((9, 4))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1.0 - x @ x.T
+
+    def textbook(labels):
+        values = []
+        for i in range(len(x)):
+            own = [j for j in range(len(x)) if labels[j] == labels[i] and j != i]
+            a = dist[i, own].mean()
+            b = min(dist[i, labels == c].mean() for c in set(labels.tolist()) if c != labels[i])
+            values.append((b - a) / max(a, b))
+        return float(np.mean(values))
+
+    for labels in ([0, 0, 0, 1, 1, 1, 2, 2, 2], [0, 0, 1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 0, 1, 0, 1, 0, 0]):
+        labels = np.asarray(labels)
+        assert selectors._silhouette(x, labels) == pytest.approx(textbook(labels))
+    assert selectors._silhouette(x, np.asarray([0] * 8 + [1])) == -1.0  # a group of one splits nothing
+    assert selectors._silhouette(x, np.zeros(9, dtype=int)) == -1.0
+
+
 def test_mmr_prefers_variety_over_near_duplicates():
     items = [
         selectors.FeedItem(1, 0.99, "", "recommended", unit(1, 0)),
@@ -215,12 +239,26 @@ def test_cold_start_user_gets_a_diverse_feed(user_client, model_version, track_f
     assert {collection_of[t] for t in ids[len(sizes) :]} == set(sizes)  # the second round goes round again
 
 
-def test_feed_without_any_index_falls_back_to_popular_tracks(user, user_client, other_user, track_factory):
-    a, b = track_factory(), track_factory()
-    catalog_services.rating_set(user=other_user, track=b, score=5)
+def test_feed_without_any_index_falls_back_to_popular_tracks(
+    user, user_client, other_user, django_user_model, track_factory
+):
+    """Best average first, more ratings first among equal averages, never-rated tracks last (newest
+    first); the user's own rated tracks and generated tracks are left out."""
+    older, newer = track_factory(), track_factory()
+    best, more_votes, fewer_votes, mine = (track_factory() for _ in range(4))
+    generated = track_factory(is_generated=True)
+    third = django_user_model.objects.create_user(username="third", password="a-long-passphrase-4")
+    catalog_services.rating_set(user=other_user, track=best, score=5)
+    catalog_services.rating_set(user=other_user, track=more_votes, score=4)
+    catalog_services.rating_set(user=third, track=more_votes, score=4)
+    catalog_services.rating_set(user=other_user, track=fewer_votes, score=4)
+    catalog_services.rating_set(user=other_user, track=generated, score=5)
+    catalog_services.rating_set(user=other_user, track=mine, score=5)
+    catalog_services.rating_set(user=user, track=mine, score=5)
     body = user_client.get("/api/v1/feed/").json()
-    assert [r["track"]["id"] for r in body["results"]] == [b.pk, a.pk]
-    assert body["results"][0]["reason"] == "popular in the catalog"
+    assert [r["track"]["id"] for r in body["results"]] == [best.pk, more_votes.pk, fewer_votes.pk, newer.pk, older.pk]
+    assert {(r["reason"], r["source"]) for r in body["results"]} == {("popular in the catalog", "recommended")}
+    assert [r["score"] for r in body["results"]] == [5.0, 4.0, 4.0, 0.0, 0.0]
 
 
 def _generated(track_factory, model_version, latent, title):
