@@ -43,13 +43,18 @@ LINKED = ["catalog", "generation", "recommend", "config", "tests", "pytest.ini",
 RECOMMEND_TESTS = [
     "tests/recommend/test_api.py",
     "tests/recommend/test_index.py",
+    "tests/recommend/test_embeddings.py",
     "tests/recommend/test_catalog_summary.py",
     "tests/recommend/test_model_swap.py",
 ]
 # file -> the tests that exercise it. The recommend selectors are being split into modules named for
 # what they hold; every one of them (whichever exist) is measured with the same tests.
 TARGETS: dict[str, list[str]] = {
-    "catalog/services.py": ["tests/catalog/test_services.py", "tests/catalog/test_api.py"],
+    "catalog/services.py": [
+        "tests/catalog/test_services.py",
+        "tests/catalog/test_api.py",
+        "tests/catalog/test_media.py",
+    ],
     "generation/services.py": ["tests/generation/test_jobs.py", "tests/generation/test_model_versions.py"],
     "recommend/selectors.py": RECOMMEND_TESTS,
     "recommend/feeds.py": RECOMMEND_TESTS,
@@ -79,6 +84,9 @@ def run_child(target: str, tests: list[str], max_children: int, summary_path: Pa
     from mutmut.mutation.diff_apply import get_diff_for_mutant
     from mutmut.stats import status_by_exit_code
 
+    # The budget ends with SIGINT, which mutmut turns into "stop and keep the results". A process
+    # started in the background by a shell inherits SIGINT ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = configuration.config()
     cfg.only_mutate = [target]
     cfg.pytest_add_cli_args_test_selection = list(tests)
