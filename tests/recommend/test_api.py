@@ -288,6 +288,76 @@ def test_generated_and_mixed_feeds(user, user_client, model_version, track_facto
     assert [r["source"] for r in mixed] == ["recommended", "generated", "generated"]
 
 
+def test_generated_feed_without_ratings_shows_the_newest_melodies(
+    user, user_client, model_version, track_factory, monkeypatch
+):
+    from recommend import tasks
+
+    monkeypatch.setattr(tasks.feed_top_up, "delay", lambda user_id: None)
+    made = [_generated(track_factory, model_version, unit(1, i), f"new {i}") for i in range(3)]
+    results = user_client.get("/api/v1/feed/?kind=generated").json()["results"]
+    assert [r["track"]["id"] for r in results] == [t.pk for t in reversed(made)]
+    assert {(r["reason"], r["source"], r["score"]) for r in results} == {("new from the model", "generated", 0.0)}
+
+
+def test_generated_tracks_are_explained_by_the_taste_group_they_are_near(
+    user, user_client, model_version, track_factory, put_embeddings, monkeypatch
+):
+    """The likes split in two groups; melodies near only the second group still name one of its likes."""
+    from recommend import tasks
+
+    monkeypatch.setattr(tasks.feed_top_up, "delay", lambda user_id: None)
+    jigs = [track_factory(title=f"Jig {i}") for i in range(3)]
+    chorales = [track_factory(title=f"Chorale {i}") for i in range(3)]
+    rng = np.random.default_rng(1)
+    vectors = {t: unit(1, 0, *(0.05 * rng.standard_normal(3))) for t in jigs}
+    vectors |= {t: unit(0, 1, *(0.05 * rng.standard_normal(3))) for t in chorales}
+    vectors |= {track_factory(): unit(0, 0, 1), track_factory(): unit(0, 0, 0, 1)}
+    put_embeddings(model_version, vectors)
+    for track in jigs:
+        catalog_services.rating_set(user=user, track=track, score=5)  # the heavier group: taste 0
+    for track in chorales:
+        catalog_services.rating_set(user=user, track=track, score=4)
+    assert [len(t.likes) for t in selectors.taste_vectors(user=user)] == [3, 3]
+    near_chorales = [_generated(track_factory, model_version, unit(0.05, 1, 0.02 * i), f"g{i}") for i in range(2)]
+    results = user_client.get("/api/v1/feed/?kind=generated").json()["results"]
+    assert {r["track"]["id"] for r in results} == {t.pk for t in near_chorales}
+    assert all(r["reason"].startswith("composed near Chorale ") for r in results)
+
+
+def test_mixed_feed_takes_two_recommended_then_one_generated(
+    user, user_client, model_version, track_factory, put_embeddings, monkeypatch
+):
+    from recommend import tasks
+
+    monkeypatch.setattr(tasks.feed_top_up, "delay", lambda user_id: None)
+    liked = track_factory(title="Loved")
+    catalog = [track_factory() for _ in range(5)]
+    put_embeddings(model_version, {liked: unit(1, 0)} | {t: unit(1, 0.2 * (i + 1)) for i, t in enumerate(catalog)})
+    for i in range(3):
+        _generated(track_factory, model_version, unit(1, 0.1 * (i + 1)), f"g{i}")
+    catalog_services.rating_set(user=user, track=liked, score=5)
+    mixed = user_client.get("/api/v1/feed/?kind=mixed").json()["results"]
+    r, g = "recommended", "generated"
+    # two catalog tracks, one generated, again, then what is left of each (5 + 3 in all)
+    assert [item["source"] for item in mixed] == [r, r, g, r, r, g, r, g]
+
+
+def test_four_likes_in_two_clear_pairs_make_two_tastes(user, model_version, track_factory, put_embeddings):
+    pairs = [track_factory() for _ in range(4)]
+    put_embeddings(
+        model_version,
+        {pairs[0]: unit(1, 0), pairs[1]: unit(1, 0.05), pairs[2]: unit(0, 1), pairs[3]: unit(0.05, 1)}
+        | {track_factory(): unit(0, 0, 1)},
+    )
+    for track in pairs:
+        catalog_services.rating_set(user=user, track=track, score=5)
+    assert sorted(sorted(a.track_id for a in t.likes) for t in selectors.taste_vectors(user=user)) == [
+        sorted([pairs[0].pk, pairs[1].pk]),
+        sorted([pairs[2].pk, pairs[3].pk]),
+    ]
+
+
 def test_top_up_asks_for_similar_jobs_near_liked_tracks(
     user, model_version, track_factory, put_embeddings, monkeypatch, settings
 ):
