@@ -393,3 +393,24 @@ def test_feed_asks_for_a_top_up_without_waiting(
     assert sent == [user.pk]  # at most once a minute per user
     assert user_client.get("/api/v1/feed/").status_code == 200
     assert sent == [user.pk]
+
+
+def test_a_generated_track_indexed_after_the_catalog_summary_stays_out_of_the_catalog_feed(
+    user, user_client, model_version, track_factory, put_embeddings, settings
+):
+    """The catalog summary is reused while the index grows by less than SUMMARY_REUSE_SHARE, and
+    generated tracks are indexed all the time: one indexed since must still be told from the catalog,
+    before the feed is chosen (not only dropped afterwards, which leaves the feed short)."""
+    settings.REFRAIN_FEED_SIZE = 5
+    n = int(2 / selectors.SUMMARY_REUSE_SHARE) + 1  # one more track stays under the reuse share
+    liked, *catalog = (track_factory() for _ in range(n))
+    put_embeddings(model_version, {liked: unit(1, 0)} | {t: unit(i % 3 - 1, 1, i) for i, t in enumerate(catalog)})
+    catalog_services.rating_set(user=user, track=liked, score=5)
+    before = [r["track"]["id"] for r in user_client.get("/api/v1/feed/").json()["results"]]
+    assert len(before) == 5
+    composed = _generated(track_factory, model_version, unit(1, 0.01), "composed")
+    put_embeddings(model_version, {composed: unit(1, 0.01)}, rebuild=False)
+    services.index_add(track_ids=[composed.pk], model_version=model_version)
+    assert composed.pk in selectors.index_reader(model_version_id=model_version.pk).index.ids().tolist()
+    after = [r["track"]["id"] for r in user_client.get("/api/v1/feed/").json()["results"]]
+    assert composed.pk not in after and len(after) == 5
