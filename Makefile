@@ -1,6 +1,7 @@
 # Refrain: two commands do all the set-up on a fresh machine.
 #   make run    the platform on the embedded default (SQLite + Celery filesystem transport + a real worker)
 #   make test   the whole suite (set DATABASE_URL / CELERY_BROKER_URL for PostgreSQL / Redis)
+#   make mutation   mutation testing on a time budget per file (not part of make test)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -12,7 +13,7 @@ APT_PACKAGES := fluidsynth fluid-soundfont-gm vorbis-tools
 APT_GET := apt-get -o DPkg::Lock::Timeout=300
 DEMO_PER_COLLECTION ?= 40
 
-.PHONY: run test lint install system-deps migrate demo-data import-full check-deploy compose-config clean
+.PHONY: run test lint mutation install system-deps migrate demo-data import-full check-deploy compose-config clean
 
 run: install system-deps migrate demo-data
 	@bin/run-dev
@@ -27,6 +28,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+
+# Seconds per mutated file; the files and their tests are listed in bench/mutation.py.
+MUTATION_BUDGET ?= 180
+
+mutation: install
+	nice -n 10 $(PY) bench/mutation.py --budget $(MUTATION_BUDGET)
 
 install: $(STAMP)
 

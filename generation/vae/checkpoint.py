@@ -10,7 +10,8 @@ so loading never unpickles arbitrary objects:
       "state_dict": {...},            # model weights
       "attributes": {"names": [...], "vectors": Tensor[n_attr, z_dim]},   # optional
       "metrics": {...},               # optional, small JSON-able numbers
-      "train_state": {...},           # optional, resume only: optimizer, step, epoch, RNG
+      "train_state": {...},           # optional, resume only: optimizer, step, epoch, RNG, best validation
+                                      # accuracy and (when not these weights) the best epoch's state_dict
     }
 """
 

@@ -179,6 +179,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, epoch, elapsed_before = 0, 0, 0.0
     hist = History()
+    best_acc, best_state = -1.0, None
     if init and not (resume and (out / "last.pt").exists()):
         # Warm start from another run's model.pt (weights only, fresh optimizer); `init_step`
         # continues that run's learning-rate, beta and scheduled-sampling schedules.
@@ -195,6 +196,9 @@ def train(
         step, epoch, elapsed_before = int(ts["step"]), int(ts["epoch"]), float(ts["elapsed"])
         hist = History(**json.loads(ts["history"]))
         torch.set_rng_state(ts["rng"])
+        if "best_accuracy" in ts:  # a checkpoint written before the best epoch was kept loses only that
+            best_acc = float(ts["best_accuracy"])
+            best_state = ts["best_state"] if ts["best_state"] is not None else blob["state_dict"]
         if log:
             print(f"resumed from step {step}, epoch {epoch}")
     n_params = sum(p.numel() for p in model.parameters())
@@ -206,7 +210,6 @@ def train(
 
     # The training windows live on the device (int8, a few MB): no host-to-device copy per step.
     train_windows = splits.train.to(dev)
-    best_acc, best_state = -1.0, None
     budget = cfg.max_minutes * 60.0
     t0 = time.time() - elapsed_before
     windows_seen = 0
@@ -268,6 +271,10 @@ def train(
             "elapsed": time.time() - t0,
             "history": json.dumps(hist.__dict__),
             "rng": torch.get_rng_state(),
+            # A resumed run goes on from the best epoch so far, not from scratch; its weights are
+            # stored only when they are not this checkpoint's own (the last epoch was not the best).
+            "best_accuracy": best_acc,
+            "best_state": None if v.get("best") else best_state,
         }
         save_checkpoint(out / "last.pt", model, train_state=train_state)
 

@@ -185,6 +185,29 @@ def test_a_failed_render_is_a_503_with_the_reason(anon_client, track_factory, mo
     assert error["code"] == "audio_render_failed" and "silence" in error["message"]
 
 
+def test_a_render_after_a_failure_clears_the_error_and_records_the_file(track_factory, monkeypatch, media_files):
+    def broken(midi_bytes, **kwargs):
+        raise rendering.AudioRenderError("FluidSynth rendered silence")
+
+    track = track_factory()
+    with monkeypatch.context() as patch:
+        patch.setattr(rendering, "render_audio", broken)
+        tasks.track_render_audio_task(track.pk)
+    assert TrackMedia.objects.get(track=track).audio_error
+    monkeypatch.setattr(
+        rendering,
+        "render_audio",
+        lambda midi_bytes, **kwargs: rendering.RenderedAudio(
+            data=FAKE_OGG, duration_seconds=2.0, loudness_lufs=-16.0, gain_db=3.0, peak_dbfs=-1.5, render_seconds=0.01
+        ),
+    )
+    tasks.track_render_audio_task(track.pk, force=True)
+    media = TrackMedia.objects.get(track=track)
+    assert media.audio_status == TrackMedia.AudioStatus.READY and media.audio_error == ""
+    assert media.audio_size == len(FAKE_OGG) == media.audio_file.size
+    assert [p.read_bytes() for p in media_files() if p.suffix == ".ogg"] == [FAKE_OGG]
+
+
 def test_a_missing_soundfont_fails_the_task_loudly(track_factory, settings, tmp_path):
     settings.REFRAIN_SOUNDFONT = str(tmp_path / "nowhere.sf2")
     track = track_factory()

@@ -13,15 +13,39 @@ pytestmark = pytest.mark.django_db
 
 def test_ingest_stores_row_file_and_metadata(media_files):
     data = make_midi([62, 66, 69, 74], numerator=3, denominator=4)
-    result = services.track_ingest(midi_bytes=data, title=" Air ", collection="essen", key_hint="D", meter_hint="3/4")
-    track = result.track
+    result = services.track_ingest(
+        midi_bytes=data,
+        title=" Air ",
+        composer=" Anon ",
+        collection="essen",
+        region=" German ",
+        key_hint="D",
+        meter_hint="3/4",
+    )
+    track = Track.objects.get(pk=result.track.pk)
     assert result.created
-    assert track.title == "Air"
+    assert (track.title, track.composer, track.collection, track.region) == ("Air", "Anon", "essen", "German")
     assert track.content_hash == hashlib.sha256(data).hexdigest()
     assert track.key == "D major" and track.time_signature == "3/4"
     assert track.note_count == 4 and (track.pitch_min, track.pitch_max) == (62, 74)
     assert track.midi_file.read() == data
     assert len(media_files()) == 1
+
+
+def test_ingest_enqueues_the_embedding_of_the_new_track_once_committed(
+    model_version, monkeypatch, django_capture_on_commit_callbacks
+):
+    from recommend import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.embed_tracks_task, "delay", lambda ids: sent.append(ids))  # the broker only
+    with django_capture_on_commit_callbacks(execute=True):
+        track = services.track_ingest(midi_bytes=make_midi([60, 64, 67]), title="New").track
+        assert sent == []  # not before the row is committed
+    assert sent == [[track.pk]]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.track_ingest(midi_bytes=make_midi([61, 65, 68]), title="Bulk", process=False)
+    assert sent == [[track.pk]]
 
 
 def test_same_bytes_twice_give_the_same_track(media_files):
@@ -181,6 +205,8 @@ def test_prune_removes_only_old_unreferenced_files(track_factory, settings, medi
     old = time.time() - 7200
     os.utime(orphan, (old, old))
     os.utime(Path(kept.midi_file.path), (old, old))
+    roll = services.track_pianoroll_ensure(track=kept)  # a media file, referenced by TrackMedia
+    os.utime(Path(roll.path), (old, old))
 
     assert services.media_prune_orphans(older_than_seconds=3600, dry_run=True) == [
         orphan.relative_to(settings.MEDIA_ROOT).as_posix()
@@ -188,3 +214,4 @@ def test_prune_removes_only_old_unreferenced_files(track_factory, settings, medi
     assert orphan.exists()
     services.media_prune_orphans(older_than_seconds=3600)
     assert not orphan.exists() and young.exists() and Path(kept.midi_file.path).exists()
+    assert Path(roll.path).exists()

@@ -101,6 +101,31 @@ def test_each_kind_uses_its_parents(user, model_version, track_factory, no_broke
     assert distances == sorted(distances)
 
 
+def test_a_seed_makes_a_job_reproducible_and_spread_sets_how_far_similar_goes(
+    user, model_version, track_factory, no_broker
+):
+    first = create(user, "sample", count=3, temperature=1.0, seed=7)
+    again = create(user, "sample", count=3, temperature=1.0, seed=7)
+    other = create(user, "sample", count=3, temperature=1.0, seed=8)
+    parent = track_factory()
+    near = create(user, "similar", track_id=parent.pk, count=4, spread=0.05)
+    far = create(user, "similar", track_id=parent.pk, count=4, spread=1.5)
+    for job in (first, again, other, near, far):
+        job_runner.generation_jobs_run(job_id=job.pk)
+
+    def latents(job):
+        return [o.latent for o in GeneratedTrack.objects.filter(job=job).order_by("position")]
+
+    assert latents(first) and latents(first) == latents(again) and latents(first) != latents(other)
+    vae = runtime.vae_for(model_version)
+    z = vae.encode(parent.midi_file.open("rb").read())[0][0]
+
+    def mean_distance(job):
+        return float(np.mean([float((torch.tensor(v) - z).norm()) for v in latents(job)]))
+
+    assert mean_distance(far) > 5 * mean_distance(near)
+
+
 def test_micro_batching_decodes_waiting_jobs_in_one_pass(user, model_version, no_broker):
     jobs = [create(user, "sample", count=2, seed=i) for i in range(5)]
     stats = job_runner.generation_jobs_run(job_id=jobs[2].pk)
@@ -230,7 +255,7 @@ def test_an_unloadable_checkpoint_fails_the_job_clearly(user, model_version, no_
     job = create(user, "sample")
     job_runner.generation_jobs_run(job_id=job.pk)
     job.refresh_from_db()
-    assert job.status == "failed" and "cannot be loaded" in job.error
+    assert job.status == "failed" and "cannot be loaded" in job.error and job.lease_expires_at is None
     assert services.generation_jobs_recover() == 0  # not retried forever
 
 

@@ -87,3 +87,34 @@ def test_deleting_a_track_enqueues_its_removal_from_the_index(
     assert sent == [[deleted]]
     tasks.index_remove_tracks_task(sent[0])
     assert deleted not in indexed_ids(model_version)
+
+
+def test_rebuild_writes_what_the_database_holds_over_a_stale_index(model_version, track_factory, put_embeddings):
+    """A rebuild replaces whatever the index has drifted to with the database's embeddings, as a new
+    version that a fresh reader (another process) opens."""
+    tracks = [track_factory() for _ in range(5)]
+    services.track_embed_batch(track_ids=[t.pk for t in tracks], model_version=model_version)
+    services.index_add(track_ids=[t.pk for t in tracks], model_version=model_version)  # no index yet: built
+    store = IndexStore(index_readers.index_dir(model_version.pk))
+    before = store.current_version()
+    # The index drifts from the database: a track lost from the index only, and an embedding
+    # replaced in the database only.
+    services.index_remove(track_ids=[tracks[0].pk], model_version=model_version)
+    dim = store.manifest().dim
+    moved = np.arange(1, dim + 1, dtype=np.float32)
+    put_embeddings(model_version, {tracks[1]: moved}, rebuild=False)
+    stale, _ = store.load()
+    assert tracks[0].pk not in stale.ids()
+
+    assert services.index_rebuild(model_version=model_version) == 5
+    assert store.current_version() == before + 2  # the removal, then the rebuild
+    fresh, version = IndexStore(index_readers.index_dir(model_version.pk)).load()
+    assert version == store.current_version()
+    ids, vectors = fresh.export()
+    db_ids, db_vectors = selectors.embedding_matrix(model_version=model_version)
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(ids[order], db_ids)
+    unit = db_vectors / np.linalg.norm(db_vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors[order], unit, rtol=1e-5, atol=1e-6)
+    nearest = fresh.search(moved[None, :], 1)
+    assert nearest.ids[0][0] == tracks[1].pk

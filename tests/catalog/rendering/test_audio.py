@@ -28,6 +28,35 @@ def test_loudness_meter_matches_bs1770_reference_levels():
     assert integrated_loudness(_sine(0.1, 3), RATE) == pytest.approx(-20.0, abs=0.1)
 
 
+# BS.1770-4's published K-weighting coefficients at 48 kHz (Table 1 and 2): stage 1 the high shelf,
+# stage 2 the high pass. The meter derives its filter from the analogue prototypes instead.
+BS1770_48K_STAGES = [
+    ([1.53512485958697, -2.69169618940638, 1.19839281085285], [1.0, -1.69065929318241, 0.73248077421585]),
+    ([1.0, -2.0, 1.0], [1.0, -1.99004745483398, 0.99007225036621]),
+]
+
+
+def _bs1770_gain_db(freq: float) -> float:
+    z = np.exp(-2j * np.pi * freq / 48000)
+    response = 1.0
+    for b, a in BS1770_48K_STAGES:
+        response *= (b[0] + b[1] * z + b[2] * z**2) / (a[0] + a[1] * z + a[2] * z**2)
+    return float(20 * np.log10(abs(response)))
+
+
+@pytest.mark.parametrize("freq", [30.0, 40.0, 100.0, 5000.0])
+def test_loudness_meter_weighs_frequencies_as_the_k_filter_does(freq):
+    """A bass tone reads quieter than a 997 Hz tone of the same amplitude (the high pass), a treble one
+    louder (the shelf), by what the standard's own 48 kHz filter gives at that frequency."""
+    rate = 48000
+    t = np.arange(3 * rate) / rate
+    level = {
+        f: integrated_loudness(np.repeat(0.5 * np.sin(2 * np.pi * f * t)[:, None], 2, 1), rate) for f in (freq, 997.0)
+    }
+    expected = _bs1770_gain_db(freq) - _bs1770_gain_db(997.0)
+    assert level[freq] - level[997.0] == pytest.approx(expected, abs=0.1)
+
+
 def test_loudness_meter_gates_silence_and_reads_silence_as_minus_infinity():
     tone = _sine(0.1, 8)  # long enough that the few half-silent blocks at its edges barely count
     with_pause = np.concatenate([tone, np.zeros((RATE * 10, 2)), tone])
