@@ -36,7 +36,7 @@ def sign_up(request):
             try:
                 user, _token = catalog_services.user_register(**serializer.validated_data)
             except ApplicationError as exc:
-                errors = {k: [str(m) for m in v] for k, v in exc.fields.items()} or {"__all__": [exc.message]}
+                errors = {k: [str(m) for m in v] for k, v in exc.fields.items()} or {"non_field_errors": [exc.message]}
                 if "username" in errors and errors["username"] == ["taken"]:
                     errors["username"] = ["That username is taken."]
             else:
