@@ -183,11 +183,15 @@ def test_the_next_page_reflects_a_new_rating(page_client, user, model_version, t
     page_client.post(f"/tracks/{north[0].pk}/rating/", {"score": 5})
     first = page_client.get("/?kind=recommended").context["cards"]
     assert [c.track.collection for c in first] == ["north"] * 3
+    shown = "&".join(f"shown={c.track.pk}" for c in first)
+    # nothing rated since: "more" continues after what the page shows
+    unchanged = page_client.get(f"/?kind=recommended&more=1&{shown}", headers={"HX-Request": "true"})
+    assert not {c.track.pk for c in unchanged.context["cards"]} & {c.track.pk for c in first}
+    assert len(unchanged.context["cards"]) == 3
     # the listener now loves the south and dislikes what the feed showed; "more" follows that at once
     for t in south[:3]:
         page_client.post(f"/tracks/{t.pk}/rating/", {"score": 5}, headers={"HX-Request": "true"})
     page_client.post(f"/tracks/{north[0].pk}/rating/", {"score": 1})
-    shown = "&".join(f"shown={c.track.pk}" for c in first)
     more = page_client.get(f"/?kind=recommended&more=1&{shown}", headers={"HX-Request": "true"})
     assert more.status_code == 200 and b"<html" not in more.content
     cards = more.context["cards"]
