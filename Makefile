@@ -9,16 +9,19 @@ PY := $(VENV)/bin/python
 REQS := requirements/base.txt requirements/dev.txt
 STAMP := $(VENV)/.installed
 APT_PACKAGES := fluidsynth fluid-soundfont-gm vorbis-tools
+# The browser tests (tests/web) drive the system Chromium with Playwright for Python (requirements/dev.txt);
+# `playwright install` would download a browser, which needs the internet.
+BROWSER_PACKAGES := chromium
 # Wait up to 5 minutes for the dpkg lock (unattended-upgrades, another apt) instead of failing at once.
 APT_GET := apt-get -o DPkg::Lock::Timeout=300
 DEMO_PER_COLLECTION ?= 40
 
-.PHONY: run test lint mutation install system-deps migrate demo-data import-full check-deploy compose-config clean
+.PHONY: run test lint mutation install system-deps browser-deps migrate demo-data import-full check-deploy compose-config clean
 
 run: install system-deps migrate demo-data
 	@bin/run-dev
 
-test: install system-deps
+test: install system-deps browser-deps
 	@$(PY) manage.py check --settings=config.settings.test >/dev/null
 	$(PY) -m pytest
 
@@ -53,6 +56,18 @@ system-deps:
 		sudo $(APT_GET) update -qq && sudo DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	else \
 		echo "Audio rendering needs: $(APT_PACKAGES) (Debian/Ubuntu package names). Install them and re-run."; exit 1; \
+	fi
+
+# Chromium for the browser tests (tests/web/test_browser.py skips them, saying so, where it is missing).
+browser-deps:
+	@if command -v chromium >/dev/null || [ -x "$${REFRAIN_CHROMIUM:-/usr/bin/chromium}" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing $(BROWSER_PACKAGES) (browser tests)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+		sudo $(APT_GET) update -qq && sudo DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; \
+	else \
+		echo "The browser tests need Chromium ($(BROWSER_PACKAGES) on Debian/Ubuntu); they are skipped without it."; \
 	fi
 
 migrate: install

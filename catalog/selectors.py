@@ -70,3 +70,12 @@ def track_list_best_rated(*, exclude_ids, limit: int) -> list[tuple[int, float |
         .order_by(F("rating_average").desc(nulls_last=True), "-rating_count", "-id")
         .values_list("pk", "rating_average")[:limit]
     )
+
+
+def track_filter_choices() -> dict[str, list[str]]:
+    """The values each browse filter can take (distinct, non-empty, sorted): for the pages' menus."""
+    fields = {"collection": "collection", "region": "region", "time_signature": "time_signature", "key": "key"}
+    return {
+        name: list(Track.objects.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct())
+        for name, field in fields.items()
+    }

@@ -157,31 +157,30 @@ class AdminLoginThrottleMiddleware:
             except NoReverseMatch:
                 login_path = None
             if request.path == login_path:
-                refused = self._refusal(request)
+                refused = scope_refusal(request, "auth")
                 if refused is not None:
                     return refused
         return self.get_response(request)
 
-    @staticmethod
-    def _refusal(request):
-        import math
-        from types import SimpleNamespace
 
-        from config.failsafe import error_response
+def scope_refusal(request, scope: str):
+    """A plain Django view's throttle check for `scope`, counted in the API's budget for it (per user,
+    else per client address) with the same outage policy: None when allowed, else the 429 (or the
+    503 of a fail-closed scope whose cache is down) to answer. The admin's and the web pages' sign-in
+    forms and the pages' generation form use it."""
+    import math
+    from types import SimpleNamespace
 
-        throttle = ScopedThrottle()
-        try:
-            if throttle.allow_request(request, SimpleNamespace(throttle_scope="auth")):
-                return None
-        except ThrottleUnavailable as exc:
-            return error_response(
-                request, 503, exc.default_code, str(exc.detail), headers={"Retry-After": str(exc.wait)}
-            )
-        wait = math.ceil(throttle.wait() or 1)
-        return error_response(
-            request,
-            429,
-            "throttled",
-            f"Too many sign-in attempts; try again in {wait} s.",
-            headers={"Retry-After": str(wait)},
-        )
+    from config.failsafe import error_response
+
+    throttle = ScopedThrottle()
+    try:
+        if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope)):
+            return None
+    except ThrottleUnavailable as exc:
+        return error_response(request, 503, exc.default_code, str(exc.detail), headers={"Retry-After": str(exc.wait)})
+    wait = math.ceil(throttle.wait() or 1)
+    what = "sign-in attempts" if scope == "auth" else "requests"
+    return error_response(
+        request, 429, "throttled", f"Too many {what}; try again in {wait} s.", headers={"Retry-After": str(wait)}
+    )

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("web.urls")),  # the listening pages
 ]
 
 # Unknown URLs and uncaught errors: the API's error shape under /api/ (and for JSON clients), HTML elsewhere.

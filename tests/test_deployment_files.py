@@ -25,6 +25,11 @@ def test_compose_has_every_service_with_a_health_check():
     assert services["worker-gpu"]["build"]["target"] == "worker-gpu"
 
 
+def test_the_app_image_collects_the_static_files_whitenoise_serves():
+    dockerfile = (ROOT / "docker/Dockerfile").read_text()
+    assert "collectstatic --noinput" in dockerfile and "STATIC_ROOT=/app/staticfiles" in dockerfile
+
+
 def test_requirements_are_pinned():
     for name in ("base.txt", "gpu.txt", "dev.txt"):
         for line in (ROOT / "requirements" / name).read_text().splitlines():

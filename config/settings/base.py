@@ -283,3 +283,16 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",  # the default
     "config.schema.add_error_responses",  # 429 and 503 on every endpoint, in the error shape
 ]
+
+# --- Web pages for listeners (web/: server-rendered Django + htmx, the same services as the API) ---
+INSTALLED_APPS = [*INSTALLED_APPS, "django_htmx", "web"]
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_htmx.middleware.HtmxMiddleware",
+)
+LOGIN_URL = "web:sign-in"
+LOGIN_REDIRECT_URL = "web:home"
+LOGOUT_REDIRECT_URL = "web:home"
+REFRAIN_WEB_PAGE_SIZE = env.int("REFRAIN_WEB_PAGE_SIZE", default=10)  # feed items per page (browse: twice that)
+# The taste map draws at most this many catalog tracks as its background cloud (an even sample beyond).
+REFRAIN_TASTE_MAP_POINTS = env.int("REFRAIN_TASTE_MAP_POINTS", default=3000)
