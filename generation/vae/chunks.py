@@ -88,8 +88,9 @@ def melody_chunks(mel: Melody, max_chunks: int | None = None) -> TuneChunks:
     steps = chunk_steps(mel.meter)
     toks = mel.tokens.astype(np.int64)
     n_steps = len(toks)
-    # the tune's last token is its final note-off: it belongs to the last note, not to a new chunk
-    last_sound = int(np.flatnonzero(toks >= FIRST_NOTE).max()) if (toks >= FIRST_NOTE).any() else 0
+    # up to the last sounding step: the tune's final note-off belongs to its last note, not to a new chunk
+    sounding = np.flatnonzero(np.asarray(mel.active) >= 0)
+    last_sound = int(sounding.max()) if len(sounding) else 0
     n = max(1, last_sound // steps + 1)
     if max_chunks is not None:
         n = min(n, max_chunks)
