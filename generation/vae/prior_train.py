@@ -103,7 +103,7 @@ def batch_nll(prior: LatentPrior, batch: dict) -> tuple[torch.Tensor, dict[str, 
     loss = -(ll["z"] + ll["tie"]).sum() / chunks
     return loss, {
         "nll_per_chunk": float(loss.detach()),
-        "copy_nll": float(-ll["copy"].sum() / ll["n_copy"].sum().clamp(min=1)),
+        "copy_nll": float(-ll["copy"].detach().sum() / ll["n_copy"].sum().clamp(min=1)),
         "copy_share": float(ll["n_copy"].sum() / chunks),
     }
 
