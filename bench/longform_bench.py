@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation.vae.longform import DEFAULT_PRIOR, LongformComposer  # noqa: E402
+from generation.vae.longform import DEFAULT_PRIOR, LongformComposer
 
 
 def one_tune(composer: LongformComposer, n_chunks: int, repeats: int) -> dict:

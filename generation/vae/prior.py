@@ -37,16 +37,17 @@ def meter_index(meter: tuple[int, int]) -> int:
 class PriorConfig:
     name: str = "latent_prior"
     z_dim: int = 256
-    d_model: int = 256
-    n_layers: int = 4
+    d_model: int = 192  # sized for 2 shared CPU cores: ~1 s a step of 64 tunes, 40 minutes of training
+    n_layers: int = 3
     n_heads: int = 4
-    ff_dim: int = 1024
-    mixtures: int = 16
+    ff_dim: int = 512
+    mixtures: int = 8
+    pca_dim: int = 64  # the mixture lives in the top principal components of the latents (0: all z_dim)
     max_chunks: int = 32
     dropout: float = 0.1
     # training
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     max_minutes: float = 30.0
     prefix_crop: float = 0.3  # share of training sequences cut to a random prefix (not ending the tune)
@@ -61,7 +62,9 @@ class PriorConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-PRIOR_TINY = PriorConfig(name="prior_tiny", z_dim=16, d_model=32, n_layers=1, n_heads=2, ff_dim=64, mixtures=2)
+PRIOR_TINY = PriorConfig(
+    name="prior_tiny", z_dim=16, d_model=32, n_layers=1, n_heads=2, ff_dim=64, mixtures=2, pca_dim=8
+)
 
 
 def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -75,8 +78,14 @@ class LatentPrior(nn.Module):
     def __init__(self, cfg: PriorConfig):
         super().__init__()
         self.cfg = cfg
-        d, K, Z = cfg.d_model, cfg.mixtures, cfg.z_dim
-        self.register_buffer("z_mean", torch.zeros(Z))
+        d, K = cfg.d_model, cfg.mixtures
+        Z = cfg.pca_dim or cfg.z_dim  # the modelled coordinates
+        # z -> coordinates: ((z - z_mean) @ z_basis) / z_std. The 2-bar VAE uses about 64 of its 256
+        # dimensions (the top 64 principal components hold 99.7 % of the latents' variance; the rest
+        # sit at the prior's mean), so the mixture models those and a drawn latent is
+        # z_mean + (c * z_std) @ z_basis.T. Copies and given chunks keep their full latent.
+        self.register_buffer("z_mean", torch.zeros(cfg.z_dim))
+        self.register_buffer("z_basis", torch.eye(cfg.z_dim)[:, :Z].clone())
         self.register_buffer("z_std", torch.ones(Z))
         self.z_in = nn.Linear(Z, d)
         self.tie_in = nn.Embedding(2, d)
@@ -124,7 +133,7 @@ class LatentPrior(nn.Module):
 
     def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per state [..., d]: tie logit, mixture logits, means and log std of the standardized latent."""
-        K, Z = self.cfg.mixtures, self.cfg.z_dim
+        K, Z = self.cfg.mixtures, self.cfg.pca_dim or self.cfg.z_dim
         return {
             "tie": self.tie_out(h)[..., 0],
             "mix": self.mix(h),
@@ -133,7 +142,21 @@ class LatentPrior(nn.Module):
         }
 
     def standardize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.z_mean) / self.z_std
+        return ((z - self.z_mean) @ self.z_basis) / self.z_std
+
+    def unstandardize(self, c: torch.Tensor) -> torch.Tensor:
+        return self.z_mean + (c * self.z_std) @ self.z_basis.T
+
+    def fit_standardization(self, z: torch.Tensor) -> None:
+        """Mean, principal axes and their scales from training latents [N, z_dim]."""
+        z = z.float()
+        self.z_mean.copy_(z.mean(0))
+        zc = z - self.z_mean
+        P = self.z_basis.shape[1]
+        if P < z.shape[1]:
+            _, _, v = torch.linalg.svd(zc[:: max(1, len(zc) // 50_000)], full_matrices=False)
+            self.z_basis.copy_(v[:P].T)
+        self.z_std.copy_((zc @ self.z_basis).std(0).clamp(min=1e-3))
 
     # ---- likelihood ----------------------------------------------------------------------------
     def log_likelihood(
@@ -210,8 +233,8 @@ class LatentPrior(nn.Module):
             choice = torch.multinomial(F.softmax(ptr / tau, -1), 1, generator=generator)[:, 0]
             k = torch.multinomial(F.softmax(out["mix"] / tau, -1), 1, generator=generator)[:, 0]
             mu, sigma = out["mu"][rows, k], out["log_sigma"][rows, k].exp()
-            eps = torch.randn(B, Z, generator=generator, device=dev)
-            new = (mu + tau * sigma * eps) * self.z_std + self.z_mean
+            eps = torch.randn(mu.shape, generator=generator, device=dev)
+            new = self.unstandardize(mu + tau * sigma * eps)
             copied = z[rows, (choice - 1).clamp(min=0)]
             zi = torch.where((choice > 0)[:, None], copied, new)
             tie = torch.rand(B, generator=generator, device=dev) < torch.sigmoid(out["tie"])

@@ -315,8 +315,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     args = p.parse_args(argv)
-    report = evaluate(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    report = evaluate(args)
     Path(args.out).write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return report

@@ -95,6 +95,19 @@ def make_batch(data: LatentSet, idx: list[int], max_chunks: int, rng: random.Ran
     }
 
 
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """One epoch of batches of similar lengths (most tunes are 4 to 16 chunks: padding every batch to
+    32 cost three times the compute), in random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for i in range(0, len(order), batch_size * pool):
+        block = sorted(order[i : i + batch_size * pool], key=lambda k: lengths[k])
+        batches += [block[j : j + batch_size] for j in range(0, len(block), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def batch_nll(prior: LatentPrior, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     ll = prior.log_likelihood(
         batch["z"], batch["ties"], batch["valid"], batch["meter"], batch["length"], batch["ends"], batch["copies"]
@@ -140,13 +153,11 @@ def train_prior(
     train = latent_set(cache, set(split["train"]))
     valid = latent_set(cache, set(split["valid"]), originals_only=True)
     prior = LatentPrior(cfg)
-    z_all = train.z.float()
-    prior.z_mean.copy_(z_all.mean(0))
-    prior.z_std.copy_(z_all.std(0).clamp(min=1e-3))
+    prior.fit_standardization(train.z)
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0, step, best, history = time.time(), 0, math.inf, []
     last_eval = t0
-    order: list[int] = []
+    order: list[list[int]] = []
     bar = tqdm(desc="prior", mininterval=10)
     out.mkdir(parents=True, exist_ok=True)
     prior.train()
@@ -168,10 +179,9 @@ def train_prior(
         lr = cfg.lr * min(1.0, (step + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        if len(order) < cfg.batch_size:
-            order = list(range(len(train.lengths)))
-            rng.shuffle(order)
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        if not order:
+            order = bucketed_batches(train.lengths, cfg.batch_size, rng)
+        idx = order.pop()
         loss, info = batch_nll(prior, make_batch(train, idx, cfg.max_chunks, rng, cfg.prefix_crop))
         opt.zero_grad()
         loss.backward()
