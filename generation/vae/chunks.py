@@ -153,3 +153,24 @@ def transpose_melody(mel: Melody, shift: int) -> Melody | None:
     active = mel.active.astype(np.int64)
     active = np.where(active >= 0, active + shift, active)
     return Melody(tokens=toks.astype(np.int8), active=active.astype(np.int8), downbeats=mel.downbeats, meter=mel.meter)
+
+
+def tonic_shift(mel: Melody) -> int:
+    """Semitones that move the tune's relative-major tonic to C (in -6..5), by Krumhansl-Kessler key
+    profiles over duration-weighted pitch classes; an octave is added or removed where the shifted
+    tune would leave the piano range. 0 for a tune without notes."""
+    from .attributes import _MAJOR, _MINOR, _corr_rows, notes_of
+
+    notes = notes_of(mel.tokens)
+    if not notes:
+        return 0
+    hist = np.zeros(12)
+    for _, d, p in notes:
+        hist[p % 12] += d
+    major, minor = _corr_rows(_MAJOR, hist), _corr_rows(_MINOR, hist)
+    tonic = int(major.argmax()) if major.max() >= minor.max() else (int(minor.argmax()) + 3) % 12
+    shift = -tonic if tonic <= 6 else 12 - tonic  # -6..5
+    for s in (shift, shift + 12, shift - 12):
+        if transpose_melody(mel, s) is not None:
+            return s
+    return 0

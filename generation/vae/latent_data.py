@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_model
-from .chunks import melody_chunks, transpose_melody
+from .chunks import melody_chunks, tonic_shift, transpose_melody
 from .data import DEFAULT_CACHE_DIR, load_melodies
 from .model import MusicVAE
 from .representation import Melody
@@ -45,14 +45,21 @@ def encode_windows(model: MusicVAE, windows: np.ndarray, batch: int = 1024, prog
 
 
 def build_latent_cache(
-    melodies: dict[str, Melody], model: MusicVAE, shifts: int = 2, max_shift: int = 5, seed: int = 0
+    melodies: dict[str, Melody],
+    model: MusicVAE,
+    shifts: int = 2,
+    max_shift: int = 5,
+    seed: int = 0,
+    key_normalize: bool = False,
 ) -> dict:
+    """`key_normalize`: each tune once, moved so its relative-major tonic is C (chunks.tonic_shift);
+    otherwise the tune as it is plus `shifts` random transpositions."""
     rng = random.Random(seed)
     names, meters, shift_list, offsets, windows, ties = [], [], [], [0], [], []
     for name in sorted(melodies):
         mel = melodies[name]
         others = [s for s in range(-max_shift, max_shift + 1) if s != 0]
-        for s in [0] + rng.sample(others, shifts):
+        for s in [tonic_shift(mel)] if key_normalize else [0] + rng.sample(others, shifts):
             m = transpose_melody(mel, s)
             if m is None:
                 continue
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vae", default=str(DEFAULT_VAE))
     p.add_argument("--out", required=True)
     p.add_argument("--shifts", type=int, default=2, help="random transpositions per tune besides the original")
+    p.add_argument("--key-normalize", action="store_true", help="each tune once, in C (relative major)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     args = p.parse_args(argv)
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     melodies = load_melodies(args.data, Path(args.cache_dir))
     model, _ = load_model(args.vae)
-    cache = build_latent_cache(melodies, model, shifts=args.shifts)
+    cache = build_latent_cache(melodies, model, shifts=args.shifts, key_normalize=args.key_normalize)
+    cache["key_normalized"] = args.key_normalize
     cache["vae"] = str(args.vae)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(cache, args.out)

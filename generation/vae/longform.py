@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, load_prior
-from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks
+from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody
 from .model import MusicVAE
 from .prior import LatentPrior, meter_index
-from .representation import Melody, MelodyError, extract_melody, tokens_to_midi_bytes
+from .representation import FIRST_NOTE, VOCAB_SIZE, Melody, MelodyError, extract_melody, tokens_to_midi_bytes
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 DEFAULT_VAE = CHECKPOINTS / "mel_2bar_large.pt"
@@ -45,6 +45,7 @@ class LatentTune:
     ties: torch.Tensor  # bool [n]
     meter: tuple[int, int] = (4, 4)
     source: torch.Tensor | None = field(default=None, repr=False)  # per chunk: -2 given, -1 new, j copy of j
+    shift: int = 0  # semitones added to the decoded tokens (the latents are of the tune moved to C)
 
     @property
     def n_chunks(self) -> int:
@@ -53,6 +54,18 @@ class LatentTune:
     @property
     def steps(self) -> int:
         return chunk_steps(self.meter)
+
+
+def shift_tokens(tokens: np.ndarray, shift: int) -> np.ndarray:
+    """Note tokens moved by `shift` semitones, by an octave less (or more) where it would leave the range."""
+    t = np.asarray(tokens, dtype=np.int64)
+    notes = t >= FIRST_NOTE
+    if not shift or not notes.any():
+        return t
+    for s in (shift, shift - 12, shift + 12):
+        if t[notes].min() + s >= FIRST_NOTE and t[notes].max() + s < VOCAB_SIZE:
+            return np.where(notes, t + s, t)
+    return t
 
 
 def _generator(seed: int | None) -> torch.Generator | None:
@@ -78,6 +91,10 @@ class LongformComposer:
         self.prior = prior.eval() if prior is not None else None
         self.default_temperature = temperature
         self.bf16_decode = bf16_decode
+        metrics = getattr(prior, "metrics", None) or {}
+        # a prior trained on tunes moved to C: tunes are encoded in C and moved back when decoded
+        self.key_normalized = bool(metrics.get("key_normalized", False))
+        self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
 
     @classmethod
     def load(
@@ -92,6 +109,8 @@ class LongformComposer:
             vae_path = CHECKPOINTS / blob.get("vae", DEFAULT_VAE.name)
         vae, _ = load_model(vae_path)
         temp = float((blob.get("metrics") or {}).get("served_temperature", DEFAULT_TEMPERATURE))
+        if prior is not None:
+            prior.metrics = blob.get("metrics") or {}
         return cls(vae, prior, temp, bf16_decode=bf16_decode)
 
     @property
@@ -104,17 +123,19 @@ class LongformComposer:
         """MIDI paths/bytes or Melody objects -> one LatentTune each (all chunks in one encoder pass)."""
         if isinstance(items, (str, Path, bytes, bytearray, io.BytesIO, Melody)):
             items = [items]
-        chunked = []
+        chunked, shifts = [], []
         for it in items:
             mel = it if isinstance(it, Melody) else extract_melody(it)
-            chunked.append(melody_chunks(mel))
+            s = tonic_shift(mel) if self.key_normalized else 0
+            chunked.append(melody_chunks(transpose_melody(mel, s)))
+            shifts.append(-s)
         windows = np.concatenate([c.windows for c in chunked])
         uniq, inverse = np.unique(windows, axis=0, return_inverse=True)
         mu = self.vae.encode(torch.from_numpy(uniq))[0].float()[torch.from_numpy(inverse.reshape(-1))]
         out, k = [], 0
-        for c in chunked:
+        for c, s in zip(chunked, shifts):
             n = len(c.windows)
-            out.append(LatentTune(z=mu[k : k + n].clone(), ties=torch.from_numpy(c.ties.copy()), meter=c.meter))
+            out.append(LatentTune(mu[k : k + n].clone(), torch.from_numpy(c.ties.copy()), c.meter, shift=s))
             k += n
         return out
 
@@ -133,7 +154,7 @@ class LongformComposer:
         windows = self.decode_chunks(torch.cat([t.z for t in tunes])) if tunes else None
         out, k = [], 0
         for t in tunes:
-            out.append(join_chunks(windows[k : k + t.n_chunks], t.ties.numpy(), t.steps))
+            out.append(shift_tokens(join_chunks(windows[k : k + t.n_chunks], t.ties.numpy(), t.steps), t.shift))
             k += t.n_chunks
         return out
 
@@ -143,14 +164,18 @@ class LongformComposer:
             raise RuntimeError("no prior loaded: LongformComposer.load(prior_path=...)")
         return self.prior
 
-    def _fill(self, z, ties, known, meters, ends, temperature, seed) -> list[LatentTune]:
+    def _fill(self, z, ties, known, meters, ends, temperature, seed, shifts=None) -> list[LatentTune]:
         prior = self._prior()
         temperature = self.default_temperature if temperature is None else temperature
         meter_idx = torch.tensor([meter_index(m) for m in meters])
         z, ties, source = prior.fill(
             z, ties, known, meter_idx, torch.as_tensor(ends, dtype=torch.bool), temperature, _generator(seed)
         )
-        return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b]) for b in range(len(meters))]
+        if shifts is None:  # new tunes: a key drawn as often as the corpus uses it (seeded)
+            g = _generator(None if seed is None else seed + 7)
+            drawn = torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6
+            shifts = drawn.tolist() if self.key_normalized else [0] * len(meters)
+        return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b], int(shifts[b])) for b in range(len(meters))]
 
     def sample(
         self,
@@ -197,7 +222,7 @@ class LongformComposer:
         ties[0, :n] = prompt.ties
         known = torch.zeros(1, n_total, dtype=torch.bool)
         known[0, :n] = True
-        return self._fill(z, ties, known, [prompt.meter], [ends], temperature, seed)[0]
+        return self._fill(z, ties, known, [prompt.meter], [ends], temperature, seed, [prompt.shift])[0]
 
     @torch.no_grad()
     def infill(
@@ -221,7 +246,7 @@ class LongformComposer:
         z = tune.z.float()[None].repeat(C, 1, 1)
         ties = tune.ties[None].repeat(C, 1)
         known = (~mask)[None].repeat(C, 1)
-        filled = self._fill(z, ties, known, [tune.meter] * C, [ends] * C, temperature, seed)
+        filled = self._fill(z, ties, known, [tune.meter] * C, [ends] * C, temperature, seed, [tune.shift] * C)
         zs = torch.stack([f.z for f in filled])
         ts = torch.stack([f.ties for f in filled])
         prior = self._prior()

@@ -236,7 +236,9 @@ class LatentPrior(nn.Module):
             ptr = self.pointer(h)[:, i, : i + 1]  # new + copies of chunks 0..i-1
             out = self.heads(h[:, i])
             rows = torch.arange(B, device=dev)
-            choice = torch.multinomial(F.softmax(ptr / tau, -1), 1, generator=generator)[:, 0]
+            # the temperature shapes the mixture only: the pointer is sampled as trained, since a
+            # cooler pointer mostly picks "new" (its most likely single choice) and repeats vanish
+            choice = torch.multinomial(F.softmax(ptr, -1), 1, generator=generator)[:, 0]
             k = torch.multinomial(F.softmax(out["mix"] / tau, -1), 1, generator=generator)[:, 0]
             mu, sigma = out["mu"][rows, k], out["log_sigma"][rows, k].exp()
             eps = torch.randn(mu.shape, generator=generator, device=dev)

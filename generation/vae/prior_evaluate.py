@@ -33,7 +33,7 @@ from .baselines import LSTMLanguageModel, NGramModel
 from .chunks import TuneChunks, join_chunks, melody_chunks, melody_tokens
 from .data import DEFAULT_CACHE_DIR, load_melodies
 from .dedup import content_split, normalized
-from .longform import LongformComposer
+from .longform import LongformComposer, shift_tokens
 from .metrics import FEATURES, compare_sets
 from .representation import steps_per_bar
 from .structure import structure_stats
@@ -104,7 +104,7 @@ def sample_like(composer: LongformComposer, real: list[dict], n: int, temperatur
     tunes = composer.sample_batch(n, [r["meter"] for r in real], [r["ends"] for r in real], temperature, seed)
     z = torch.cat([t.z for t in tunes])
     windows = composer.decode_chunks(z).reshape(len(tunes), n, -1)
-    tokens = [join_chunks(w, t.ties.numpy(), t.steps) for w, t in zip(windows, tunes)]
+    tokens = [shift_tokens(join_chunks(w, t.ties.numpy(), t.steps), t.shift) for w, t in zip(windows, tunes)]
     copied = float(np.mean([(t.source >= 0).float().mean().item() for t in tunes]))
     return tokens, list(windows), copied
 

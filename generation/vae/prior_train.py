@@ -146,14 +146,25 @@ def train_prior(
     threads: int = 2,
     eval_every_s: float = 90.0,
     vae_name: str = "mel_2bar_large.pt",
+    init: Path | None = None,
+    extra_metrics: dict | None = None,
 ) -> dict:
+    """`init`: start from that prior's weights and coordinates (z_mean, z_basis, z_std) instead of
+    fitting new ones. `extra_metrics` go into the checkpoint (key normalization, key distribution)."""
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     train = latent_set(cache, set(split["train"]))
     valid = latent_set(cache, set(split["valid"]), originals_only=True)
-    prior = LatentPrior(cfg)
-    prior.fit_standardization(train.z)
+    if init is not None:
+        from .checkpoint import load_prior
+
+        prior, _ = load_prior(init)
+        prior.train()
+        cfg = prior.cfg
+    else:
+        prior = LatentPrior(cfg)
+        prior.fit_standardization(train.z)
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0, step, best, history = time.time(), 0, math.inf, []
     last_eval = t0
@@ -169,7 +180,8 @@ def train_prior(
             history.append({"step": step, "minutes": elapsed / 60, **v})
             if v["nll_per_chunk"] < best:
                 best = v["nll_per_chunk"]
-                save_prior(out / "prior.pt", prior, vae=vae_name, metrics={"valid": v, "step": step})
+                metrics = {"valid": v, "step": step, **(extra_metrics or {})}
+                save_prior(out / "prior.pt", prior, vae=vae_name, metrics=metrics)
             bar.write(f"step {step} min {elapsed / 60:.1f} valid {v}")
             last_eval = time.time()
         if done:
@@ -214,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--minutes", type=float, default=45.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PriorConfig overrides")
+    p.add_argument("--init", help="warm start from this prior checkpoint (its config and coordinates)")
     args = p.parse_args(argv)
     over = {}
     for kv in args.set:
@@ -223,8 +236,22 @@ def main(argv: list[str] | None = None) -> None:
     cfg = PriorConfig.from_dict({**PriorConfig().to_dict(), **over})
     cache = torch.load(args.latents, weights_only=True)
     split = json.loads(Path(args.split).read_text())
+    extra = {"key_normalized": bool(cache.get("key_normalized", False))}
+    if extra["key_normalized"]:  # how far each training tune was moved to reach C: undo as often when sampling
+        train_names = set(split["train"])
+        moved = [-int(s) for n, s in zip(cache["names"], cache["shifts"].tolist()) if n in train_names]
+        counts = np.bincount(np.clip(np.array(moved) + 6, 0, 11), minlength=12)
+        extra["key_shift_probs"] = (counts / counts.sum()).tolist()
     report = train_prior(
-        cache, split, Path(args.out), cfg, minutes=args.minutes, threads=args.threads, vae_name=Path(cache["vae"]).name
+        cache,
+        split,
+        Path(args.out),
+        cfg,
+        minutes=args.minutes,
+        threads=args.threads,
+        vae_name=Path(cache["vae"]).name,
+        init=Path(args.init) if args.init else None,
+        extra_metrics=extra,
     )
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
 

@@ -67,3 +67,14 @@ def test_transposition_keeps_rhythm_and_refuses_leaving_the_range(tmp_path):
     assert ((up.tokens >= FIRST_NOTE) == (mel.tokens >= FIRST_NOTE)).all()
     assert int(up.tokens[0]) == int(mel.tokens[0]) + 3
     assert transpose_melody(mel, 40) is None
+
+
+def test_tonic_shift_moves_the_relative_major_tonic_to_c(tmp_path):
+    from generation.vae.chunks import tonic_shift
+
+    d_major = [62, 64, 66, 67, 69, 71, 73, 74, 69, 66, 62, 62]  # D major, ending on D
+    mel = extract_melody(write_melody(tmp_path / "d.mid", d_major, durations=[4, 2, 2, 4]))
+    assert tonic_shift(mel) == -2
+    assert tonic_shift(transpose_melody(mel, -2)) == 0
+    b_minor = [59, 61, 62, 64, 66, 67, 69, 71, 66, 62, 59, 59]  # relative minor of D: the same shift
+    assert tonic_shift(extract_melody(write_melody(tmp_path / "b.mid", b_minor, durations=[4, 2, 2, 4]))) == -2

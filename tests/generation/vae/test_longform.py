@@ -187,3 +187,22 @@ def test_fill_keeps_known_chunks_when_rows_of_a_batch_differ(composer):
     assert torch.equal(out[known], z[known]) and torch.equal(out_ties[known], ties[known])
     assert (source[known] == -2).all() and (source[~known] >= -1).all()
     assert not torch.equal(out[~known], z[~known])
+
+
+def test_key_normalized_composer_encodes_in_c_and_moves_back(tmp_path, composer):
+    from generation.vae.longform import shift_tokens
+
+    composer.key_normalized = True
+    composer.key_shift_probs = torch.tensor([0.0] * 8 + [1.0] + [0.0] * 3)  # always +2
+    path = write_melody(tmp_path / "d.mid", [62, 64, 66, 67, 69, 71, 73, 74], durations=[4, 2, 2, 4])
+    tune = composer.encode(path)[0]
+    assert tune.shift == 2  # D major was moved to C for the latents
+    np.testing.assert_array_equal(composer.decode(tune)[0], shift_tokens(composer.decode(replace_shift(tune))[0], 2))
+    assert all(t.shift == 2 for t in composer.sample(2, seed=0, count=3))
+    assert composer.continue_from(tune, 3, seed=0).shift == 2
+    up = shift_tokens(np.array([FIRST_NOTE + 80, 0, FIRST_NOTE + 85]), 5)  # would leave the range: an octave lower
+    assert up.tolist() == [FIRST_NOTE + 73, 0, FIRST_NOTE + 78]
+
+
+def replace_shift(tune: LatentTune) -> LatentTune:
+    return LatentTune(tune.z, tune.ties, tune.meter, shift=0)
