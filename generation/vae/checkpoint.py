@@ -88,3 +88,51 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mu
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
     return model.to(device).eval(), blob
+
+
+# ---- the latent-sequence prior (prior.py) --------------------------------------------------------
+# Same conventions, its own tag, so neither loader accepts the other's files:
+#   {"format": "refrain-latent-prior", "version": 1, "config": PriorConfig.to_dict(),
+#    "state_dict": {...} (fp16 when saved with half=True; z_mean/z_std included),
+#    "vae": file name of the 2-bar VAE whose latents it models, "metrics": {...} (optional)}
+PRIOR_FORMAT = "refrain-latent-prior"
+
+
+def save_prior(path: str | Path, prior, *, vae: str, metrics: dict[str, Any] | None = None, half: bool = True) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.half() if half and v.is_floating_point() and not k.startswith("z_") else v).detach().cpu()
+        for k, v in prior.state_dict().items()
+    }
+    blob = {"format": PRIOR_FORMAT, "version": VERSION, "config": prior.cfg.to_dict(), "state_dict": state, "vae": vae}
+    if metrics is not None:
+        blob["metrics"] = metrics
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_prior(path: str | Path, device: str | torch.device = "cpu"):
+    """(LatentPrior in eval mode, float32; the raw checkpoint dict). Refuses anything not tagged as ours."""
+    from .prior import LatentPrior, PriorConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != PRIOR_FORMAT:
+        raise CheckpointError(f"{path} is not a Refrain latent prior (missing format tag {PRIOR_FORMAT!r})")
+    if blob.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {blob.get('version')}, this code reads {VERSION}")
+    prior = LatentPrior(PriorConfig.from_dict(blob["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    try:
+        prior.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
+    return prior.to(device).eval(), blob

@@ -1,0 +1,271 @@
+"""Long tunes as sequences of 2-bar latents: the inference API the platform calls.
+
+    from generation.vae.longform import LongformComposer
+    composer = LongformComposer.load()                      # default prior + mel_2bar_large.pt
+    tunes = composer.sample(n_chunks=8, meter=(4, 4), temperature=composer.default_temperature, seed=0, count=4)
+    tokens = composer.decode(tunes)                          # list of int64 token arrays, one per tune
+    midi = composer.to_midi_bytes(tokens[0], meter=tunes[0].meter)
+
+    latents = composer.encode(["a.mid", b"MThd..."])        # any tune -> its LatentTune
+    longer = composer.continue_from(latents[0], n_total=16, seed=1)   # prompt kept bit for bit
+    mask = np.zeros(latents[0].n_chunks, bool); mask[2:4] = True
+    varied = composer.infill(latents[0], mask, seed=2)         # unmasked chunks kept bit for bit
+
+A LatentTune is the tune's chunk latents (posterior means of the 2-bar VAE), the chunks' tie flags
+and its meter; how a meter is cut into chunks and how chunks are joined is in chunks.py. Decoding
+is greedy (argmax) per chunk, so equal latents give equal bars and the prior's copies are exact
+repeats; every chunk of every tune in one call goes through the decoder in one batched pass
+(distinct latents only). Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model, load_prior
+from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody
+from .model import MusicVAE
+from .prior import LatentPrior, meter_index
+from .representation import FIRST_NOTE, VOCAB_SIZE, Melody, MelodyError, extract_melody, tokens_to_midi_bytes
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+DEFAULT_VAE = CHECKPOINTS / "mel_2bar_large.pt"
+DEFAULT_PRIOR = CHECKPOINTS / "latent_prior.pt"
+DEFAULT_TEMPERATURE = 1.0  # overridden by the checkpoint's metrics["served_temperature"] when present
+
+
+@dataclass
+class LatentTune:
+    z: torch.Tensor  # float32 [n, z_dim]
+    ties: torch.Tensor  # bool [n]
+    meter: tuple[int, int] = (4, 4)
+    source: torch.Tensor | None = field(default=None, repr=False)  # per chunk: -2 given, -1 new, j copy of j
+    shift: int = 0  # semitones added to the decoded tokens (the latents are of the tune moved to C)
+
+    @property
+    def n_chunks(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return chunk_steps(self.meter)
+
+
+def shift_tokens(tokens: np.ndarray, shift: int) -> np.ndarray:
+    """Note tokens moved by `shift` semitones, by an octave less (or more) where it would leave the range."""
+    t = np.asarray(tokens, dtype=np.int64)
+    notes = t >= FIRST_NOTE
+    if not shift or not notes.any():
+        return t
+    for s in (shift, shift - 12, shift + 12):
+        if t[notes].min() + s >= FIRST_NOTE and t[notes].max() + s < VOCAB_SIZE:
+            return np.where(notes, t + s, t)
+    return t
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(int(seed))
+
+
+class LongformComposer:
+    def __init__(
+        self,
+        vae: MusicVAE,
+        prior: LatentPrior | None,
+        temperature: float = DEFAULT_TEMPERATURE,
+        bf16_decode: bool = False,
+    ):
+        """`bf16_decode`: run the CPU decoder under bfloat16 autocast, about twice as fast on CPUs with
+        bf16 instructions; measured on 512 held-out chunks: accuracy 0.9914 instead of 0.9918,
+        0.9989 of the tokens unchanged."""
+        if vae.cfg.seq_len != WINDOW or vae.cfg.hierarchical:
+            raise ValueError(f"the chunk VAE must be a flat {WINDOW}-step model, got {vae.cfg.name}")
+        if prior is not None and prior.cfg.z_dim != vae.cfg.z_dim:
+            raise ValueError(f"prior z_dim {prior.cfg.z_dim} does not match the VAE's {vae.cfg.z_dim}")
+        self.vae = vae.eval()
+        self.prior = prior.eval() if prior is not None else None
+        self.default_temperature = temperature
+        self.bf16_decode = bf16_decode
+        metrics = getattr(prior, "metrics", None) or {}
+        # a prior trained on tunes moved to C: tunes are encoded in C and moved back when decoded
+        self.key_normalized = bool(metrics.get("key_normalized", False))
+        self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
+
+    @classmethod
+    def load(
+        cls,
+        prior_path: str | Path | None = DEFAULT_PRIOR,
+        vae_path: str | Path | None = None,
+        bf16_decode: bool = False,
+    ) -> LongformComposer:
+        """CPU models. `prior_path=None` loads only the VAE (encode/decode, no sampling)."""
+        prior, blob = (None, {}) if prior_path is None else load_prior(prior_path)
+        if vae_path is None:
+            vae_path = CHECKPOINTS / blob.get("vae", DEFAULT_VAE.name)
+        vae, _ = load_model(vae_path)
+        temp = float((blob.get("metrics") or {}).get("served_temperature", DEFAULT_TEMPERATURE))
+        if prior is not None:
+            prior.metrics = blob.get("metrics") or {}
+        return cls(vae, prior, temp, bf16_decode=bf16_decode)
+
+    @property
+    def max_chunks(self) -> int:
+        return self.prior.cfg.max_chunks if self.prior is not None else 10**9
+
+    # ---- tune <-> latents ------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, items) -> list[LatentTune]:
+        """MIDI paths/bytes or Melody objects -> one LatentTune each (all chunks in one encoder pass)."""
+        if isinstance(items, (str, Path, bytes, bytearray, io.BytesIO, Melody)):
+            items = [items]
+        chunked, shifts = [], []
+        for it in items:
+            mel = it if isinstance(it, Melody) else extract_melody(it)
+            s = tonic_shift(mel) if self.key_normalized else 0
+            chunked.append(melody_chunks(transpose_melody(mel, s)))
+            shifts.append(-s)
+        windows = np.concatenate([c.windows for c in chunked])
+        uniq, inverse = np.unique(windows, axis=0, return_inverse=True)
+        mu = self.vae.encode(torch.from_numpy(uniq))[0].float()[torch.from_numpy(inverse.reshape(-1))]
+        out, k = [], 0
+        for c, s in zip(chunked, shifts):
+            n = len(c.windows)
+            out.append(LatentTune(mu[k : k + n].clone(), torch.from_numpy(c.ties.copy()), c.meter, shift=s))
+            k += n
+        return out
+
+    @torch.no_grad()
+    def decode_chunks(self, z: torch.Tensor) -> np.ndarray:
+        """[N, z_dim] -> greedy windows [N, 32]; each distinct latent decoded once, all in one batch."""
+        if len(z) == 0:
+            return np.zeros((0, WINDOW), dtype=np.int64)
+        uniq, inverse = torch.unique(z.float(), dim=0, return_inverse=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_decode):
+            return self.vae.generate(uniq, greedy=True).numpy()[inverse.numpy()]
+
+    def decode(self, tunes: LatentTune | list[LatentTune]) -> list[np.ndarray]:
+        """Whole tunes' tokens (chunks joined by the boundary rule of chunks.py)."""
+        tunes = [tunes] if isinstance(tunes, LatentTune) else tunes
+        windows = self.decode_chunks(torch.cat([t.z for t in tunes])) if tunes else None
+        out, k = [], 0
+        for t in tunes:
+            out.append(shift_tokens(join_chunks(windows[k : k + t.n_chunks], t.ties.numpy(), t.steps), t.shift))
+            k += t.n_chunks
+        return out
+
+    # ---- the prior -----------------------------------------------------------------------------
+    def _prior(self) -> LatentPrior:
+        if self.prior is None:
+            raise RuntimeError("no prior loaded: LongformComposer.load(prior_path=...)")
+        return self.prior
+
+    def _fill(self, z, ties, known, meters, ends, temperature, seed, shifts=None) -> list[LatentTune]:
+        prior = self._prior()
+        temperature = self.default_temperature if temperature is None else temperature
+        meter_idx = torch.tensor([meter_index(m) for m in meters])
+        z, ties, source = prior.fill(
+            z, ties, known, meter_idx, torch.as_tensor(ends, dtype=torch.bool), temperature, _generator(seed)
+        )
+        if shifts is None:  # new tunes: a key drawn as often as the corpus uses it (seeded)
+            g = _generator(None if seed is None else seed + 7)
+            drawn = torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6
+            shifts = drawn.tolist() if self.key_normalized else [0] * len(meters)
+        return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b], int(shifts[b])) for b in range(len(meters))]
+
+    def sample(
+        self,
+        n_chunks: int,
+        meter: tuple[int, int] = (4, 4),
+        temperature: float | None = None,
+        seed: int | None = None,
+        count: int = 1,
+        ends: bool = True,
+    ) -> list[LatentTune]:
+        """`count` new tunes of `n_chunks` chunks (ends=True: a whole tune, with its ending)."""
+        if not 1 <= n_chunks <= self.max_chunks:
+            raise ValueError(f"n_chunks must be in 1..{self.max_chunks}, got {n_chunks}")
+        Z = self.vae.cfg.z_dim
+        return self._fill(
+            torch.zeros(count, n_chunks, Z),
+            torch.zeros(count, n_chunks, dtype=torch.bool),
+            torch.zeros(count, n_chunks, dtype=torch.bool),
+            [tuple(meter)] * count,
+            [ends] * count,
+            temperature,
+            seed,
+        )
+
+    def sample_batch(
+        self, n_chunks: int, meters: list[tuple[int, int]], ends: list[bool], temperature=None, seed=None
+    ) -> list[LatentTune]:
+        """One tune per (meter, ends) pair, all of n_chunks chunks, in one batch."""
+        B, Z = len(meters), self.vae.cfg.z_dim
+        zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
+        return self._fill(torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed)
+
+    def continue_from(
+        self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True
+    ) -> LatentTune:
+        """The prompt's chunks (kept bit for bit) followed by new ones, n_total chunks in all."""
+        n = prompt.n_chunks
+        if not n <= n_total <= self.max_chunks:
+            raise ValueError(f"n_total must be in {n}..{self.max_chunks}, got {n_total}")
+        Z = self.vae.cfg.z_dim
+        z = torch.zeros(1, n_total, Z)
+        z[0, :n] = prompt.z.float()
+        ties = torch.zeros(1, n_total, dtype=torch.bool)
+        ties[0, :n] = prompt.ties
+        known = torch.zeros(1, n_total, dtype=torch.bool)
+        known[0, :n] = True
+        return self._fill(z, ties, known, [prompt.meter], [ends], temperature, seed, [prompt.shift])[0]
+
+    @torch.no_grad()
+    def infill(
+        self,
+        tune: LatentTune,
+        mask: np.ndarray,
+        temperature: float | None = None,
+        seed: int | None = None,
+        candidates: int = 16,
+        ends: bool = True,
+    ) -> LatentTune:
+        """New chunks where `mask` is True, the others kept bit for bit. `candidates` fills are drawn
+        left to right and one is kept with probability proportional to the whole sequence's
+        likelihood under the prior, so the chunks after each gap count too."""
+        mask = torch.as_tensor(np.asarray(mask, dtype=bool))
+        if mask.shape != (tune.n_chunks,):
+            raise ValueError(f"mask must have one entry per chunk ({tune.n_chunks}), got shape {tuple(mask.shape)}")
+        if tune.n_chunks > self.max_chunks:
+            raise ValueError(f"at most {self.max_chunks} chunks")
+        C, n = candidates, tune.n_chunks
+        z = tune.z.float()[None].repeat(C, 1, 1)
+        ties = tune.ties[None].repeat(C, 1)
+        known = (~mask)[None].repeat(C, 1)
+        filled = self._fill(z, ties, known, [tune.meter] * C, [ends] * C, temperature, seed, [tune.shift] * C)
+        zs = torch.stack([f.z for f in filled])
+        ts = torch.stack([f.ties for f in filled])
+        prior = self._prior()
+        ll = prior.log_likelihood(
+            zs,
+            ts,
+            torch.ones(C, n, dtype=torch.bool),
+            torch.full((C,), meter_index(tune.meter)),
+            torch.full((C,), n),
+            torch.full((C,), bool(ends)),
+        )
+        logp = ll["z"] + ll["tie"]
+        g = _generator(None if seed is None else seed + 1)
+        pick = int(torch.multinomial(torch.softmax(logp - logp.max(), 0), 1, generator=g))
+        return filled[pick]
+
+    @staticmethod
+    def to_midi_bytes(tokens: np.ndarray, meter: tuple[int, int] = (4, 4), qpm: float = 120.0) -> bytes:
+        return tokens_to_midi_bytes(tokens, qpm=qpm, meter=meter)
+
+
+__all__ = ["DEFAULT_PRIOR", "DEFAULT_VAE", "LatentTune", "LongformComposer", "MelodyError"]

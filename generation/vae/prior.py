@@ -1,0 +1,252 @@
+"""A prior over sequences of 2-bar latents: a causal Transformer with a copy pointer and a Gaussian mixture.
+
+At chunk i, given the chunks before it and the conditions (meter, length in chunks, whether the
+sequence ends the tune), the model gives
+  - a pointer distribution over {new, copy chunk 0, ..., copy chunk i-1}: "copy j" repeats chunk j's
+    latent bit for bit, so the decoded 2 bars repeat exactly (real tunes repeat ~29 % of their chunks);
+  - for "new", a diagonal Gaussian mixture over the (standardized) latent;
+  - the chunk's tie flag (its first note continues the previous chunk's last note; chunks.py).
+The likelihood is exact for this mixed discrete/continuous event: a repeat scores log p(copy of any
+equal earlier chunk), a new chunk log p(new) + log GMM(z).
+
+sample / continue_ / infill all run one loop: positions are filled left to right, fixed chunks are
+kept as given (bit for bit), free ones drawn. infill draws `candidates` completions per request and
+keeps one with probability proportional to the full-sequence likelihood, so the chunks after a gap
+(which a left-to-right model cannot see while drawing it) still decide which fill is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The corpus's meters, most frequent first; anything else shares the last index.
+METERS: tuple[tuple[int, int], ...] = ((2, 4), (4, 4), (6, 8), (3, 4), (2, 2), (3, 8), (4, 2), (9, 8), (6, 4), (3, 2))
+
+
+def meter_index(meter: tuple[int, int]) -> int:
+    m = (int(meter[0]), int(meter[1]))
+    return METERS.index(m) if m in METERS else len(METERS)
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    name: str = "latent_prior"
+    z_dim: int = 256
+    d_model: int = 192  # sized for 2 shared CPU cores: ~1 s a step of 64 tunes, 40 minutes of training
+    n_layers: int = 3
+    n_heads: int = 4
+    ff_dim: int = 512
+    mixtures: int = 8
+    pca_dim: int = 64  # the mixture lives in the top principal components of the latents (0: all z_dim)
+    max_chunks: int = 32
+    dropout: float = 0.1
+    # training
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    max_minutes: float = 30.0
+    prefix_crop: float = 0.3  # share of training sequences cut to a random prefix (not ending the tune)
+    seed: int = 1234
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PriorConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRIOR_TINY = PriorConfig(
+    name="prior_tiny", z_dim=16, d_model=32, n_layers=1, n_heads=2, ff_dim=64, mixtures=2, pca_dim=8
+)
+
+
+def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[B, n, n] bool: chunk j (< i) is bit-identical to chunk i (both real positions)."""
+    eq = (z[:, :, None, :] == z[:, None, :, :]).all(-1)
+    causal = torch.ones(z.shape[1], z.shape[1], dtype=torch.bool, device=z.device).tril(-1)
+    return eq & causal & valid[:, :, None] & valid[:, None, :]
+
+
+class LatentPrior(nn.Module):
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, K = cfg.d_model, cfg.mixtures
+        Z = cfg.pca_dim or cfg.z_dim  # the modelled coordinates
+        # z -> coordinates: ((z - z_mean) @ z_basis) / z_std. The 2-bar VAE uses about 64 of its 256
+        # dimensions (the top 64 principal components hold 99.7 % of the latents' variance; the rest
+        # sit at the prior's mean), so the mixture models those and a drawn latent is
+        # z_mean + (c * z_std) @ z_basis.T. Copies and given chunks keep their full latent.
+        self.register_buffer("z_mean", torch.zeros(cfg.z_dim))
+        self.register_buffer("z_basis", torch.eye(cfg.z_dim)[:, :Z].clone())
+        self.register_buffer("z_std", torch.ones(Z))
+        self.z_in = nn.Linear(Z, d)
+        self.tie_in = nn.Embedding(2, d)
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.pos = nn.Embedding(cfg.max_chunks, d)
+        self.remaining = nn.Embedding(cfg.max_chunks + 1, d)
+        self.meter = nn.Embedding(len(METERS) + 1, d)
+        self.length = nn.Embedding(cfg.max_chunks + 1, d)
+        self.ends = nn.Embedding(2, d)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.blocks = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.query = nn.Linear(d, d)
+        self.key = nn.Linear(d, d)
+        self.new_logit = nn.Linear(d, 1)
+        # folk tunes repeat at fixed distances (2, 4, 8 chunks back); a learned bias per distance lets
+        # the pointer say so directly (without it the copy NLL rose while the mixture's fell)
+        self.copy_distance = nn.Embedding(cfg.max_chunks + 1, 1)
+        nn.init.zeros_(self.copy_distance.weight)
+        self.tie_out = nn.Linear(d, 1)
+        self.mix = nn.Linear(d, K)
+        self.mu = nn.Linear(d, K * Z)
+        self.log_sigma = nn.Linear(d, K * Z)
+
+    # ---- network -------------------------------------------------------------------------------
+    def hidden(
+        self, zn: torch.Tensor, ties: torch.Tensor, meter: torch.Tensor, length: torch.Tensor, ends: torch.Tensor
+    ) -> torch.Tensor:
+        """Standardized latents [B, n, Z] (only chunks < i matter at position i) -> states [B, n, d]."""
+        B, n, _ = zn.shape
+        prev = self.z_in(zn[:, :-1]) + self.tie_in(ties[:, :-1].long())
+        x = torch.cat([self.bos.expand(B, 1, -1), prev], 1)
+        pos = torch.arange(n, device=zn.device)
+        cond = self.meter(meter) + self.length(length) + self.ends(ends.long())
+        x = x + self.pos(pos)[None] + cond[:, None] + self.remaining((length[:, None] - pos[None]).clamp(0))
+        mask = torch.full((n, n), float("-inf"), device=zn.device).triu(1)
+        return self.norm(self.blocks(x, mask=mask, is_causal=True))
+
+    def pointer(self, h: torch.Tensor) -> torch.Tensor:
+        """Pointer logits [B, n, 1 + n] from states [B, n, d]: index 0 = new, 1 + j = copy chunk j < i."""
+        n = h.shape[1]
+        # chunk j is first seen by the state at position j + 1: that state is the key for "copy j"
+        keys = self.key(torch.cat([h[:, 1:], h[:, -1:]], 1))
+        ptr = self.query(h) @ keys.transpose(1, 2) / math.sqrt(h.shape[-1])
+        pos = torch.arange(n, device=h.device)
+        ptr = ptr + self.copy_distance((pos[:, None] - pos[None]).clamp(0, self.cfg.max_chunks))[..., 0]
+        allowed = torch.ones(n, n, dtype=torch.bool, device=h.device).tril(-1)
+        return torch.cat([self.new_logit(h), ptr.masked_fill(~allowed, float("-inf"))], -1)
+
+    def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per state [..., d]: tie logit, mixture logits, means and log std of the standardized latent."""
+        K, Z = self.cfg.mixtures, self.cfg.pca_dim or self.cfg.z_dim
+        return {
+            "tie": self.tie_out(h)[..., 0],
+            "mix": self.mix(h),
+            "mu": self.mu(h).unflatten(-1, (K, Z)),
+            "log_sigma": self.log_sigma(h).unflatten(-1, (K, Z)).clamp(-7.0, 2.0),
+        }
+
+    def standardize(self, z: torch.Tensor) -> torch.Tensor:
+        return ((z - self.z_mean) @ self.z_basis) / self.z_std
+
+    def unstandardize(self, c: torch.Tensor) -> torch.Tensor:
+        return self.z_mean + (c * self.z_std) @ self.z_basis.T
+
+    def fit_standardization(self, z: torch.Tensor) -> None:
+        """Mean, principal axes and their scales from training latents [N, z_dim]."""
+        z = z.float()
+        self.z_mean.copy_(z.mean(0))
+        zc = z - self.z_mean
+        P = self.z_basis.shape[1]
+        if z.shape[1] > P:
+            _, _, v = torch.linalg.svd(zc[:: max(1, len(zc) // 50_000)], full_matrices=False)
+            self.z_basis.copy_(v[:P].T)
+        self.z_std.copy_((zc @ self.z_basis).std(0).clamp(min=1e-3))
+
+    # ---- likelihood ----------------------------------------------------------------------------
+    def log_likelihood(
+        self,
+        z: torch.Tensor,
+        ties: torch.Tensor,
+        valid: torch.Tensor,
+        meter: torch.Tensor,
+        length: torch.Tensor,
+        ends: torch.Tensor,
+        copies: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Per-sequence log-likelihood terms (nats), summed over the valid chunks: [B] each.
+
+        `copies` [B, n, n]: chunk i repeats chunk j; by default bit-identical latents."""
+        zn = self.standardize(z.float())
+        h = self.hidden(zn, ties, meter, length, ends)
+        out = {"pointer": self.pointer(h), **self.heads(h)}
+        copies = copy_targets(z, valid) if copies is None else copies
+        is_copy = copies.any(-1)
+        logp_ptr = out["pointer"].log_softmax(-1)
+        # finite fill, not -inf: a row with no copy target must not put NaN into the gradient
+        lp_copy = torch.logsumexp(logp_ptr[..., 1:].masked_fill(~copies, -1e9), -1)
+        comp = (
+            -0.5 * ((zn[:, :, None] - out["mu"]) / out["log_sigma"].exp()).pow(2)
+            - out["log_sigma"]
+            - 0.5 * math.log(2 * math.pi)
+        ).sum(-1)
+        lp_new = logp_ptr[..., 0] + torch.logsumexp(out["mix"].log_softmax(-1) + comp, -1)
+        lp_z = torch.where(is_copy, lp_copy, lp_new)
+        tie_mask = valid.clone()
+        tie_mask[:, 0] = False
+        lp_tie = -F.binary_cross_entropy_with_logits(out["tie"], ties.float(), reduction="none")
+        return {
+            "z": (lp_z * valid).sum(1),
+            "tie": (lp_tie * tie_mask).sum(1),
+            "copy": torch.where(is_copy, lp_copy, torch.zeros_like(lp_copy)).sum(1),
+            "n_copy": is_copy.sum(1),
+        }
+
+    # ---- sampling ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fill(
+        self,
+        z: torch.Tensor,
+        ties: torch.Tensor,
+        known: torch.Tensor,
+        meter: torch.Tensor,
+        ends: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left to right, draw every chunk where `known` [B, n] is False; known chunks stay as given.
+
+        Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
+        B, n, _ = z.shape
+        if n > self.cfg.max_chunks:
+            raise ValueError(f"at most {self.cfg.max_chunks} chunks, asked for {n}")
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        dev = self.z_mean.device
+        z, ties, known = z.to(dev).float().clone(), ties.to(dev).bool().clone(), known.to(dev).bool()
+        length = torch.full((B,), n, dtype=torch.long, device=dev)
+        source = torch.full((B, n), -2, dtype=torch.long, device=dev)
+        tau = float(temperature)
+        for i in range(n):
+            todo = ~known[:, i]
+            if not todo.any():
+                continue
+            h = self.hidden(self.standardize(z[:, : i + 1]), ties[:, : i + 1], meter, length, ends)
+            ptr = self.pointer(h)[:, i, : i + 1]  # new + copies of chunks 0..i-1
+            out = self.heads(h[:, i])
+            rows = torch.arange(B, device=dev)
+            # the temperature shapes the mixture only: the pointer is sampled as trained, since a
+            # cooler pointer mostly picks "new" (its most likely single choice) and repeats vanish
+            choice = torch.multinomial(F.softmax(ptr, -1), 1, generator=generator)[:, 0]
+            k = torch.multinomial(F.softmax(out["mix"] / tau, -1), 1, generator=generator)[:, 0]
+            mu, sigma = out["mu"][rows, k], out["log_sigma"][rows, k].exp()
+            eps = torch.randn(mu.shape, generator=generator, device=dev)
+            new = self.unstandardize(mu + tau * sigma * eps)
+            copied = z[rows, (choice - 1).clamp(min=0)]
+            zi = torch.where((choice > 0)[:, None], copied, new)
+            tie = torch.rand(B, generator=generator, device=dev) < torch.sigmoid(out["tie"])
+            z[todo, i] = zi[todo]
+            ties[todo, i] = tie[todo] & (i > 0)
+            source[todo, i] = (choice - 1)[todo]
+        return z, ties, source

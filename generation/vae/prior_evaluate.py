@@ -1,0 +1,326 @@
+"""Evaluate the long-form composer (latent prior + 2-bar VAE) on held-out tunes of the content split.
+
+    python -m generation.vae.prior_evaluate --prior runs/prior/prior.pt --data /tmp/corpus_midi \
+        --out generation/checkpoints/latent_prior_eval.json --threads 2
+
+1. The served temperature is chosen on the VALIDATION split (lowest two-sample AUC at 8 chunks among
+   --temperatures), then everything below runs on the TEST split at that temperature and at 1.0.
+2. Prior samples of 8 and 16 chunks (16 and 32 bars of 4/4; 3/4 and 6/8 chunks are 2 bars) against
+   real held-out windows of as many chunks, one sample per real window with the same meter and the
+   same "ends the tune" flag: structure statistics (structure.py), MGEval overlap areas (metrics.py),
+   share of samples containing a training window (8 chunks, up to transposition), and the classifier
+   two-sample test (two_sample.py) with its real-vs-real control.
+3. At 8 chunks of 32 steps (2/4, 4/4, 2/2 tunes: 256 steps, what the 16-bar models make), the same
+   against the demo 16-bar VAE (mel_16bar.pt, at its served temperature 0.5) and the n-gram and
+   LSTM-LM baselines (baselines.py, trained here on the content split's training tunes).
+4. Whole-tune reconstruction through the chunk path (encode every chunk, decode greedily, join).
+Writes the JSON report and a PNG of piano rolls (real | generated) beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .baselines import LSTMLanguageModel, NGramModel
+from .chunks import TuneChunks, join_chunks, melody_chunks, melody_tokens
+from .data import DEFAULT_CACHE_DIR, load_melodies
+from .dedup import content_split, normalized
+from .longform import LongformComposer, shift_tokens
+from .metrics import FEATURES, compare_sets
+from .representation import steps_per_bar
+from .structure import structure_stats
+from .two_sample import feature_matrix, real_vs_real, two_sample_auc
+
+DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "mel_16bar.pt"
+
+
+def real_windows(chunked: dict[str, TuneChunks], names: list[str], n: int, limit: int, seed: int = 0) -> list[dict]:
+    """Non-overlapping windows of n chunks from each tune (offsets 0, n, 2n...), up to `limit`."""
+    out = []
+    for name in names:
+        ch = chunked[name]
+        for s in range(0, len(ch.windows) - n + 1, n):
+            ties = ch.ties[s : s + n].copy()
+            ties[0] = False
+            out.append(
+                {
+                    "name": name,
+                    "tokens": join_chunks(ch.windows[s : s + n], ties, ch.steps),
+                    "windows": ch.windows[s : s + n],
+                    "meter": ch.meter,
+                    "steps": ch.steps,
+                    "ends": s + n == len(ch.windows),
+                }
+            )
+    rng = np.random.default_rng(seed)
+    if len(out) > limit:
+        out = [out[i] for i in sorted(rng.choice(len(out), limit, replace=False))]
+    return out
+
+
+def _span_key(windows: np.ndarray, steps: int) -> bytes:
+    return hashlib.blake2b(normalized(np.concatenate([w[:steps] for w in windows])), digest_size=12).digest()
+
+
+def training_spans(chunked: dict[str, TuneChunks], names: list[str], n: int = 8) -> set[bytes]:
+    keys = set()
+    for name in names:
+        ch = chunked[name]
+        for s in range(len(ch.windows) - n + 1):
+            keys.add(_span_key(ch.windows[s : s + n], ch.steps))
+    return keys
+
+
+def copies_training(windows_list: list[np.ndarray], steps: list[int], train_keys: set[bytes], n: int = 8) -> float:
+    hits = 0
+    for w, st in zip(windows_list, steps):
+        hits += any(_span_key(w[s : s + n], st) in train_keys for s in range(len(w) - n + 1))
+    return hits / max(1, len(windows_list))
+
+
+def score_set(tokens, steps, bars, windows, real: list[dict], train_keys, fake_groups=None) -> dict[str, Any]:
+    """Everything measured for one generated set against its real reference set."""
+    out: dict[str, Any] = {"structure": structure_stats(tokens, steps, bars)}
+    if windows is not None:
+        out["copies_training_window"] = copies_training(windows, steps, train_keys)
+    oa = compare_sets(tokens, [r["tokens"] for r in real])
+    out["overlap"] = {k: v for k, v in oa.items() if k.startswith("oa_")}
+    out["overlap"]["min"] = min(oa[f"oa_{f}"] for f in FEATURES)
+    xr = feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real])
+    xf = feature_matrix(tokens, steps)
+    out["two_sample"] = two_sample_auc(xr, xf, np.array([r["name"] for r in real]), fake_groups)
+    return out
+
+
+def sample_like(composer: LongformComposer, real: list[dict], n: int, temperature: float, seed: int):
+    tunes = composer.sample_batch(n, [r["meter"] for r in real], [r["ends"] for r in real], temperature, seed)
+    z = torch.cat([t.z for t in tunes])
+    windows = composer.decode_chunks(z).reshape(len(tunes), n, -1)
+    tokens = [shift_tokens(join_chunks(w, t.ties.numpy(), t.steps), t.shift) for w, t in zip(windows, tunes)]
+    copied = float(np.mean([(t.source >= 0).float().mean().item() for t in tunes]))
+    return tokens, list(windows), copied
+
+
+def reconstruction(composer: LongformComposer, melodies, names: list[str], limit: int = 400) -> dict[str, Any]:
+    from .train import evaluate_tf
+
+    names = names[:limit]
+    t0 = time.time()
+    tunes = composer.encode([melodies[n] for n in names])
+    decoded = composer.decode(tunes)
+    correct = total = 0
+    by_meter: dict[str, list[int]] = {}
+    for name, tune, dec in zip(names, tunes, decoded):
+        ref = melody_tokens(melodies[name], tune.n_chunks)
+        c = int((ref == dec).sum())
+        correct += c
+        total += len(ref)
+        acc = by_meter.setdefault(f"{tune.meter[0]}/{tune.meter[1]}", [0, 0])
+        acc[0] += c
+        acc[1] += len(ref)
+    windows = torch.from_numpy(np.concatenate([melody_chunks(melodies[n]).windows for n in names]))
+    tf = evaluate_tf(composer.vae, windows, torch.device("cpu"))
+    return {
+        "tunes": len(names),
+        "sampled_accuracy_whole_tunes": correct / max(1, total),
+        "teacher_forced_accuracy_chunks": tf["accuracy"],
+        "sampled_accuracy_by_meter": {k: v[0] / v[1] for k, v in sorted(by_meter.items(), key=lambda x: -x[1][1])},
+        "exact_tunes": float(
+            np.mean(
+                [np.array_equal(melody_tokens(melodies[n], t.n_chunks), d) for n, t, d in zip(names, tunes, decoded)]
+            )
+        ),
+        "seconds": time.time() - t0,
+    }
+
+
+def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .attributes import notes_of
+
+    rows = len(real)
+    fig, axes = plt.subplots(rows, 2, figsize=(14, 1.7 * rows), squeeze=False)
+    for r in range(rows):
+        for c, (toks, meta, label) in enumerate(
+            [(real[r]["tokens"], real[r], "real (held-out)"), (fake[r], fake_meta[r], "generated")]
+        ):
+            ax = axes[r][c]
+            for s, d, p in notes_of(toks):
+                ax.add_patch(plt.Rectangle((s, p - 0.4), d - 0.15, 0.8, color="C0" if c == 0 else "C3"))
+            bar = steps_per_bar(*meta["meter"])
+            for b in range(0, len(toks) + 1, bar):
+                ax.axvline(b, color="0.85", lw=0.5, zorder=0)
+            for b in range(0, len(toks) + 1, meta["steps"]):
+                ax.axvline(b, color="0.55", lw=0.8, zorder=0)
+            ps = [p for _, _, p in notes_of(toks)] or [60]
+            ax.set_xlim(0, len(toks))
+            ax.set_ylim(min(ps) - 2, max(ps) + 2)
+            ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_title(
+                f"{label}, {meta['meter'][0]}/{meta['meter'][1]}, {len(toks) // meta['steps']} chunks", fontsize=7
+            )
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    melodies = load_melodies(args.data, Path(args.cache_dir))
+    split, split_info = content_split(melodies)
+    composer = LongformComposer.load(args.prior)
+    chunked = {n: melody_chunks(m) for n, m in melodies.items()}
+    train_keys = training_spans(chunked, split["train"])
+    report: dict[str, Any] = {"prior": str(args.prior), "split": split_info}
+
+    # 1. served temperature, chosen on the validation split
+    valid_real = real_windows(chunked, split["valid"], 8, args.samples, seed=1)
+    sweep = []
+    for temp in args.temperatures:
+        toks, wins, copied = sample_like(composer, valid_real, 8, temp, args.seed)
+        s = score_set(
+            toks,
+            [r["steps"] for r in valid_real],
+            [steps_per_bar(*r["meter"]) for r in valid_real],
+            wins,
+            valid_real,
+            train_keys,
+        )
+        sweep.append(
+            {
+                "temperature": temp,
+                "auc": s["two_sample"]["auc"],
+                "repeat_share": s["structure"]["repeat_share"],
+                "degenerate": s["structure"]["degenerate"],
+                "oa_min": s["overlap"]["min"],
+                "copy_choices": copied,
+            }
+        )
+        print("valid", sweep[-1], flush=True)
+    served = min(sweep, key=lambda r: r["auc"])["temperature"]
+    report["temperature_selection_valid"] = sweep
+    report["served_temperature"] = served
+
+    # 2. test split, 8 and 16 chunks, served temperature and 1.0
+    report["test"] = {}
+    examples: dict[str, Any] = {}
+    for n in (8, 16):
+        real = real_windows(chunked, split["test"], n, args.samples, seed=2)
+        xr = feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real])
+        entry: dict[str, Any] = {
+            "n_chunks": n,
+            "real": {
+                "structure": structure_stats(
+                    [r["tokens"] for r in real], [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
+                ),
+                "copies_training_window": copies_training(
+                    [r["windows"] for r in real], [r["steps"] for r in real], train_keys
+                ),
+                "real_vs_real_auc": real_vs_real(xr, np.array([r["name"] for r in real])),
+            },
+        }
+        for temp in sorted({served, 1.0}):
+            toks, wins, copied = sample_like(composer, real, n, temp, args.seed)
+            res = score_set(
+                toks, [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real], wins, real, train_keys
+            )
+            res["copy_choices_share"] = copied
+            entry[f"prior_T{temp:g}"] = res
+            print(n, temp, json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
+            if temp == served:
+                examples[n] = (real, toks)
+        report["test"][f"{n}_chunks"] = entry
+
+    # 3. against the demo and the baselines at 16 bars of 4/4 (256 steps)
+    real = [r for r in real_windows(chunked, split["test"], 8, 10**9, seed=2) if r["steps"] == 32]
+    rng = np.random.default_rng(3)
+    real = [real[i] for i in sorted(rng.choice(len(real), min(args.samples, len(real)), replace=False))]
+    m = len(real)
+    steps, bars = [32] * m, [16] * m
+    comp: dict[str, Any] = {"n_real": m, "real_structure": structure_stats([r["tokens"] for r in real], steps, bars)}
+    toks, wins, _ = sample_like(composer, real, 8, served, args.seed)
+    comp["prior_served"] = score_set(toks, steps, bars, wins, real, train_keys)
+    from .sample import MelodyVAE
+
+    demo = MelodyVAE.load(DEMO, device="cpu")
+    demo_toks = list(demo.sample(m, temperature=0.5, seed=args.seed))
+    comp["demo_mel_16bar_T0.5"] = score_set(
+        demo_toks, steps, bars, [t.reshape(8, 32) for t in demo_toks], real, train_keys
+    )
+    train_w = np.concatenate(
+        [
+            np.stack(
+                [join_chunks(chunked[n].windows[s : s + 8], None, 32) for s in range(0, len(chunked[n].windows) - 7, 2)]
+            )
+            for n in split["train"]
+            if chunked[n].steps == 32 and len(chunked[n].windows) >= 8
+        ]
+    )
+    ngram = NGramModel(order=4).fit(train_w)
+    ng = list(ngram.sample(m, 256, temperature=1.0, seed=args.seed))
+    comp["ngram"] = score_set(ng, steps, bars, [t.reshape(8, 32) for t in ng], real, train_keys)
+    lm = LSTMLanguageModel(embed_dim=64, hidden=256, layers=1)
+    lm_info = lm.fit(torch.from_numpy(train_w.astype(np.int8)), args.baseline_minutes, batch_size=64, transpose=5)
+    lt = list(lm.sample(m, 256, temperature=1.0, seed=args.seed))
+    comp["lstm_lm"] = score_set(lt, steps, bars, [t.reshape(8, 32) for t in lt], real, train_keys)
+    comp["lstm_lm"]["training"] = lm_info
+    report["vs_demo_and_baselines_16bar"] = comp
+    for k in ("prior_served", "demo_mel_16bar_T0.5", "ngram", "lstm_lm"):
+        print("16bar", k, comp[k]["two_sample"], comp[k]["structure"]["repeat_share"], flush=True)
+
+    # 4. reconstruction through the chunk path
+    report["reconstruction"] = reconstruction(composer, melodies, split["test"], limit=args.recon_limit)
+    print("reconstruction", report["reconstruction"], flush=True)
+    report["seconds"] = time.time() - t0
+
+    png = Path(args.out).with_suffix(".png")
+    rows_r, rows_f, meta = [], [], []
+    for n in (8, 16):
+        real_n, toks_n = examples[n]
+        for i in np.random.default_rng(5).choice(len(real_n), 3, replace=False):
+            rows_r.append(real_n[i])
+            rows_f.append(toks_n[i])
+            meta.append(real_n[i])
+    plot_rolls(
+        rows_r, rows_f, meta, png, f"held-out tunes (left) vs prior samples with the same meter (right), T={served:g}"
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prior", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 0.9, 1.0])
+    p.add_argument("--recon-limit", type=int, default=400)
+    p.add_argument("--baseline-minutes", type=float, default=2.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    args = p.parse_args(argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    report = evaluate(args)
+    Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

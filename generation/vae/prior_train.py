@@ -1,0 +1,260 @@
+"""Train the latent-sequence prior on the latent cache (latent_data.py), training split only.
+
+    python -m generation.vae.prior_train --latents runs/latents.pt --split runs/split.json \
+        --out runs/prior --minutes 45 --threads 2
+
+Writes <out>/prior.pt (best validation NLL, fp16) and <out>/report.json. Training sequences are
+whole tunes (and their transposed copies) of up to 32 chunks; longer tunes give a random 32-chunk
+crop starting on an even chunk; a share `prefix_crop` is cut to a random prefix that does not end
+the tune, so the length/ends conditions cover "the first n chunks" as well as "a whole tune".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import save_prior
+from .prior import LatentPrior, PriorConfig, meter_index
+
+
+@dataclass
+class LatentSet:
+    """The cache rows of one split: sequence i is chunks offsets[i]:offsets[i] + lengths[i]."""
+
+    z: torch.Tensor  # fp16 [chunks, Z]
+    ties: torch.Tensor
+    windows: torch.Tensor
+    starts: np.ndarray
+    lengths: np.ndarray
+    meters: np.ndarray  # meter index per sequence
+    names: list[str]
+
+
+def latent_set(cache: dict, names: set[str], originals_only: bool = False) -> LatentSet:
+    off = cache["offsets"].numpy()
+    keep = [
+        i
+        for i, n in enumerate(cache["names"])
+        if n in names and (not originals_only or int(cache["shifts"][i]) == 0) and off[i + 1] > off[i]
+    ]
+    return LatentSet(
+        z=cache["z"],
+        ties=cache["ties"],
+        windows=cache["windows"],
+        starts=off[keep],
+        lengths=off[np.array(keep) + 1] - off[keep],
+        meters=np.array([meter_index(tuple(cache["meters"][i].tolist())) for i in keep]),
+        names=[cache["names"][i] for i in keep],
+    )
+
+
+def make_batch(data: LatentSet, idx: list[int], max_chunks: int, rng: random.Random | None, prefix_crop: float = 0.0):
+    """Crops (random when rng is given, else the first max_chunks) as padded tensors."""
+    crops = []
+    for i in idx:
+        n = int(data.lengths[i])
+        start, length = 0, min(n, max_chunks)
+        if rng is not None and n > max_chunks:
+            start = 2 * rng.randint(0, (n - max_chunks) // 2)
+        ends = start + length == n
+        if rng is not None and length > 2 and rng.random() < prefix_crop:
+            length = rng.randint(2, length - 1)
+            ends = False
+        crops.append((int(data.starts[i]) + start, length, ends, int(data.meters[i])))
+    L = max(c[1] for c in crops)
+    B = len(crops)
+    z = torch.zeros(B, L, data.z.shape[1])
+    ties = torch.zeros(B, L, dtype=torch.bool)
+    win = torch.full((B, L, data.windows.shape[1]), -1, dtype=torch.int8)
+    valid = torch.zeros(B, L, dtype=torch.bool)
+    for b, (s, n, _, _) in enumerate(crops):
+        z[b, :n] = data.z[s : s + n].float()
+        ties[b, :n] = data.ties[s : s + n]
+        win[b, :n] = data.windows[s : s + n]
+        valid[b, :n] = True
+    copies = (win[:, :, None] == win[:, None, :]).all(-1)
+    copies &= torch.ones(L, L, dtype=torch.bool).tril(-1) & valid[:, :, None] & valid[:, None, :]
+    return {
+        "z": z,
+        "ties": ties,
+        "valid": valid,
+        "meter": torch.tensor([c[3] for c in crops]),
+        "length": torch.tensor([c[1] for c in crops]),
+        "ends": torch.tensor([c[2] for c in crops]),
+        "copies": copies,
+    }
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """One epoch of batches of similar lengths (most tunes are 4 to 16 chunks: padding every batch to
+    32 cost three times the compute), in random order."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for i in range(0, len(order), batch_size * pool):
+        block = sorted(order[i : i + batch_size * pool], key=lambda k: lengths[k])
+        batches += [block[j : j + batch_size] for j in range(0, len(block), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_nll(prior: LatentPrior, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    ll = prior.log_likelihood(
+        batch["z"], batch["ties"], batch["valid"], batch["meter"], batch["length"], batch["ends"], batch["copies"]
+    )
+    chunks = batch["valid"].sum()
+    loss = -(ll["z"] + ll["tie"]).sum() / chunks
+    return loss, {
+        "nll_per_chunk": float(loss.detach()),
+        "copy_nll": float(-ll["copy"].detach().sum() / ll["n_copy"].sum().clamp(min=1)),
+        "copy_share": float(ll["n_copy"].sum() / chunks),
+    }
+
+
+@torch.no_grad()
+def evaluate_nll(prior: LatentPrior, data: LatentSet, batch_size: int = 256) -> dict[str, float]:
+    prior.eval()
+    tot, n, copy_tot, n_copy = 0.0, 0, 0.0, 0
+    for i in range(0, len(data.lengths), batch_size):
+        b = make_batch(data, list(range(i, min(i + batch_size, len(data.lengths)))), prior.cfg.max_chunks, None)
+        ll = prior.log_likelihood(b["z"], b["ties"], b["valid"], b["meter"], b["length"], b["ends"], b["copies"])
+        tot += float((ll["z"] + ll["tie"]).sum())
+        n += int(b["valid"].sum())
+        copy_tot += float(ll["copy"].sum())
+        n_copy += int(ll["n_copy"].sum())
+    prior.train()
+    return {"nll_per_chunk": -tot / max(1, n), "copy_nll": -copy_tot / max(1, n_copy), "copy_share": n_copy / max(1, n)}
+
+
+def train_prior(
+    cache: dict,
+    split: dict[str, list[str]],
+    out: Path,
+    cfg: PriorConfig,
+    *,
+    minutes: float,
+    threads: int = 2,
+    eval_every_s: float = 90.0,
+    vae_name: str = "mel_2bar_large.pt",
+    init: Path | None = None,
+    extra_metrics: dict | None = None,
+) -> dict:
+    """`init`: start from that prior's weights and coordinates (z_mean, z_basis, z_std) instead of
+    fitting new ones. `extra_metrics` go into the checkpoint (key normalization, key distribution)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    train = latent_set(cache, set(split["train"]))
+    valid = latent_set(cache, set(split["valid"]), originals_only=True)
+    if init is not None:
+        from .checkpoint import load_prior
+
+        prior, _ = load_prior(init)
+        prior.train()
+        cfg = prior.cfg
+    else:
+        prior = LatentPrior(cfg)
+        prior.fit_standardization(train.z)
+    opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    t0, step, best, history = time.time(), 0, math.inf, []
+    last_eval = t0
+    order: list[list[int]] = []
+    bar = tqdm(desc="prior", mininterval=10)
+    out.mkdir(parents=True, exist_ok=True)
+    prior.train()
+    while True:
+        elapsed = time.time() - t0
+        done = elapsed > minutes * 60
+        if done or time.time() - last_eval > eval_every_s:
+            v = evaluate_nll(prior, valid)
+            history.append({"step": step, "minutes": elapsed / 60, **v})
+            if v["nll_per_chunk"] < best:
+                best = v["nll_per_chunk"]
+                metrics = {"valid": v, "step": step, **(extra_metrics or {})}
+                save_prior(out / "prior.pt", prior, vae=vae_name, metrics=metrics)
+            bar.write(f"step {step} min {elapsed / 60:.1f} valid {v}")
+            last_eval = time.time()
+        if done:
+            break
+        # warm-up then cosine decay over the time budget
+        frac = min(1.0, elapsed / (minutes * 60))
+        lr = cfg.lr * min(1.0, (step + 1) / 300) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if not order:
+            order = bucketed_batches(train.lengths, cfg.batch_size, rng)
+        idx = order.pop()
+        loss, info = batch_nll(prior, make_batch(train, idx, cfg.max_chunks, rng, cfg.prefix_crop))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(nll=f"{info['nll_per_chunk']:.1f}", refresh=False)
+    bar.close()
+    report = {
+        "config": cfg.to_dict(),
+        "steps": step,
+        "minutes": (time.time() - t0) / 60,
+        "threads": threads,
+        "train_sequences": len(train.lengths),
+        "valid_sequences": len(valid.lengths),
+        "best_valid_nll_per_chunk": best,
+        "history": history,
+        "parameters": sum(p.numel() for p in prior.parameters()),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--latents", required=True)
+    p.add_argument("--split", required=True, help="JSON from python -m generation.vae.dedup")
+    p.add_argument("--out", required=True)
+    p.add_argument("--minutes", type=float, default=45.0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PriorConfig overrides")
+    p.add_argument("--init", help="warm start from this prior checkpoint (its config and coordinates)")
+    args = p.parse_args(argv)
+    over = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        typ = type(getattr(PriorConfig(), k))
+        over[k] = typ(v) if typ is not bool else v.lower() in ("1", "true", "yes")
+    cfg = PriorConfig.from_dict({**PriorConfig().to_dict(), **over})
+    cache = torch.load(args.latents, weights_only=True)
+    split = json.loads(Path(args.split).read_text())
+    extra = {"key_normalized": bool(cache.get("key_normalized", False))}
+    if extra["key_normalized"]:  # how far each training tune was moved to reach C: undo as often when sampling
+        train_names = set(split["train"])
+        moved = [-int(s) for n, s in zip(cache["names"], cache["shifts"].tolist()) if n in train_names]
+        counts = np.bincount(np.clip(np.array(moved) + 6, 0, 11), minlength=12)
+        extra["key_shift_probs"] = (counts / counts.sum()).tolist()
+    report = train_prior(
+        cache,
+        split,
+        Path(args.out),
+        cfg,
+        minutes=args.minutes,
+        threads=args.threads,
+        vae_name=Path(cache["vae"]).name,
+        init=Path(args.init) if args.init else None,
+        extra_metrics=extra,
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
