@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import numpy as np
 import torch
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,6 +27,7 @@ from generation.engine import BatchStats, LatentRequest, decode_requests, latent
 from generation.models import GeneratedTrack, GenerationJob
 from generation.selectors import model_version_active
 from generation.vae.checkpoint import CheckpointError
+from generation.vae.longform_jobs import LongformJobs, TuneRequest
 from generation.vae.representation import MelodyError
 
 logger = logging.getLogger(__name__)
@@ -138,11 +140,49 @@ def _claim_batch(job_id: int) -> list:
 def _run_jobs(jobs: list, stats) -> None:
     """Encode anchors, decode every job's melodies in one pass, then store each job's tracks."""
     try:
-        vae = runtime.vae_for(jobs[0].model_version)
+        model = runtime.vae_for(jobs[0].model_version)
     except (CheckpointError, OSError) as exc:  # retrying cannot help: fail the jobs, keep the worker
         for job in jobs:
             _job_fail(job, f"The model version {jobs[0].model_version} cannot be loaded: {exc}")
         return
+    compose = _compose_tunes if isinstance(model, LongformJobs) else _compose_windows
+    started = time.perf_counter()
+    try:
+        runnable, melodies = compose(model, jobs, stats)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        if len(jobs) > 1:  # split the batch and try the halves
+            half = len(jobs) // 2
+            _run_jobs(jobs[:half], stats)
+            _run_jobs(jobs[half:], stats)
+        else:
+            _job_fail(jobs[0], "The GPU ran out of memory for this job; ask for fewer melodies.")
+        return
+    if not runnable:
+        return
+    decode_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "decoded %d jobs (%d melodies) in one pass: %.0f ms", len(runnable), sum(len(m) for m in melodies), decode_ms
+    )
+    for job, made in zip(runnable, melodies):
+        _job_store(job, made, decode_ms)
+
+
+Melody = tuple[bytes, np.ndarray]  # (MIDI bytes, the latent vector the melody was decoded from)
+
+
+def _parents(job) -> list[tuple[int, bytes]]:
+    """(track id, MIDI bytes) of the job's parent tracks, in the order the job names them."""
+    ids = job.params.get("track_ids", [])
+    found = {}
+    for track in Track.objects.filter(pk__in=ids).order_by():
+        with track.midi_file.open("rb") as handle:
+            found[track.pk] = handle.read()
+    return [(pk, found[pk]) for pk in ids if pk in found]
+
+
+def _compose_windows(vae, jobs: list, stats) -> tuple[list, list[list[Melody]]]:
+    """The one-window VAE: latent targets per job, decoded in one pass per temperature."""
     requests, runnable = [], []
     for job in jobs:
         try:
@@ -151,52 +191,83 @@ def _run_jobs(jobs: list, stats) -> None:
         except (MelodyError, ApplicationError, ValueError) as exc:
             _job_fail(job, f"Could not read the parent track: {exc}")
     if not runnable:
-        return
-    started = time.perf_counter()
-    try:
-        results = decode_requests(vae, requests, stats)
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        if len(runnable) > 1:  # split the batch and try the halves
-            half = len(runnable) // 2
-            _run_jobs(runnable[:half], stats)
-            _run_jobs(runnable[half:], stats)
-        else:
-            _job_fail(runnable[0], "The GPU ran out of memory for this job; ask for fewer melodies.")
-        return
-    decode_ms = (time.perf_counter() - started) * 1000
-    logger.info(
-        "decoded %d jobs (%d melodies) in one pass: %.0f ms", len(runnable), sum(len(r) for r in results), decode_ms
+        return [], []
+    results = decode_requests(vae, requests, stats)
+    melodies = []
+    for request, tokens in zip(requests, results):
+        latents = latent_targets(vae, request).cpu().numpy()
+        melodies.append([(vae.to_midi_bytes(t), z) for t, z in zip(tokens, latents)])
+    return runnable, melodies
+
+
+def _compose_tunes(jobs_model: LongformJobs, jobs: list, stats) -> tuple[list, list[list[Melody]]]:
+    """The long-form model: parents encoded chunk by chunk, every job's tunes decoded in one pass."""
+    requests, runnable = [], []
+    for job in jobs:
+        try:
+            parents = _parents(job)
+            encoded = tuple(jobs_model.encode([data for _, data in parents])) if parents else ()
+            requests.append(_tune_request(job, encoded))
+            runnable.append(job)
+        except (MelodyError, ApplicationError, ValueError) as exc:
+            _job_fail(job, f"Could not read the parent track: {exc}")
+    if not runnable:
+        return [], []
+    composed = jobs_model.compose(requests)
+    stats.forward_passes += 1
+    kept, melodies = [], []
+    for job, tunes in zip(runnable, composed):
+        if isinstance(tunes, ValueError):  # a request the model cannot honour fails its job alone
+            _job_fail(job, str(tunes))
+            continue
+        kept.append(job)
+        melodies.append([(jobs_model.to_midi_bytes(tune), tune.latent) for tune in tunes])
+    stats.jobs += len(kept)
+    stats.melodies += sum(len(m) for m in melodies)
+    return kept, melodies
+
+
+def _tune_request(job, parents: tuple) -> TuneRequest:
+    params = job.params
+    numerator, denominator = (int(x) for x in params.get("meter", "4/4").split("/"))
+    return TuneRequest(
+        kind=job.kind,
+        count=params["count"],
+        seed=params["seed"],
+        temperature=params.get("temperature"),
+        bars=params.get("bars", 16),
+        meter=(numerator, denominator),
+        parents=parents,
+        spread=params.get("spread", 0.3),
+        attribute=params.get("attribute", ""),
+        amount=params.get("amount", 0.0),
+        prompt_bars=params.get("prompt_bars", 8),
+        from_bar=params.get("from_bar", 1),
+        to_bar=params.get("to_bar", 2),
     )
-    for job, request, tokens in zip(runnable, requests, results):
-        _job_store(job, vae, tokens, request, decode_ms)
 
 
 def _latent_request(vae, job):
     params = job.params
     anchors = []
-    for track in Track.objects.filter(pk__in=params.get("track_ids", [])).order_by():
-        with track.midi_file.open("rb") as handle:
-            mu, _ = vae.encode(handle.read())
-        anchors.append((track.pk, mu[0].cpu().numpy()))
-    order = {pk: i for i, pk in enumerate(params.get("track_ids", []))}
-    anchors.sort(key=lambda item: order[item[0]])
+    for _, data in _parents(job):
+        mu, _ = vae.encode(data)
+        anchors.append(mu[0].cpu().numpy())
     return LatentRequest(
         kind=job.kind,
         count=params["count"],
-        temperature=params["temperature"],
+        temperature=params["temperature"] if params.get("temperature") is not None else 0.5,
         seed=params["seed"],
-        anchors=tuple(a for _, a in anchors),
+        anchors=tuple(anchors),
         spread=params.get("spread", 0.3),
         attribute=params.get("attribute", ""),
         amount=params.get("amount", 0.0),
     )
 
 
-def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
+def _job_store(job, melodies: list[Melody], decode_ms: float) -> None:
     """Ingest the melodies as tracks and finish the job, all in one transaction."""
     started = time.perf_counter()
-    latents = latent_targets(vae, request).cpu().numpy()
     written: list = []
     try:
         with transaction.atomic():
@@ -209,10 +280,10 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
                 return  # finished or re-claimed elsewhere meanwhile: never write a second set
             parents = list(Track.objects.filter(pk__in=job.params.get("track_ids", [])))
             silent = 0
-            for position, (melody, z) in enumerate(zip(tokens, latents)):
+            for position, (midi_bytes, z) in enumerate(melodies):
                 try:
                     result = track_ingest(
-                        midi_bytes=vae.to_midi_bytes(melody),
+                        midi_bytes=midi_bytes,
                         title=f"{job.get_kind_display().capitalize()} #{job.pk}.{position + 1}",
                         composer=f"Refrain model {job.model_version.name}",
                         collection="generated",
@@ -239,9 +310,9 @@ def _job_store(job, vae, tokens, request, decode_ms: float) -> None:
             locked.finished_at = timezone.now()
             locked.progress = 100
             locked.lease_expires_at = None
-            made = len(tokens) - silent
+            made = len(melodies) - silent
             locked.status = GenerationJob.Status.DONE if made else GenerationJob.Status.FAILED
-            locked.error = f"{silent} of {len(tokens)} melodies came out silent and were dropped." if silent else ""
+            locked.error = f"{silent} of {len(melodies)} melodies came out silent and were dropped." if silent else ""
             if not made:
                 locked.error = "The model produced only silence for this request; try a higher temperature."
             locked.timings = {

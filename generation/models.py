@@ -39,6 +39,8 @@ class GenerationJob(models.Model):
         SIMILAR = "similar", "near a track"
         INTERPOLATE = "interpolate", "between two tracks"
         STEER = "steer", "a track moved along an attribute"
+        CONTINUE = "continue", "a track's first bars, continued"
+        INFILL = "infill", "a track with chosen bars written anew"
 
     class Status(models.TextChoices):
         PENDING = "pending"

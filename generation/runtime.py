@@ -23,15 +23,16 @@ KEEP = 2  # versions kept in memory: the active one and the one before (jobs sti
 
 
 def vae_for(model_version: ModelVersion):
-    """The MelodyVAE of a model version, on CUDA when available (or GENERATION_DEVICE), else CPU."""
+    """The model of a model version, loaded once per process: a MelodyVAE (one window of melody; on
+    CUDA when available, or GENERATION_DEVICE) or, for a latent-prior checkpoint, LongformJobs
+    (whole tunes as sequences of 2-bar latents; CPU here, where it is measured)."""
     global loads
     with _lock:
         key = (model_version.pk, model_version.checkpoint_path)
         vae = _loaded.get(key)
         if vae is None:
+            # torch is imported by workers only
             import torch
-
-            from generation.vae.sample import MelodyVAE  # torch is imported by workers only
 
             if not torch.cuda.is_available():
                 # Autoregressive decoding is hundreds of tiny ops per melody: extra intra-op threads
@@ -39,12 +40,21 @@ def vae_for(model_version: ModelVersion):
                 # for one 16-bar melody on this 2-core machine under load).
                 torch.set_num_threads(settings.GENERATION_CPU_THREADS)
             path = model_version_checkpoint_file(model_version=model_version)
-            fast = None if settings.GENERATION_GPU_DECODE == "off" else settings.GENERATION_GPU_DECODE
-            vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None, fast_decode=fast)
-            vae.model.eval()
+            if (model_version.config or {}).get("model_kind") == "latent-prior":
+                from generation.vae.longform_jobs import LongformJobs
+
+                vae = LongformJobs.load(path)
+                where = "cpu"
+            else:
+                from generation.vae.sample import MelodyVAE
+
+                fast = None if settings.GENERATION_GPU_DECODE == "off" else settings.GENERATION_GPU_DECODE
+                vae = MelodyVAE.load(path, device=settings.GENERATION_DEVICE or None, fast_decode=fast)
+                vae.model.eval()
+                where = vae.device
             while len(_loaded) >= KEEP:
                 _loaded.pop(next(iter(_loaded)))
             _loaded[key] = vae
             loads += 1
-            logger.info("loaded model version %s from %s on %s", model_version.pk, path, vae.device)
+            logger.info("loaded model version %s from %s on %s", model_version.pk, path, where)
         return vae

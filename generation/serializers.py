@@ -19,12 +19,36 @@ class GenerationRequestSerializer(serializers.Serializer):
         help_text="Melodies to make (for interpolate: the points between the two tracks).",
     )
     temperature = serializers.FloatField(
-        min_value=0.0, max_value=2.0, default=0.5, help_text="0: most likely notes; higher: more adventurous."
+        min_value=0.0,
+        max_value=2.0,
+        required=False,
+        help_text="0: most likely notes; higher: more adventurous. Default: the model's own (chosen by "
+        "measurement; 0.5 for the 16-bar demo VAE).",
+    )
+    bars = serializers.IntegerField(
+        min_value=2,
+        max_value=64,
+        required=False,
+        help_text="Long-form model: the tune's length in bars (even; default 16). continue: the length after it.",
+    )
+    meter = serializers.ChoiceField(
+        choices=["2/4", "3/4", "4/4", "6/8"], required=False, help_text="Long-form model, sample: the meter."
+    )
+    prompt_bars = serializers.IntegerField(
+        min_value=2, max_value=63, required=False, help_text="continue: the track's first bars, kept (default 8)."
+    )
+    from_bar = serializers.IntegerField(
+        min_value=1, max_value=64, required=False, help_text="infill: the first bar written anew (1-based)."
+    )
+    to_bar = serializers.IntegerField(
+        min_value=1, max_value=64, required=False, help_text="infill: the last bar written anew (inclusive)."
     )
     seed = serializers.IntegerField(
         min_value=0, max_value=2**31 - 1, required=False, help_text="Same seed, same latent targets."
     )
-    track_id = serializers.IntegerField(required=False, help_text="similar, steer: the track to start from.")
+    track_id = serializers.IntegerField(
+        required=False, help_text="similar, steer, continue, infill: the track to start from."
+    )
     track_ids = serializers.ListField(
         child=serializers.IntegerField(),
         required=False,

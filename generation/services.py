@@ -25,9 +25,13 @@ from generation.tasks import run_generation_task
 
 logger = logging.getLogger(__name__)
 
-# The demo checkpoint committed with the code, so the platform can generate without training.
-DEFAULT_CHECKPOINT = "generation/checkpoints/mel_16bar.pt"
-DEFAULT_EVALUATION = "generation/checkpoints/mel_16bar_eval.json"
+# The models committed with the code, so the platform can generate without training: the long-form
+# model (a prior over sequences of 2-bar latents, with mel_2bar_large.pt) when its checkpoint is
+# there, else the 16-bar demo VAE, which stays registrable for comparison.
+LONGFORM_CHECKPOINT = "generation/checkpoints/latent_prior.pt"
+LONGFORM_EVALUATION = "generation/checkpoints/latent_prior_eval.json"
+DEMO_CHECKPOINT = "generation/checkpoints/mel_16bar.pt"
+DEMO_EVALUATION = "generation/checkpoints/mel_16bar_eval.json"
 
 
 def _resolve(path: str | Path) -> Path:
@@ -36,15 +40,22 @@ def _resolve(path: str | Path) -> Path:
 
 
 def _checkpoint_summary(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Config and metrics read (safely) from the checkpoint file itself."""
+    """Config (with its "model_kind": musicvae or latent-prior) and metrics, read safely from the file."""
     # torch is imported here, not at module level: web processes import this module and never load a model.
-    from generation.vae.checkpoint import CheckpointError, read_checkpoint
+    from generation.vae.checkpoint import CheckpointError, checkpoint_summary
 
     try:
-        blob = read_checkpoint(path)
+        kind, config, metrics = checkpoint_summary(path)
     except CheckpointError as exc:
         raise ApplicationError(str(exc), code="invalid_checkpoint") from exc
-    return dict(blob["config"]), dict(blob.get("metrics") or {})
+    return {**config, "model_kind": kind}, metrics
+
+
+def default_checkpoint() -> tuple[str, str, str]:
+    """(name, checkpoint, evaluation report) of the model a fresh install activates."""
+    if _resolve(LONGFORM_CHECKPOINT).is_file():
+        return "long-form tunes (2-bar latents + prior)", LONGFORM_CHECKPOINT, LONGFORM_EVALUATION
+    return "mel_16bar (demo)", DEMO_CHECKPOINT, DEMO_EVALUATION
 
 
 @transaction.atomic
@@ -93,18 +104,19 @@ def model_version_register_default() -> ModelVersion:
     active = model_version_active()
     if active is not None:
         return active
-    existing = ModelVersion.objects.filter(checkpoint_path=DEFAULT_CHECKPOINT).first()
+    name, checkpoint, evaluation_path = default_checkpoint()
+    existing = ModelVersion.objects.filter(checkpoint_path=checkpoint).first()
     if existing is not None:
         return model_version_activate(model_version=existing)
     metrics: dict[str, Any] = {}
-    evaluation = _resolve(DEFAULT_EVALUATION)
+    evaluation = _resolve(evaluation_path)
     if evaluation.is_file():
         report = json.loads(evaluation.read_text())
         metrics = {"test": report.get("reconstruction", {}), "samples": report.get("samples", {}).get("vae_prior", {})}
-    config, file_metrics = _checkpoint_summary(_resolve(DEFAULT_CHECKPOINT))
+    config, file_metrics = _checkpoint_summary(_resolve(checkpoint))
     return model_version_register(
-        name="mel_16bar (demo)",
-        checkpoint_path=DEFAULT_CHECKPOINT,
+        name=name,
+        checkpoint_path=checkpoint,
         config=config,
         metrics={**file_metrics, **metrics},
         activate=True,
@@ -153,8 +165,8 @@ def generation_job_request(*, owner, kind: str, params: dict[str, Any], idempote
         earlier = _job_for_key(owner, key, fingerprint)
         if earlier is not None:
             return JobCreated(earlier, created=False)
-    clean = _job_params(kind, params)
     version = model_version_ensure_active()
+    clean = _job_params(kind, params, version)
     try:
         with transaction.atomic():
             job = GenerationJob.objects.create(
@@ -199,8 +211,17 @@ def generation_job_wake(*, job_id: int, countdown: float | None = None) -> None:
         logger.exception("Could not wake a worker for generation job %s; recovery will pick it up.", job_id)
 
 
-def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+METERS = ("2/4", "3/4", "4/4", "6/8")
+LONGFORM_ONLY = ("continue", "infill")
+
+
+def model_version_is_longform(model_version: ModelVersion) -> bool:
+    return (model_version.config or {}).get("model_kind") == "latent-prior"
+
+
+def _job_params(kind: str, params: dict[str, Any], model_version: ModelVersion | None = None) -> dict[str, Any]:
     """Business rules on a request (types and ranges are checked by the API's serializer too)."""
+    longform = model_version is not None and model_version_is_longform(model_version)
     if kind not in GenerationJob.Kind.values:
         raise ApplicationError(
             f"Unknown kind {kind!r}: choose one of {', '.join(GenerationJob.Kind.values)}.",
@@ -210,15 +231,24 @@ def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     count = _number(params, "count", 1, int)
     if not 1 <= count <= limit:
         raise ApplicationError(f"count must be between 1 and {limit}.", fields={"count": [f"1..{limit}"]})
-    temperature = _number(params, "temperature", 0.5, float)
-    if not 0.0 <= temperature <= 2.0:
+    # No temperature: the model's own served one (the long-form model's was chosen by measurement);
+    # the 16-bar VAE keeps its 0.5.
+    temperature = _number(params, "temperature", None if longform else 0.5, float)
+    if temperature is not None and not 0.0 <= temperature <= 2.0:
         raise ApplicationError(
             "temperature must be between 0 (most likely notes) and 2 (wild).", fields={"temperature": ["0..2"]}
         )
     seed = _number(params, "seed", None, int)
     seed = seed if seed is not None else secrets.randbelow(2**31)
     clean: dict[str, Any] = {"count": count, "temperature": temperature, "seed": seed}
-    needed = {"sample": 0, "similar": 1, "steer": 1, "interpolate": 2}[kind]
+    if kind in LONGFORM_ONLY and not longform:
+        raise ApplicationError(
+            f"The active model writes 16-bar melodies only and cannot {kind} a tune.",
+            code="unsupported_kind",
+            fields={"kind": ["not with this model"]},
+        )
+    clean.update(_shape_params(kind, params, longform))
+    needed = {"sample": 0, "similar": 1, "steer": 1, "interpolate": 2, "continue": 1, "infill": 1}[kind]
     if params.get("track_id") is not None and params.get("track_ids"):
         raise ApplicationError(
             "Give either track_id or track_ids, not both.", fields={"track_ids": ["not with track_id"]}
@@ -255,6 +285,47 @@ def _job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
             )
         clean.update(attribute=attribute, amount=amount)
     return clean
+
+
+def _shape_params(kind: str, params: dict[str, Any], longform: bool) -> dict[str, Any]:
+    """Length, meter and which bars: what a long-form job may choose (the 16-bar VAE: nothing)."""
+    chosen = [name for name in ("bars", "meter", "prompt_bars", "from_bar", "to_bar") if params.get(name) is not None]
+    if not longform:
+        if chosen:
+            raise ApplicationError(
+                f"The active model writes 16-bar 4/4 melodies only: leave out {', '.join(chosen)}.",
+                code="unsupported_parameter",
+                fields={name: ["not with this model"] for name in chosen},
+            )
+        return {}
+    max_bars = 64
+    bars = _number(params, "bars", 16, int)
+    if not 2 <= bars <= max_bars or bars % 2:
+        raise ApplicationError(
+            f"bars must be an even number from 2 to {max_bars} (tunes are written 2 bars at a time).",
+            fields={"bars": [f"2..{max_bars}, even"]},
+        )
+    meter = params.get("meter") or "4/4"
+    if meter not in METERS:
+        raise ApplicationError(f"meter must be one of {', '.join(METERS)}.", fields={"meter": ["unknown"]})
+    out: dict[str, Any] = {"bars": bars, "meter": meter}
+    if kind == "continue":
+        prompt = _number(params, "prompt_bars", 8, int)
+        if not 2 <= prompt < bars:
+            raise ApplicationError(
+                "prompt_bars (the bars of the track kept as they are) must be at least 2 and fewer than bars.",
+                fields={"prompt_bars": [f"2..{bars - 1}"]},
+            )
+        out["prompt_bars"] = prompt
+    if kind == "infill":
+        first, last = _number(params, "from_bar", None, int), _number(params, "to_bar", None, int)
+        if first is None or last is None or not 1 <= first <= last <= max_bars:
+            raise ApplicationError(
+                "An infill job names the bars to write anew: from_bar and to_bar, 1-based, from_bar <= to_bar.",
+                fields={"from_bar": ["1.."], "to_bar": ["from_bar.."]},
+            )
+        out.update(from_bar=first, to_bar=last)
+    return out
 
 
 def _number(params: dict[str, Any], name: str, default, kind: type):

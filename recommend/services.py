@@ -21,7 +21,7 @@ from catalog.models import Track
 from generation import runtime
 from generation.models import GenerationJob
 from generation.selectors import generation_jobs_busy, model_version_active, model_version_all
-from generation.services import generation_job_create
+from generation.services import generation_job_create, model_version_is_longform
 from generation.vae.representation import FIRST_NOTE, MelodyError, extract_melody, window
 from recommend.feeds import generated_near_count
 from recommend.index import IndexConfig, IndexNotFoundError, IndexStore, VectorIndex
@@ -82,6 +82,8 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
     started = time.perf_counter()
     report = EmbedReport()
     vae = runtime.vae_for(model_version)
+    if model_version_is_longform(model_version):
+        return _embed_tunes(vae, track_ids, model_version, report, started)
     seq_len = vae.seq_len
     max_windows = settings.REFRAIN_EMBED_MAX_WINDOWS
     owners: list[int] = []  # track id of each window
@@ -130,6 +132,58 @@ def track_embed_batch(*, track_ids: Iterable[int], model_version, batch_size: in
         "Embedded %d tracks (%d windows) with model version %s in %.2f s",
         len(report.embedded),
         len(windows),
+        model_version.pk,
+        report.seconds,
+    )
+    return report
+
+
+def _embed_tunes(jobs_model, track_ids, model_version, report: EmbedReport, started: float) -> EmbedReport:
+    """The long-form model: a track's vector is the mean of its 2-bar chunk latents (the tune's whole
+    length, every chunk alike; LongformJobs.embedding). Tracks go through the encoder in groups of 64."""
+    from generation.vae.longform_jobs import embedding  # torch: workers only
+
+    tracks = list(Track.objects.filter(pk__in=list(track_ids)).only("pk", "midi_file").order_by("pk"))
+    rows, now, chunks = [], timezone.now(), 0
+    for start in range(0, len(tracks), 64):
+        melodies = {}
+        for track in tracks[start : start + 64]:
+            try:
+                with track.midi_file.open("rb") as handle:
+                    melodies[track.pk] = extract_melody(handle.read())
+            except (MelodyError, OSError) as exc:
+                report.skipped[track.pk] = str(exc)
+                logger.warning("Not embedding track %s: %s", track.pk, exc)
+        try:
+            tunes = dict(zip(melodies, jobs_model.encode(list(melodies.values()))))  # one encoder pass
+        except (MelodyError, ValueError):  # one odd tune: encode the group one by one to find it
+            tunes = {}
+            for track_id, melody in melodies.items():
+                try:
+                    (tunes[track_id],) = jobs_model.encode([melody])
+                except (MelodyError, ValueError) as exc:
+                    report.skipped[track_id] = str(exc)
+        for track_id, tune in tunes.items():
+            vector = embedding(tune)
+            chunks += tune.n_chunks
+            rows.append(
+                TrackEmbedding(
+                    track_id=track_id,
+                    model_version=model_version,
+                    vector=vector_to_bytes(vector),
+                    dim=int(vector.shape[0]),
+                    sigma_mean=0.0,  # the chunk path keeps posterior means only
+                    window_count=tune.n_chunks,
+                    created_at=now,
+                )
+            )
+    report.embedded = _embeddings_store(rows) if rows else []
+    report.windows = chunks
+    report.seconds = time.perf_counter() - started
+    logger.info(
+        "Embedded %d tracks (%d chunks) with model version %s in %.2f s",
+        len(report.embedded),
+        chunks,
         model_version.pk,
         report.seconds,
     )

@@ -256,3 +256,36 @@ def model_version(db, tiny_checkpoint):
     from generation import services
 
     return services.model_version_register(name="mel_test", checkpoint_path=str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def longform_checkpoint(tmp_path_factory):
+    """A tiny long-form model: a 2-bar VAE and a latent prior beside it (untrained; the decoder's output
+    bias leans a little towards one note, so that greedy decoding writes notes and distinct latents
+    still give distinct tunes)."""
+    import torch
+
+    from generation.vae.attributes import ATTRIBUTES
+    from generation.vae.checkpoint import save_checkpoint, save_prior
+    from generation.vae.config import MEL_TINY
+    from generation.vae.model import MusicVAE
+    from generation.vae.prior import PRIOR_TINY, LatentPrior
+    from generation.vae.representation import FIRST_NOTE, MIN_PITCH
+
+    torch.manual_seed(11)
+    folder = tmp_path_factory.mktemp("longform")
+    vae = MusicVAE(MEL_TINY)
+    with torch.no_grad():
+        vae.out.bias[FIRST_NOTE + 67 - MIN_PITCH] += 0.5
+    vectors = torch.randn(len(ATTRIBUTES), MEL_TINY.z_dim)
+    save_checkpoint(folder / "mel_tiny_2bar.pt", vae, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
+    prior = LatentPrior(PRIOR_TINY)
+    prior.z_std.fill_(1.0)
+    return save_prior(folder / "prior.pt", prior, vae="mel_tiny_2bar.pt", metrics={"served_temperature": 0.9})
+
+
+@pytest.fixture
+def longform_version(db, longform_checkpoint):
+    from generation import services
+
+    return services.model_version_register(name="longform_test", checkpoint_path=str(longform_checkpoint))

@@ -136,3 +136,25 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu"):
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
     return prior.to(device).eval(), blob
+
+
+MUSICVAE_KIND, PRIOR_KIND = "musicvae", "latent-prior"
+
+
+def checkpoint_summary(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(kind, config, metrics) of either kind of checkpoint, read safely: a MusicVAE (one window of
+    melody) or a latent prior (long tunes as sequences of 2-bar latents). Refuses anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt == FORMAT:
+        return MUSICVAE_KIND, dict(blob["config"]), dict(blob.get("metrics") or {})
+    if fmt == PRIOR_FORMAT:
+        config = {**dict(blob["config"]), "vae": blob.get("vae", "")}
+        return PRIOR_KIND, config, dict(blob.get("metrics") or {})
+    raise CheckpointError(f"{path} is not a Refrain checkpoint (format tag {fmt!r})")

@@ -107,3 +107,33 @@ def test_killed_worker_job_completes_exactly_once(start_worker, user_client, mod
 
     job_runner.generation_jobs_run(job_id=job_id)  # a late redelivery
     assert Track.objects.count() == job.tracks.count()
+
+
+def test_every_kind_of_the_long_form_model_end_to_end(start_worker, user_client, longform_version, track_factory):
+    """Whole tunes: sample in a chosen length and meter, continue and infill a track, and the three
+    kinds rebuilt on chunk latents, each through the API and a real worker."""
+    a, b = track_factory(), track_factory()
+    worker = start_worker()
+    bodies = [
+        {"kind": "sample", "count": 2, "bars": 8, "meter": "3/4"},
+        {"kind": "continue", "track_id": a.pk, "prompt_bars": 2, "bars": 8},
+        {"kind": "infill", "track_id": b.pk, "from_bar": 1, "to_bar": 2},
+        {"kind": "similar", "track_id": a.pk, "count": 2},
+        {"kind": "interpolate", "track_ids": [a.pk, b.pk], "count": 2},
+        {"kind": "steer", "track_id": b.pk, "attribute": "register", "amount": 1.5, "count": 2},
+    ]
+    ids = []
+    for body in bodies:
+        response = user_client.post("/api/v1/generations/", body, format="json")
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["id"])
+    for job_id in ids:
+        worker.wait_for(lambda j=job_id: job_status(j) in ("done", "failed"), timeout=180, what=f"job {job_id}")
+    for job_id in ids:
+        job = user_client.get(f"/api/v1/generations/{job_id}/").json()
+        assert job["status"] == "done", job
+        assert job["tracks"], job
+    sample = Track.objects.get(pk=user_client.get(f"/api/v1/generations/{ids[0]}/").json()["tracks"][0]["id"])
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(sample.midi_file.read()))
+    ts = pm.time_signature_changes[0]
+    assert (ts.numerator, ts.denominator) == (3, 4) and sample.time_signature == "3/4"

@@ -61,7 +61,7 @@ def test_default_model_is_registered_once_and_only_when_none_is_active():
     call_command("register_default_model")
     call_command("register_default_model")
     version = selectors.model_version_active()
-    assert version is not None and version.checkpoint_path == services.DEFAULT_CHECKPOINT
+    assert version is not None and version.checkpoint_path == services.default_checkpoint()[1]
     assert ModelVersion.objects.count() == 1
     assert selectors.model_version_checkpoint_file(model_version=version).is_file()
     assert services.model_version_ensure_active() == version
