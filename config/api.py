@@ -12,6 +12,7 @@ from rest_framework import exceptions, pagination, parsers
 
 from config import throttling
 from config.errors import ApplicationError
+from config.responses import error_body
 
 logger = logging.getLogger("refrain.errors")
 
@@ -70,13 +71,6 @@ def _flatten(detail) -> str:
     if isinstance(detail, list):
         return " ".join(_flatten(item) for item in detail)
     return str(detail)
-
-
-def error_body(status: int, code: str, message: str, fields: dict | None = None) -> dict:
-    body = {"status": status, "code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
 
 
 def exception_handler(exc, context):

@@ -9,39 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from html import escape
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.views import defaults
 
-from config.api import database_retry_after, error_body, is_database_outage
+from config.api import database_retry_after, is_database_outage
+from config.responses import error_response, wants_json
 
 logger = logging.getLogger("refrain.errors")
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body><h1>{title}</h1><p>{message}</p></body></html>
-"""
-
-
-def wants_json(request) -> bool:
-    if request.path.startswith("/api/") or request.path == "/healthz":
-        return True
-    accept = request.headers.get("Accept", "")
-    return ("application/json" in accept or "+json" in accept) and "text/html" not in accept
-
-
-def error_response(
-    request, status: int, code: str, message: str, *, title: str = "", headers: dict | None = None
-) -> HttpResponse:
-    if wants_json(request):
-        response: HttpResponse = JsonResponse(error_body(status, code, message), status=status)
-    else:
-        page = _PAGE.format(title=escape(title or message), message=escape(message))
-        response = HttpResponse(page, status=status, content_type="text/html; charset=utf-8")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
 
 
 def database_unavailable(request) -> HttpResponse:

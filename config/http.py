@@ -12,7 +12,7 @@ import re
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.utils.http import parse_etags
 
-from config.api import error_body
+from config.responses import error_body
 
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 

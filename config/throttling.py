@@ -19,12 +19,16 @@ costs one timeout per window and process, not one per request.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from types import SimpleNamespace
 
 from django.conf import settings
 from rest_framework import exceptions, throttling
 from rest_framework.settings import api_settings
+
+from config.responses import error_response
 
 logger = logging.getLogger("refrain.throttling")
 
@@ -168,11 +172,6 @@ def scope_refusal(request, scope: str):
     else per client address) with the same outage policy: None when allowed, else the 429 (or the
     503 of a fail-closed scope whose cache is down) to answer. The admin's and the web pages' sign-in
     forms and the pages' generation form use it."""
-    import math
-    from types import SimpleNamespace
-
-    from config.failsafe import error_response
-
     throttle = ScopedThrottle()
     try:
         if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope)):
