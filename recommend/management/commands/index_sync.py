@@ -13,6 +13,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from generation.selectors import model_version_active
 from recommend import services
 from recommend.selectors import serving_version
 
@@ -21,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 def versions_to_sync() -> list:
     """The serving version and the active one (filling its index before it serves)."""
-    from generation.selectors import model_version_active
-
     versions = {v.pk: v for v in (serving_version(), model_version_active()) if v is not None}
     return list(versions.values())
 
