@@ -219,4 +219,3 @@ def days_between(later: float, earlier: np.ndarray) -> np.ndarray:
 def novelty(age_days: np.ndarray) -> np.ndarray:
     """1 for a track added today, decaying with NEW_DAYS (0 where the age is unknown, i.e. 0 and no ratings)."""
     return np.exp(-np.asarray(age_days, dtype=np.float64) / NEW_DAYS).astype(np.float32)
-

@@ -14,7 +14,7 @@ from recommend.cold_start import cold_start_groups, feed_popular
 from recommend.feed_items import FeedItem, mmr, with_reasons
 from recommend.index_readers import catalog_summary, serving_index
 from recommend.model_readers import serving_ranker, serving_signals
-from recommend.ranking import CatalogView, rank_feed
+from recommend.ranking import CatalogView, rank_feed, reference_sample
 from recommend.selectors import embedding_matrix
 from recommend.taste import TASTE_MAX_RATINGS, taste_vectors
 
@@ -71,7 +71,17 @@ def serving_catalog(version=None, index=None) -> CatalogView | None:
         vectors_of=lambda ids: index_vectors(index, list(ids), model_version=version),
         servable=lambda ids: catalog_track_ids(index, list(ids)),
         explore=lambda: cold_start_groups(index),
+        reference=catalog_reference(index),
     )
+
+
+def catalog_reference(index) -> np.ndarray:
+    """The catalog sample listeners' content scores are standardised against (once per summary)."""
+    summary = catalog_summary(index)
+    reference = summary.get("reference")
+    if reference is None:
+        reference = summary["reference"] = summary["vectors"][reference_sample(len(summary["ids"]))]
+    return reference
 
 
 def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:

@@ -15,8 +15,8 @@ import numpy as np
 
 # Features of a (listener, candidate track) pair; see recommend.ranking.features.
 FEATURES = (
-    "content",  # cosine to the nearest of the listener's taste vectors (0 without any)
-    "collaborative",  # folded-in ALS user factors . the track's item factors (0 without any)
+    "content",  # cosine to the nearest of the listener's taste vectors, standardised per listener (0 without any)
+    "collaborative",  # folded-in ALS user factors . the track's item factors, standardised per listener
     "damped_mean",  # the track's Bayesian-damped mean rating, minus 3
     "log_count",  # log(1 + ratings of the track)
     "recent",  # log(1 + likes of the track decayed with a week's half-life)
@@ -29,8 +29,8 @@ SCHEMA = 1
 # Serve before anything was learned (a fresh install, or too few ratings to learn from): content
 # first, then everyone's ratings, then popularity; raw feature units (no standardisation).
 DEFAULT_WEIGHTS = {
-    "content": 4.0,
-    "collaborative": 2.0,
+    "content": 1.0,
+    "collaborative": 0.5,
     "damped_mean": 1.0,
     "log_count": 0.3,
     "recent": 0.2,

@@ -48,6 +48,9 @@ class CatalogView:
     servable: Callable[[Sequence[int]], set[int]]  # the ids that may be shown (catalog, not deleted)
     # typical tunes of the catalog's groups, for a listener without ratings (lazy: k-means of the catalog)
     explore: Callable[[], Sequence[Sequence[FeedItem]]] = lambda: ()
+    # unit vectors of a fixed random sample of the catalog: a listener's content scores are
+    # standardised against them (see features)
+    reference: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -59,6 +62,8 @@ class Context:
     user_factor: np.ndarray | None
     rated: set[int]
     log_ratings: float
+    content_scale: tuple[float, float] = (0.0, 1.0)  # mean and spread of the content score over the catalog
+    collaborative_scale: tuple[float, float] = (0.0, 1.0)
 
 
 def context(ratings, catalog: CatalogView, signals: Signals | None, exclude=()) -> Context:
@@ -68,7 +73,35 @@ def context(ratings, catalog: CatalogView, signals: Signals | None, exclude=()) 
     vectors = catalog.vectors_of([r[0] for r in ratings]) if ratings else {}
     tastes = tastes_from_ratings(ratings=ratings, unit_vectors=vectors, mean=catalog.mean) if vectors else []
     factor = fold_in(signals, [r[0] for r in ratings], [r[1] for r in ratings]) if signals and ratings else None
-    return Context(ratings, tastes, factor, rated, math.log1p(len(ratings)))
+    ctx = Context(ratings, tastes, factor, rated, math.log1p(len(ratings)))
+    if tastes and catalog.reference is not None and len(catalog.reference):
+        ctx.content_scale = spread(content_scores(ctx, catalog.reference))
+    if factor is not None and signals is not None and len(signals.track_ids):
+        ctx.collaborative_scale = spread(reference_factors(signals) @ factor)
+    return ctx
+
+
+REFERENCE_SIZE = 2000  # tracks in the sample each listener's scores are standardised against
+
+
+def spread(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), max(float(values.std()), 1e-6)
+
+
+def reference_sample(n: int) -> np.ndarray:
+    """Positions of a fixed random sample of n rows (the same for every listener and process)."""
+    return np.sort(np.random.default_rng(12345).permutation(n)[: min(n, REFERENCE_SIZE)])
+
+
+def reference_factors(signals: Signals) -> np.ndarray:
+    if getattr(signals, "_reference", None) is None:
+        signals._reference = signals.item_factors[reference_sample(len(signals.track_ids))]  # type: ignore[attr-defined]
+    return signals._reference  # type: ignore[attr-defined]
+
+
+def content_scores(ctx: Context, vectors: np.ndarray) -> np.ndarray:
+    """Cosine of each row to the listener's nearest taste vector."""
+    return (vectors @ unit(np.stack([t.vector for t in ctx.tastes])).T).max(axis=1)
 
 
 def features(ctx: Context, track_ids: Sequence[int], vectors: np.ndarray, signals: Signals | None) -> np.ndarray:
@@ -77,14 +110,20 @@ def features(ctx: Context, track_ids: Sequence[int], vectors: np.ndarray, signal
     x = np.zeros((n, len(FEATURES)), np.float64)
     if n == 0:
         return x
+    # Content and collaborative scores are standardised per listener (against a sample of the
+    # catalog): a listener whose likes are spread has all cosines compressed near the catalog mean,
+    # and the size of folded-in factors grows with the number of ratings; raw, neither compares
+    # across listeners, and one weight could not fit both.
     if ctx.tastes:
-        x[:, 0] = (vectors @ unit(np.stack([t.vector for t in ctx.tastes])).T).max(axis=1)
+        x[:, 0] = (content_scores(ctx, vectors) - ctx.content_scale[0]) / ctx.content_scale[1]
     if signals is not None:
         pos = np.asarray([signals.position.get(int(t), -1) for t in track_ids])
         known = pos >= 0
         p = pos[known]
         if ctx.user_factor is not None and known.any():
-            x[known, 1] = signals.item_factors[p] @ ctx.user_factor
+            x[known, 1] = (
+                signals.item_factors[p] @ ctx.user_factor - ctx.collaborative_scale[0]
+            ) / ctx.collaborative_scale[1]
         x[known, 2] = signals.damped_mean[p] - 3.0
         x[known, 3] = np.log1p(signals.rating_count[p])
         x[known, 4] = np.log1p(signals.recent_likes[p])
@@ -230,7 +269,7 @@ def explain(items: list[FeedItem], contributions: dict, ctx: Context, signals: S
             liked_factors = unit(signals.item_factors[[signals.position[t] for t, _ in known]])
     by_content = []
     for item in items:
-        if item.track_id not in contributions:
+        if item.reason or item.track_id not in contributions:
             continue  # an exploration item keeps its own reason
         c = contributions[item.track_id]
         driver = max(REASON_GROUPS, key=lambda g: sum(c[index[f]] for f in REASON_GROUPS[g]))
