@@ -38,7 +38,7 @@ DEFAULT_WEIGHTS = {
     "content_x_user": 0.0,
     "collaborative_x_user": 0.0,
 }
-MIN_EXAMPLES = 200  # labelled pairs needed before a learned model replaces the default
+MIN_EXAMPLES = 100  # labelled pairs needed before a learned model replaces the default
 MIN_POSITIVES = 20
 
 

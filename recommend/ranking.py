@@ -33,9 +33,12 @@ POPULAR_CANDIDATES = 150
 RECENT_CANDIDATES = 30
 MMR_EXTRA = 60  # MMR chooses the page from the best size + MMR_EXTRA
 # Relevance is the ranker's probability: MMR at the taste feed's 0.7 traded away too much of it
-# (precision@10 in the evaluation); 0.9 still breaks up runs of near-duplicates.
-FEED_MMR_LAMBDA = 0.9
-EXPLORE_EVERY = 10  # a listener without ratings gets one exploration item in every 10
+# (simulated content-dominated listeners, ~10 ratings, 600 users: precision@10 against the true top
+# 2 % 0.105 at 0.9, 0.141 at 0.95, 0.138 at 1.0); 0.95 still breaks up runs of near-duplicates.
+FEED_MMR_LAMBDA = 0.95
+# A listener without ratings gets one exploration item in every 12: one on a first page of 20, and
+# the top 10 stays the popular ones (at one in 10 the cold start fell 8 % behind popularity).
+EXPLORE_EVERY = 12
 
 
 @dataclasses.dataclass
@@ -293,7 +296,11 @@ def explain(items: list[FeedItem], contributions: dict, ctx: Context, signals: S
 # --- learning from a ratings log: the same features, a time-ordered split --------------------------------
 
 HISTORY_SHARE = 0.7  # the earliest 70 % of ratings are history; the rest are labelled pairs
-NEGATIVES_PER_RATING = 3  # random unrated catalog tracks per labelled rating, labelled 0
+# Random unrated tracks added per labelled rating as negatives. None: the pairs are the rated tracks
+# only, so the ranker learns what a listener likes among what they were shown, not what they were
+# shown (exposure follows visibility as much as appeal). With 3 random negatives per rating,
+# precision@10 against the true top 2 % fell from 0.138 to 0.105 (content-dominated, ~10 ratings).
+NEGATIVES_PER_RATING = 0
 
 
 @dataclasses.dataclass

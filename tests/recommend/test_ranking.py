@@ -120,8 +120,9 @@ def test_too_little_data_gives_the_default_ranker():
 
 def test_a_first_rating_changes_the_next_page(world):
     ids, _, catalog, _, signals, ranker = world
-    cold = ranking.rank_feed(ratings=[], catalog=catalog, signals=signals, ranker=ranker, size=10)
-    assert len(cold) == 10 and cold[-1].reason.startswith("to start with")  # the exploration slot
+    cold = ranking.rank_feed(ratings=[], catalog=catalog, signals=signals, ranker=ranker, size=12)
+    assert len(cold) == 12 and cold[-1].reason.startswith("to start with")  # the exploration slot
+    assert not any(it.reason.startswith("to start with") for it in cold[:-1])
     warm = ranking.rank_feed(ratings=[(103, 5, "Reel")], catalog=catalog, signals=signals, ranker=ranker, size=10)
     assert [it.track_id for it in warm] != [it.track_id for it in cold] and 103 not in [it.track_id for it in warm]
     # the rated track's direction (every 4th track) now leads the page
