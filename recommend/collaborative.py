@@ -198,10 +198,10 @@ def fold_in(signals: Signals, track_ids, scores) -> np.ndarray | None:
     rows, weights = [], []
     for track_id, score in zip(track_ids, scores):
         position = signals.position.get(int(track_id))
-        c = float(confidence(np.asarray([score]))[0])
-        if position is not None and c > 0:
+        weight = float(confidence(np.asarray([score]))[0])
+        if position is not None and weight > 0:
             rows.append(position)
-            weights.append(signals.alpha * c)
+            weights.append(signals.alpha * weight)
     if not rows:
         return None
     y = signals.item_factors[rows].astype(np.float64)

@@ -24,7 +24,7 @@ import numpy as np
 from recommend.algorithms import unit
 from recommend.collaborative import LIKED, Signals, fold_in, novelty, signals_fit
 from recommend.feed_items import FeedItem, mmr, with_reasons
-from recommend.ranker import FEATURES, Ranker, sigmoid, train_weights
+from recommend.ranker import FEATURES, Ranker, default_ranker, sigmoid, train_weights
 from recommend.taste import Taste, tastes_from_ratings
 
 CONTENT_CANDIDATES = 150  # latent neighbours per taste vector
@@ -278,7 +278,7 @@ def explain(items: list[FeedItem], contributions: dict, ctx: Context, signals: S
         driver = max(REASON_GROUPS, key=lambda g: sum(c[index[f]] for f in REASON_GROUPS[g]))
         if driver == "content" and item.taste >= 0:
             by_content.append(item)
-        elif driver == "collaborative" and liked_factors is not None:
+        elif driver == "collaborative" and liked_factors is not None and signals is not None:
             own = unit(signals.item_factors[signals.position[item.track_id]])
             item.reason = f"liked by listeners who liked {liked[int(np.argmax(liked_factors @ own))][1]}"
         elif driver == "recent":
@@ -347,7 +347,8 @@ def learn(
     history, later = order[:cut], order[cut:]
     signals_all = fit_signals(log, catalog_ids, now=now, track_added=track_added, seed=seed)
     if len(later) == 0:
-        return signals_all, train_weights(np.zeros((0, len(FEATURES))), [], np.zeros((0, len(FEATURES))), [])
+        nothing = np.zeros((0, len(FEATURES)))
+        return signals_all, train_weights(nothing, np.zeros(0), nothing, np.zeros(0))
     cutoff_time = float(log.times[later[0]])
     pick = lambda idx: RatingLog(log.users[idx], log.track_ids[idx], log.scores[idx], log.times[idx])  # noqa: E731
     signals_past = fit_signals(pick(history), catalog_ids, now=cutoff_time, track_added=track_added, seed=seed)
@@ -362,8 +363,8 @@ def learn(
     seen: dict[int, set[int]] = {}
     for u, t in zip(log.users.tolist(), log.track_ids.tolist()):
         seen.setdefault(int(u), set()).add(int(t))
-    rows = {True: [], False: []}
-    labels = {True: [], False: []}
+    rows: dict[bool, list[np.ndarray]] = {True: [], False: []}
+    labels: dict[bool, list[int]] = {True: [], False: []}
     for user in sorted(labelled):
         ctx = context(past.get(user, []), catalog, signals_past)
         ids, flags, ys = [], [], []
@@ -377,7 +378,7 @@ def learn(
                     ids.append(int(t))
                     ys.append(0)
                     flags.append(flags[-1])
-        kept, _, x, _ = score_tracks(ctx, catalog, signals_past, train_weights_stub, ids)
+        kept, _, x, _ = score_tracks(ctx, catalog, signals_past, unscored, ids)
         where = {t: j for j, t in enumerate(kept)}
         for t, y, flag in zip(ids, ys, flags):
             if t in where:
@@ -395,11 +396,5 @@ def learn(
     return signals_all, ranker
 
 
-class _NoScore:
-    """A ranker stand-in for building training rows (their logits are not needed)."""
-
-    def score(self, x):
-        return np.zeros(len(x))
-
-
-train_weights_stub = _NoScore()
+# Building training rows needs the features, not logits: any ranker will do.
+unscored = default_ranker()
