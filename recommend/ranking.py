@@ -137,30 +137,26 @@ def features(ctx: Context, track_ids: Sequence[int], vectors: np.ndarray, signal
     return x
 
 
-_popular_cache: dict[tuple, np.ndarray] = {}
-
-
 def popular_ids(signals: Signals, ranker: Ranker) -> np.ndarray:
-    """Track ids the ranker scores best on the popularity features alone, best first (cached per
-    signals and ranker: recomputed only when either is refitted)."""
-    key = (id(signals), signals.version, id(ranker), ranker.version)
-    cached = _popular_cache.get(key)
-    if cached is None:
-        x = np.zeros((len(signals.track_ids), len(FEATURES)))
-        x[:, 2] = signals.damped_mean - 3.0
-        x[:, 3] = np.log1p(signals.rating_count)
-        x[:, 4] = np.log1p(signals.recent_likes)
-        x[:, 5] = novelty(signals.age_days)
-        top = min(4 * POPULAR_CANDIDATES, len(x))
-        logits = ranker.score(x)
-        part = np.argpartition(-logits, top - 1)[:top] if top else np.zeros(0, np.int64)
-        cached = signals.track_ids[part[np.lexsort((signals.track_ids[part], -logits[part]))]]
-        recent = np.argsort(-signals.recent_likes, kind="stable")[:RECENT_CANDIDATES]
-        cached = np.concatenate([cached, signals.track_ids[recent[signals.recent_likes[recent] > 0]]])
-        if len(_popular_cache) > 8:
-            _popular_cache.clear()
-        _popular_cache[key] = cached
-    return cached
+    """Track ids the ranker scores best on the popularity features alone, best first. Kept on the
+    signals object with the ranker it was computed for (recomputed when either is replaced; not
+    keyed by id(), which a new object may reuse once the old one is freed)."""
+    cached = getattr(signals, "_popular", None)
+    if cached is not None and cached[0] is ranker:
+        return cached[1]
+    x = np.zeros((len(signals.track_ids), len(FEATURES)))
+    x[:, 2] = signals.damped_mean - 3.0
+    x[:, 3] = np.log1p(signals.rating_count)
+    x[:, 4] = np.log1p(signals.recent_likes)
+    x[:, 5] = novelty(signals.age_days)
+    top = min(4 * POPULAR_CANDIDATES, len(x))
+    logits = ranker.score(x)
+    part = np.argpartition(-logits, top - 1)[:top] if top else np.zeros(0, np.int64)
+    best = signals.track_ids[part[np.lexsort((signals.track_ids[part], -logits[part]))]]
+    recent = np.argsort(-signals.recent_likes, kind="stable")[:RECENT_CANDIDATES]
+    best = np.concatenate([best, signals.track_ids[recent[signals.recent_likes[recent] > 0]]])
+    signals._popular = (ranker, best)  # type: ignore[attr-defined]
+    return best
 
 
 def candidates(ctx: Context, catalog: CatalogView, signals: Signals | None, ranker: Ranker) -> list[int]:
