@@ -216,7 +216,16 @@ def rank_feed(
         for j, i in enumerate(order)
     ]
     contributions = {ids[i]: c for i, c in zip(order, ranker.contributions(x[order]))}
+    # MMR trades relevance for variety on the logits rescaled to 0..1 over the pool: on probabilities,
+    # the popular head all sits near 1 and the variety term reordered it (precision@10 against the true
+    # top 2 % 0.75 instead of 0.87, appeal-dominated listeners).
+    pool_logits = logits[order]
+    span = float(pool_logits.max() - pool_logits.min()) or 1.0
+    for item, logit in zip(items, pool_logits):
+        item.score = float((logit - pool_logits.min()) / span)
     chosen = mmr(items, size, FEED_MMR_LAMBDA)
+    for item, logit in zip(items, pool_logits):
+        item.score = float(sigmoid(logit))
     if not ctx.ratings:
         groups = catalog.explore()
         if groups:
@@ -292,10 +301,11 @@ def explain(items: list[FeedItem], contributions: dict, ctx: Context, signals: S
 # --- learning from a ratings log: the same features, a time-ordered split --------------------------------
 
 HISTORY_SHARE = 0.7  # the earliest 70 % of ratings are history; the rest are labelled pairs
-# Random unrated tracks added per labelled rating as negatives. None: the pairs are the rated tracks
-# only, so the ranker learns what a listener likes among what they were shown, not what they were
-# shown (exposure follows visibility as much as appeal). With 3 random negatives per rating,
-# precision@10 against the true top 2 % fell from 0.138 to 0.105 (content-dominated, ~10 ratings).
+# Unrated tracks added per labelled rating as negatives, drawn in proportion to rating count + 1.
+# None: the pairs are the rated tracks only, so the ranker learns what a listener likes among what
+# they were shown, not what they were shown (exposure follows visibility as much as appeal).
+# Content-dominated listeners, ~10 ratings, 600 users, precision@10 against the true top 2 %:
+# 0.137 with none, 0.132 with 1 or 3 exposure-matched negatives, 0.105 with 3 uniform ones.
 NEGATIVES_PER_RATING = 0
 
 
@@ -359,6 +369,9 @@ def learn(
     seen: dict[int, set[int]] = {}
     for u, t in zip(log.users.tolist(), log.track_ids.tolist()):
         seen.setdefault(int(u), set()).add(int(t))
+    # Negatives are drawn as often as tracks were rated (count + 1): tracks a listener might well
+    # have been shown, so being shown does not tell a positive from a negative.
+    exposure = (signals_past.rating_count + 1.0) / (signals_past.rating_count + 1.0).sum()
     rows: dict[bool, list[np.ndarray]] = {True: [], False: []}
     labels: dict[bool, list[int]] = {True: [], False: []}
     for user in sorted(labelled):
@@ -368,8 +381,8 @@ def learn(
             ids.append(int(log.track_ids[i]))
             ys.append(int(log.scores[i] >= LIKED))
             flags.append(float(log.times[i]) >= valid_time)
-            negatives = catalog_ids[rng.integers(0, len(catalog_ids), NEGATIVES_PER_RATING)]
-            for t in negatives.tolist():
+            negatives = rng.choice(catalog_ids, NEGATIVES_PER_RATING, p=exposure) if NEGATIVES_PER_RATING else ()
+            for t in np.asarray(negatives, np.int64).tolist():
                 if t not in seen[user]:
                     ids.append(int(t))
                     ys.append(0)
