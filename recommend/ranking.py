@@ -205,6 +205,14 @@ def rank_feed(
     if not ids:
         groups = catalog.explore() if not ctx.ratings else ()
         return with_exploration([], groups, ctx.rated, size, every=1) if groups else []
+    cold = not ctx.ratings
+    if cold:
+        # Nothing personal to blend: the damped mean rating orders the page (ties by rating count),
+        # undiversified but for the exploration slots. The ranker learned its popularity weights from
+        # rated pairs of listeners with a history, and MMR reorders the near-ties of the head:
+        # precision@10 against the true top 2 % 0.120 (ranker) and 0.108 (MMR 0.95) against 0.129
+        # (simulated content-dominated listeners).
+        logits = x[:, 2] + 1e-3 * x[:, 3]
     order = np.lexsort((np.asarray(ids), -logits))[: size + MMR_EXTRA]
     taste_of = (
         np.argmax(vectors[order] @ unit(np.stack([t.vector for t in ctx.tastes])).T, axis=1)
@@ -223,10 +231,10 @@ def rank_feed(
     span = float(pool_logits.max() - pool_logits.min()) or 1.0
     for item, logit in zip(items, pool_logits):
         item.score = float((logit - pool_logits.min()) / span)
-    chosen = mmr(items, size, FEED_MMR_LAMBDA)
+    chosen = mmr(items, size, 1.0 if cold else FEED_MMR_LAMBDA)
     for item, logit in zip(items, pool_logits):
         item.score = float(sigmoid(logit))
-    if not ctx.ratings:
+    if cold:
         groups = catalog.explore()
         if groups:
             chosen = with_exploration(chosen, groups, ctx.rated, size)
