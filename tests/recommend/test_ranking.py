@@ -206,13 +206,24 @@ def test_a_new_listeners_first_rating_changes_the_feed(user, user_client, rated_
     assert "Tune 2" in results[0]["reason"]
 
 
-def test_resaving_a_rating_with_the_same_score_keeps_the_feed(user, user_client, rated_world):
-    model_services.collaborative_refit()
-    for i in (0, 1, 5, 6, 9):
-        catalog_services.rating_set(user=user, track=rated_world[i], score=5 if i % 4 == 1 else 2)
+def test_resaving_a_rating_with_the_same_score_keeps_the_feed(
+    user, user_client, model_version, track_factory, put_embeddings
+):
+    # Noisy directions, likes spread over them: how k-means groups the likes is the step that
+    # depended on the order of the ratings (a re-saved rating moves to the front of a newest-first list).
+    rng = np.random.default_rng(0)
+    tracks = [track_factory(title=f"Tune {i}") for i in range(40)]
+    centres = np.eye(8, dtype=np.float32)[:4]
+    put_embeddings(
+        model_version, {t: _unit(*(centres[i % 4] + 0.3 * rng.standard_normal(8))) for i, t in enumerate(tracks)}
+    )
+    scores = {0: 5, 4: 5, 8: 4, 1: 1, 2: 3, 12: 5, 16: 2, 5: 5, 9: 4, 13: 5}
+    for i, score in scores.items():
+        catalog_services.rating_set(user=user, track=tracks[i], score=score)
     before = user_client.get("/api/v1/feed/").json()["results"]
-    catalog_services.rating_set(user=user, track=rated_world[0], score=2)  # the same score, now the newest
-    assert user_client.get("/api/v1/feed/").json()["results"] == before
+    for i in (8, 1, 13, 0):
+        catalog_services.rating_set(user=user, track=tracks[i], score=scores[i])  # same score, now the newest
+        assert user_client.get("/api/v1/feed/").json()["results"] == before
 
 
 def test_trained_models_are_versioned_rows_every_process_reloads(rated_world, capsys):
