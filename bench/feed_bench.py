@@ -14,6 +14,8 @@ REFRAIN_VAR_DIR (or DATABASE_URL if set; then the database must be empty and dis
    and settings: what production runs);
 4. users with 5 to 20 ratings each (mostly around one or two of the tunes they like, some random,
    a few dislikes), and users with none (cold start);
+   plus --background-users raters; then the collaborative model is fitted and the ranker trained
+   (recommend.model_services: what the beat tasks run), so the feed serves the blended ranking;
 5. times GET /api/v1/feed/?kind=recommended (users with ratings), the same for cold-start users,
    and GET /api/v1/tracks/{id}/similar/ through Django's test client, in process: URL routing,
    authentication, DRF, the selectors, the SQL and the JSON rendering, but no HTTP server or network.
@@ -54,6 +56,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--real-tunes", type=int, default=20, help="real tunes imported, whose rows are reused")
     parser.add_argument("--users", type=int, default=60, help="users with 5 to 20 ratings")
     parser.add_argument("--cold-users", type=int, default=20, help="users without ratings")
+    parser.add_argument(
+        "--background-users",
+        type=int,
+        default=2000,
+        help="more raters (5-20 ratings each, not timed) the collaborative model and the ranker learn from",
+    )
     parser.add_argument("--requests", type=int, default=300, help="timed requests per endpoint")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per endpoint first")
     parser.add_argument(
@@ -220,8 +228,37 @@ def main() -> None:
                 chosen.setdefault(int(rng.integers(0, n)), int(rng.integers(1, 3)))
         ratings.extend(Rating(user=user, track_id=int(track_ids[i]), score=s) for i, s in chosen.items())
         rating_counts.append(count)
+    background = User.objects.bulk_create([User(username=f"benchbg{i}") for i in range(args.background_users)])
+    background = list(User.objects.filter(username__startswith="benchbg"))
+    for user in background:
+        seeds = rng.integers(0, n, int(rng.integers(1, 3)))
+        _, near = flat.search(unit[seeds], 30)
+        count = int(rng.integers(5, 21))
+        picks = set(near.ravel()[rng.integers(0, near.size, count // 2)].tolist()) | set(
+            rng.integers(0, n, count - count // 2).tolist()
+        )
+        ratings.extend(
+            Rating(
+                user=user,
+                track_id=int(track_ids[i]),
+                score=int(rng.integers(4, 6) if i in near else rng.integers(1, 6)),
+            )
+            for i in picks
+        )
     Rating.objects.bulk_create(ratings, batch_size=5000)
     setup["users_ratings_s"] = round(time.perf_counter() - t0, 1)
+    # The learned models the feed serves with: ALS + popularity, then the ranker (manage.py train_recommender).
+    from recommend import model_services
+
+    t0 = time.perf_counter()
+    model_services.collaborative_refit()
+    setup["collaborative_refit_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    trained = model_services.ranker_train()
+    setup["ranker_train_s"] = round(time.perf_counter() - t0, 1)
+    ranker_summary = (
+        {"weights": trained[1].raw_weights(), "default": trained[1].metrics.get("default")} if trained else None
+    )
     print(f"setup: {setup}", file=sys.stderr)
 
     # --- timing ------------------------------------------------------------------------------------
@@ -366,6 +403,8 @@ def main() -> None:
             "ratings_are": "about 60% likes (4-5) of neighbours of one or two seed tracks, 25% random scores, "
             "15% random dislikes (1-2)",
             "cold_start_users": len(cold),
+            "background_raters": len(background),
+            "ranker": ranker_summary,
         },
         "setup_seconds": setup,
         "code": _code_version(),

@@ -79,3 +79,39 @@ def track_filter_choices() -> dict[str, list[str]]:
         name: list(Track.objects.exclude(**{field: ""}).order_by(field).values_list(field, flat=True).distinct())
         for name, field in fields.items()
     }
+
+
+def rating_history(*, user: User, limit: int) -> list[tuple[int, int, str]]:
+    """(track id, score, title) of the user's latest `limit` ratings, every score (the feed's input)."""
+    return list(
+        Rating.objects.filter(user=user)
+        .order_by("-updated_at", "-id")
+        .values_list("track_id", "score", "track__title")[:limit]
+    )
+
+
+def rating_log() -> tuple[list[int], list[int], list[int], list[float]]:
+    """Every rating of a catalog track as parallel lists: user ids, track ids, scores, and the time
+    each was last set (epoch seconds). One query, streamed (the collaborative refit reads it)."""
+    users, tracks, scores, times = [], [], [], []
+    rows = (
+        Rating.objects.filter(track__is_generated=False)
+        .order_by()
+        .values_list("user_id", "track_id", "score", "updated_at")
+    )
+    for user_id, track_id, score, updated in rows.iterator(chunk_size=20000):
+        users.append(user_id)
+        tracks.append(track_id)
+        scores.append(score)
+        times.append(updated.timestamp())
+    return users, tracks, scores, times
+
+
+def catalog_track_added() -> tuple[list[int], list[float]]:
+    """(ids, creation times in epoch seconds) of every catalog (not generated) track, by id."""
+    rows = Track.objects.filter(is_generated=False).order_by("pk").values_list("pk", "created_at")
+    ids, added = [], []
+    for pk, created in rows.iterator(chunk_size=20000):
+        ids.append(pk)
+        added.append(created.timestamp())
+    return ids, added

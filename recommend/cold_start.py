@@ -1,5 +1,5 @@
-"""Feeds for a listener with no usable ratings yet: a diverse sample of the catalog, or the
-best-rated tracks while there is no index at all."""
+"""For listeners with no ratings yet: the catalog's typical tunes by group (the exploration slots of
+recommend.ranking), and the best-rated tracks while there is no index at all."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from catalog.selectors import catalog_track_collections, rated_track_ids, track_list_best_rated
 from recommend.algorithms import spherical_kmeans, unit
 from recommend.feed_items import FeedItem
-from recommend.index_readers import catalog_summary, serving_index
+from recommend.index_readers import catalog_summary
 
 COLD_START_MAX_GROUPS = 16
 
@@ -27,8 +27,15 @@ def cold_start_groups(index) -> list[list[FeedItem]]:
         return groups
     collections = catalog_track_collections()
     keep = np.asarray([int(t) in collections for t in summary["ids"].tolist()], dtype=bool)
-    ids, vectors = summary["ids"][keep], summary["vectors"][keep]
-    groups = []
+    groups = catalog_groups(summary["ids"][keep], summary["vectors"][keep], collections)
+    summary["cold_start"] = groups
+    return groups
+
+
+def catalog_groups(ids: np.ndarray, vectors: np.ndarray, collections: dict[int, str]) -> list[list[FeedItem]]:
+    """The pure core of cold_start_groups, which the evaluation calls too: spherical k-means groups
+    of these unit vectors, each ordered from its most typical tune outwards, largest group first."""
+    groups: list[list[FeedItem]] = []
     if len(ids):
         k = int(max(1, min(COLD_START_MAX_GROUPS, len(ids) // 4)))
         labels = spherical_kmeans(vectors, k)
@@ -51,25 +58,7 @@ def cold_start_groups(index) -> list[list[FeedItem]]:
                 ]
             )
         groups.sort(key=lambda g: (-len(g), g[0].track_id))
-    summary["cold_start"] = groups
     return groups
-
-
-def feed_cold_start(*, user, size: int, index=None) -> list[FeedItem]:
-    """No usable ratings yet: a diverse sample of the catalog, the tunes most typical of each of up to
-    16 groups (k-means centres of the catalog's embeddings), taken round-robin from the groups."""
-    if index is None:
-        _, index = serving_index()
-        if index is None:
-            return feed_popular(user=user, size=size)
-    rated = rated_track_ids(user=user)
-    queues = [[item for item in group if item.track_id not in rated] for group in cold_start_groups(index)]
-    feed: list[FeedItem] = []
-    depth = 0
-    while len(feed) < size and any(depth < len(q) for q in queues):
-        feed.extend(q[depth] for q in queues if depth < len(q))
-        depth += 1
-    return feed[:size]
 
 
 def feed_popular(*, user, size: int) -> list[FeedItem]:

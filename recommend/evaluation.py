@@ -1,4 +1,4 @@
-"""Offline evaluation of the recommender on simulated users (issue 5, parts b and c).
+"""Offline evaluation of the recommender on simulated users (issues 5 and 12).
 
 Django-light: everything here takes numpy arrays (catalog labels, embeddings) and returns plain
 dicts; manage.py evaluate_recommender reads the database and the model and calls these.
@@ -9,15 +9,21 @@ The simulation (there is no public rating log for this catalog, DESIGN.md sectio
   signature), mode (major/minor from `key`), tempo bucket and note-density bucket (catalog tertiles
   of tempo_bpm and note_count / duration_seconds). An empty label matches nothing.
 - A user's hidden taste is a few (label, value) pairs with Dirichlet weights summing to 1; the
-  values are drawn from random catalog tracks, so common values are chosen more often.
-  True affinity of a track = sum of the weights of the pairs it matches + N(0, taste_noise)
-  (an idiosyncratic, per user and track, part no label explains).
+  values are drawn from random catalog tracks, so common values are chosen more often. The
+  content part of a track's affinity is the sum of the weights of the pairs it matches,
+  standardised over the catalog for that user.
+- Every track has an appeal (N(0, 1)) that all listeners share, and every (user, track) pair an
+  idiosyncratic noise (N(0, 1)). True affinity = (c * content + a * appeal + n * noise) / |(c, a, n)|:
+  the mix (SimConfig content_weight, appeal_weight, noise_weight) runs from content-dominated to
+  appeal-dominated; the command reports a grid of mixes.
 - Exposure: each track has a global visibility drawn log-normally (so some tracks are seen by
-  many users: popularity exists); a user rates n_u tracks (log-normal around the regime's mean)
+  many users whatever their appeal); a user rates n_u tracks (log-normal around the regime's mean)
   drawn without replacement with probability proportional to visibility * exp(exposure_bias *
-  affinity), i.e. people mostly rate what they are shown and what they went looking for.
-- Score = 1 + the number of thresholds (0.2, 0.4, 0.6, 0.8) that affinity + N(0, rating_noise)
-  exceeds: 1..5. Liked = score >= 4.
+  affinity): people mostly rate what they are shown and what they went looking for, and appealing
+  tracks are shown more.
+- Score = 1 + the number of THRESHOLDS that affinity + N(0, rating_noise) exceeds: 1..5.
+  Liked = score >= 4. Each training rating gets a time, uniform over `days`: the served ranker
+  learns from this log on a time-ordered split (recommend.ranking.learn), as it does in production.
 - Split: 25 % of each user's ratings are held out as test; the relevant items are the held-out
   liked ones (users without any are not scored). Every method ranks the whole catalog minus the
   user's training ratings. ALS's configuration is chosen on a validation split of the training
@@ -26,7 +32,15 @@ The simulation (there is no public rating log for this catalog, DESIGN.md sectio
 - Random exposure: each user also rates 100 tracks drawn uniformly from those they have not rated
   (the simulated counterpart of the randomly exposed test sets of Yahoo! R3 and Coat).
 
-Metrics: Recall@k (held-out liked items in the top k / held-out liked items), NDCG@k with binary
+The served feed is recommend.ranking.rank_feed, the function GET /api/v1/feed/ calls (there is no
+second implementation here), with the collaborative model and ranker that recommend.ranking.learn
+fits on the simulated training log, over the serving index class (recommend.index.VectorIndex).
+Its cold start is the same function with no ratings. Baselines: popularity (damped mean rating),
+item-kNN, ALS (configuration chosen on validation) and content + popularity (a z-score sum of the
+cosine to the user's taste vectors and the damped mean rating).
+
+Metrics: precision@k against each user's true top-k (the top relevant_share of the tracks they have
+not rated, by hidden affinity), Recall@k (held-out liked items in the top k / held-out liked items), NDCG@k with binary
 relevance, random_exposure_ndcg@k (each method orders the user's randomly exposed tracks; graded
 gains 2**score - 1: it measures taste where the held-out NDCG mostly measures exposure), hidden_liked_share@k (share of the top k with true affinity >= 0.6: what the user would
 like, whether or not they were ever shown it; only a simulation can measure this), catalog coverage (share of the catalog in anyone's top k) and novelty (mean -log2 of
@@ -42,11 +56,14 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from recommend.feed_items import FeedItem, mmr
+from recommend.cold_start import catalog_groups
+from recommend.collaborative import popularity
+from recommend.index import IndexConfig, VectorIndex
+from recommend.ranking import CatalogView, RatingLog, context, learn, rank_feed, reference_sample, score_tracks
 from recommend.taste import tastes_from_ratings
 
 FACETS = ("group", "meter", "mode", "tempo", "density")
-THRESHOLDS = np.asarray([0.2, 0.4, 0.6, 0.8])
+THRESHOLDS = np.asarray([-0.5, 0.25, 0.9, 1.5])  # true affinity (+ rating noise) -> 1..5; liked above 0.9
 LIKED = 4
 
 
@@ -95,22 +112,35 @@ class SimConfig:
     users: int = 500
     ratings_per_user: float = 30.0  # mean of the log-normal number of ratings per user
     facets_per_user: int = 3
-    taste_noise: float = 0.1
-    rating_noise: float = 0.1
-    exposure_bias: float = 3.0
+    # The mix of a listener's true affinity: their own taste over the content facets, the track's
+    # appeal (one value per track that every listener shares), and idiosyncratic noise (per listener
+    # and track). Each part has unit variance; the weights set how much each counts.
+    content_weight: float = 0.45
+    appeal_weight: float = 0.45
+    noise_weight: float = 0.1
+    rating_noise: float = 0.3
+    exposure_bias: float = 1.5  # exposure odds multiply by e^(bias * affinity): appealing tracks are seen more
     visibility_sigma: float = 1.0
     test_share: float = 0.25
     random_exposure_items: int = 100  # per user, rated at random: the unbiased test set
+    relevant_share: float = 0.02  # a listener's true top-k: this share of the catalog, by true affinity
+    days: float = 90.0  # ratings are spread over this many days (the ranker learns on a time-ordered split)
     seed: int = 0
+
+    @property
+    def mix(self) -> str:
+        return f"content {self.content_weight:g} / appeal {self.appeal_weight:g} / noise {self.noise_weight:g}"
 
 
 @dataclasses.dataclass
 class Simulation:
     tastes: list[list[tuple[str, str, float]]]  # per user: (facet, value, weight)
-    affinity: np.ndarray  # [users, items] true affinity (with the per-item taste noise)
+    affinity: np.ndarray  # [users, items] true affinity (content, appeal and noise mixed)
     train: sp.csr_matrix  # [users, items] scores 1..5 of the training ratings (0 = not rated)
     test: sp.csr_matrix  # [users, items] the held-out ratings
     random_test: sp.csr_matrix | None = None  # [users, items] ratings of uniformly random tracks
+    appeal: np.ndarray | None = None  # [items] the shared part
+    times: sp.csr_matrix | None = None  # [users, items] when each training rating was made (days, > 0)
 
 
 def simulate(facets: dict[str, np.ndarray], config: SimConfig) -> Simulation:
@@ -118,18 +148,25 @@ def simulate(facets: dict[str, np.ndarray], config: SimConfig) -> Simulation:
     n_items = len(next(iter(facets.values())))
     usable = [f for f in FACETS if f in facets and np.any(facets[f] != "")]
     visibility = rng.lognormal(0.0, config.visibility_sigma, n_items)
+    appeal = rng.standard_normal(n_items).astype(np.float32)
+    norm = math.sqrt(config.content_weight**2 + config.appeal_weight**2 + config.noise_weight**2) or 1.0
     tastes, affinity = [], np.zeros((config.users, n_items), dtype=np.float32)
     rows, cols, scores, is_test = [], [], [], []
     for u in range(config.users):
         chosen = rng.choice(usable, min(config.facets_per_user, len(usable)), replace=False)
         weights = rng.dirichlet(np.full(len(chosen), 2.0))
-        taste = []
+        taste, content = [], np.zeros(n_items, dtype=np.float32)
         for facet, weight in zip(chosen, weights):
             known = np.flatnonzero(facets[facet] != "")
             value = facets[facet][known[rng.integers(len(known))]]
             taste.append((str(facet), str(value), float(weight)))
-            affinity[u] += weight * (facets[facet] == value)
-        affinity[u] += rng.normal(0.0, config.taste_noise, n_items)
+            content += weight * (facets[facet] == value)
+        spread = float(content.std())
+        content = (content - content.mean()) / spread if spread > 1e-9 else content * 0.0
+        noise = rng.standard_normal(n_items).astype(np.float32)
+        affinity[u] = (
+            config.content_weight * content + config.appeal_weight * appeal + config.noise_weight * noise
+        ) / norm
         tastes.append(taste)
         n = int(np.clip(round(config.ratings_per_user * rng.lognormal(0.0, 0.5)), 5, n_items // 2))
         keys = np.log(visibility) + config.exposure_bias * affinity[u] + rng.gumbel(size=n_items)
@@ -146,7 +183,11 @@ def simulate(facets: dict[str, np.ndarray], config: SimConfig) -> Simulation:
     shape = (config.users, n_items)
     train = sp.csr_matrix((scores[~is_test], (rows[~is_test], cols[~is_test])), shape=shape, dtype=np.float32)
     test = sp.csr_matrix((scores[is_test], (rows[is_test], cols[is_test])), shape=shape, dtype=np.float32)
-    return Simulation(tastes, affinity, train, test, random_exposure(affinity, train + test, config))
+    when = np.random.default_rng([config.seed, 2]).uniform(1e-3, config.days, int((~is_test).sum()))
+    times = sp.csr_matrix((when, (rows[~is_test], cols[~is_test])), shape=shape, dtype=np.float64)
+    return Simulation(
+        tastes, affinity, train, test, random_exposure(affinity, train + test, config), appeal=appeal, times=times
+    )
 
 
 def random_exposure(affinity: np.ndarray, seen: sp.csr_matrix, config: SimConfig) -> sp.csr_matrix | None:
@@ -322,11 +363,17 @@ def scores_random(train: sp.csr_matrix, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(train.shape)
 
 
+def damped_popularity(train: sp.csr_matrix) -> np.ndarray:
+    """[items] the served model's popularity (recommend.collaborative.popularity): damped mean rating,
+    ties broken by the number of ratings."""
+    coo = train.tocoo()
+    damped, count, _ = popularity(coo.col.astype(np.int64), coo.data, None, train.shape[1])
+    return damped.astype(np.float64) + 1e-6 * count / (count.max() + 1.0)
+
+
 def scores_popularity(train: sp.csr_matrix) -> np.ndarray:
-    """Number of training likes, ties broken by number of training ratings."""
-    likes = np.asarray((train >= LIKED).sum(axis=0)).ravel().astype(float)
-    raters = np.asarray((train > 0).sum(axis=0)).ravel()
-    return np.broadcast_to(likes + raters / (raters.max() + 1.0), train.shape)
+    """Popularity as a baseline: every listener gets the damped mean rating order."""
+    return np.broadcast_to(damped_popularity(train), train.shape)
 
 
 def scores_item_knn(train: sp.csr_matrix) -> np.ndarray:
@@ -392,42 +439,150 @@ def unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=-1, keepdims=True), 1e-12)
 
 
+def user_ratings(train: sp.csr_matrix, u: int, ids: np.ndarray) -> list[tuple[int, int, str]]:
+    """User u's training ratings as the feed reads them: (track id, score, title)."""
+    row = slice(train.indptr[u], train.indptr[u + 1])
+    return [(int(ids[i]), int(s), f"track {int(ids[i])}") for i, s in zip(train.indices[row], train.data[row])]
+
+
 def user_tastes(train: sp.csr_matrix, u: int, unit_vectors: np.ndarray, mean: np.ndarray, ids: np.ndarray):
     """The feed's taste vectors of user u from their training ratings (recommend.taste core)."""
     row = slice(train.indptr[u], train.indptr[u + 1])
-    items, scores = train.indices[row], train.data[row].astype(int)
-    ratings = [(int(ids[i]), int(s), "") for i, s in zip(items, scores) if s != 3]
-    return tastes_from_ratings(ratings=ratings, unit_vectors={int(ids[i]): unit_vectors[i] for i in items}, mean=mean)
+    items = train.indices[row]
+    return tastes_from_ratings(
+        ratings=user_ratings(train, u, ids), unit_vectors={int(ids[i]): unit_vectors[i] for i in items}, mean=mean
+    )
 
 
-def scores_latent(
-    train: sp.csr_matrix, vectors: np.ndarray, ids: np.ndarray, *, mmr_size: int = 0
-) -> tuple[np.ndarray, int]:
-    """The feed's rule: cosine of every catalog track to the user's nearest taste vector (max over
-    taste groups), as the FAISS search ranks them. With mmr_size, the top of each ranking is
-    re-ordered by the feed's MMR over the best mmr_size + 100 candidates. Users with no usable
-    rating (only 3s) get the popularity ranking; their count is returned."""
+def zscore(x: np.ndarray) -> np.ndarray:
+    spread = float(x.std())
+    return (x - x.mean()) / spread if spread > 1e-12 else x * 0.0
+
+
+def scores_content_popularity(train: sp.csr_matrix, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Baseline: the embeddings plus popularity, a plain z-score sum of the cosine to the user's
+    nearest taste vector and the damped mean rating (popularity alone without a taste)."""
     catalog = unit(vectors.astype(np.float32))
     mean = catalog.mean(axis=0)
-    scores = scores_popularity(train).copy()
-    cold = 0
+    pop = zscore(damped_popularity(train))
+    scores = np.empty(train.shape, dtype=np.float32)
     for u in range(train.shape[0]):
         tastes = user_tastes(train, u, catalog, mean, ids)
-        if not tastes:
-            cold += 1
-            continue
-        sims = (catalog @ unit(np.stack([t.vector for t in tastes])).T).max(axis=1)
-        if mmr_size:
-            rated = train.indices[train.indptr[u] : train.indptr[u + 1]]
-            candidates = np.argsort(-np.where(np.isin(np.arange(len(sims)), rated), -np.inf, sims))[: mmr_size + 100]
-            chosen = mmr(
-                [FeedItem(int(i), float(sims[i]), "", "recommended", catalog[i]) for i in candidates], mmr_size
+        content = (catalog @ unit(np.stack([t.vector for t in tastes])).T).max(axis=1) if tastes else None
+        scores[u] = pop + (zscore(content) if content is not None else 0.0)
+    return scores
+
+
+# --- the served feed, called as the API calls it ----------------------------------------------------------
+
+
+def served_catalog(ids: np.ndarray, vectors: np.ndarray, groups: dict[int, str] | None = None) -> CatalogView:
+    """The catalog as recommend.ranking sees it, over the serving index class (recommend.index)."""
+    catalog = unit(vectors.astype(np.float32))
+    index = VectorIndex.build(ids, catalog, IndexConfig(dim=catalog.shape[1], use_gpu=False))
+    position = {int(t): i for i, t in enumerate(ids.tolist())}
+    explored: list = []
+
+    def search(queries, k, exclude):
+        result = index.search(queries, k, exclude_ids=exclude)
+        return result.ids, result.scores
+
+    def explore():
+        if not explored:
+            explored.append(catalog_groups(ids, catalog, groups or {}))
+        return explored[0]
+
+    return CatalogView(
+        mean=catalog.mean(axis=0),
+        search=search,
+        vectors_of=lambda wanted: {int(t): catalog[position[int(t)]] for t in wanted if int(t) in position},
+        servable=lambda wanted: {int(t) for t in wanted if int(t) in position},
+        explore=explore,
+        reference=catalog[reference_sample(len(catalog))],
+    )
+
+
+def rating_log(train: sp.csr_matrix, times: sp.csr_matrix, ids: np.ndarray) -> RatingLog:
+    coo, when = train.tocoo(), times.tocoo()
+    assert (coo.row == when.row).all() and (coo.col == when.col).all()
+    return RatingLog(
+        users=coo.row.astype(np.int64),
+        track_ids=ids[coo.col].astype(np.int64),
+        scores=coo.data.astype(np.int64),
+        times=when.data.astype(np.float64) * 86400.0,
+    )
+
+
+def served_rankings(
+    sim: Simulation, ids: np.ndarray, catalog: CatalogView, signals, ranker, k: int, progress=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tops [users, k] of the served feed, the ranker's scores [users, items] of each user's randomly
+    exposed tracks (-inf elsewhere), the cold-start feed [k]), all from recommend.ranking: rank_feed
+    is the function feeds.feed_recommended calls."""
+    train, position = sim.train, {int(t): i for i, t in enumerate(ids.tolist())}
+    fallback = np.argsort(-damped_popularity(train), kind="stable")
+    tops = np.empty((train.shape[0], k), dtype=np.int64)
+    scores = np.full(train.shape, -np.inf, dtype=np.float32)
+    for u in range(train.shape[0]):
+        ratings = user_ratings(train, u, ids)
+        feed = rank_feed(ratings=ratings, catalog=catalog, signals=signals, ranker=ranker, size=k)
+        row = [position[it.track_id] for it in feed][:k]
+        rated = set(train.indices[train.indptr[u] : train.indptr[u + 1]].tolist())
+        row += [int(i) for i in fallback if int(i) not in rated and int(i) not in row][: k - len(row)]
+        tops[u] = row
+        if sim.random_test is not None:
+            items = sim.random_test.indices[sim.random_test.indptr[u] : sim.random_test.indptr[u + 1]]
+            got, _, _, logits = score_tracks(
+                context(ratings, catalog, signals), catalog, signals, ranker, ids[items].tolist()
             )
-            bump = sims.max() + 1.0 + np.linspace(1.0, 0.0, len(chosen))  # MMR order above everything else
-            sims = sims.copy()
-            sims[[it.track_id for it in chosen]] = bump
-        scores[u] = sims
-    return scores, cold
+            scores[u, [position[t] for t in got]] = logits
+        if progress and u % 200 == 0:
+            progress(f"served feed: user {u}")
+    cold = [
+        position[it.track_id] for it in rank_feed(ratings=[], catalog=catalog, signals=signals, ranker=ranker, size=k)
+    ]
+    cold += [int(i) for i in fallback if int(i) not in cold][: k - len(cold)]
+    return tops, scores, np.asarray(cold[:k])
+
+
+def true_top(affinity: np.ndarray, exclude: sp.csr_matrix | None, share: float) -> list[set[int]]:
+    """Each user's true top `share` of the catalog by hidden affinity, among the tracks not in `exclude`."""
+    n = affinity.shape[1]
+    size = max(1, int(round(share * n)))
+    out = []
+    for u in range(affinity.shape[0]):
+        row = affinity[u].astype(np.float64, copy=True)
+        if exclude is not None:
+            row[exclude.indices[exclude.indptr[u] : exclude.indptr[u + 1]]] = -np.inf
+        out.append(set(np.argpartition(-row, size - 1)[:size].tolist()))
+    return out
+
+
+def precision_true_top(tops: np.ndarray, relevant: list[set[int]], k: int) -> np.ndarray:
+    """Per user: share of the top k in the user's true top set."""
+    return np.asarray([len(set(tops[u, :k].tolist()) & relevant[u]) / k for u in range(len(relevant))])
+
+
+def versus(served: dict, baseline: dict, *, resamples: int, seed: int) -> dict:
+    """Served minus baseline, paired by user, on each per-user metric: mean, 95 % bootstrap interval,
+    relative gain (mean difference / baseline mean) and whether it meets the target (>= 10 %
+    relative, interval above 0)."""
+    out = {}
+    for metric, mine in served.items():
+        theirs = baseline.get(metric)
+        if theirs is None:
+            continue
+        delta = mine - theirs
+        low, high = bootstrap_ci(delta, resamples=resamples, seed=seed)
+        base = float(np.nanmean(theirs))
+        relative = float(np.nanmean(delta)) / base if base > 0 else math.nan
+        out[metric] = {
+            "mean": round(float(np.nanmean(delta)), 4),
+            "ci95": [round(low, 4), round(high, 4)],
+            "relative": round(relative, 4),
+            "meets_target": bool(relative >= 0.10 and low > 0),
+        }
+    return out
 
 
 # --- generated feed -------------------------------------------------------------------------------------
@@ -443,6 +598,9 @@ def mean_cosine(generated: np.ndarray, targets: np.ndarray) -> float:
     return float((unit(generated) @ unit(targets).T).mean())
 
 
+BASELINES = ("popularity", "item_knn", "als", "content_popularity")
+
+
 def run_simulation(
     facets: dict[str, np.ndarray],
     vectors: np.ndarray,
@@ -453,45 +611,91 @@ def run_simulation(
     resamples: int = 1000,
     progress=None,
 ) -> tuple[dict, Simulation]:
-    """Simulate users, rank with every method, score the rankings. `progress(name)` is called per method."""
+    """Simulate users, rank with the served feed and every baseline, score the rankings.
+    `progress(name)` is called per method."""
     step = progress or (lambda name: None)
     sim = simulate(facets, config)
     train, test = sim.train, sim.test
     liked_train = np.asarray((train >= LIKED).sum(axis=1)).ravel()
+    relevant = true_top(sim.affinity, train, config.relevant_share)
+    relevant_cold = true_top(sim.affinity, None, config.relevant_share)
     methods: dict[str, dict] = {}
+    per_user: dict[str, dict] = {}
 
-    def score(name: str, scores: np.ndarray, **extra) -> None:
+    def score(name: str, scores: np.ndarray | None, tops: np.ndarray | None = None, **extra) -> None:
         step(name)
-        methods[name] = {
-            **evaluate_ranking(
-                top_k(scores, train, k),
-                train,
-                test,
-                k,
-                resamples=resamples,
-                seed=config.seed,
-                affinity=sim.affinity,
-                scores=scores,
-                random_test=sim.random_test,
-            ),
-            **extra,
+        tops = top_k(scores, train, k) if tops is None else tops
+        result = evaluate_ranking(
+            tops,
+            train,
+            test,
+            k,
+            resamples=resamples,
+            seed=config.seed,
+            affinity=sim.affinity,
+            scores=scores,
+            random_test=sim.random_test,
+        )
+        result.pop("_per_user", None)
+        precision = precision_true_top(tops, relevant, k)
+        low, high = bootstrap_ci(precision, resamples=resamples, seed=config.seed)
+        result[f"precision@{k}_true_top"] = {
+            "mean": round(float(precision.mean()), 4),
+            "ci95": [round(low, 4), round(high, 4)],
         }
+        per_user[name] = {f"precision@{k}_true_top": precision}
+        if scores is not None and sim.random_test is not None:
+            per_user[name][f"random_exposure_ndcg@{k}"] = random_exposure_ndcg(scores, sim.random_test, k)
+        methods[name] = {**result, **extra}
 
-    latent, cold = scores_latent(train, vectors, ids)
-    score("latent", latent, cold_users_given_popularity=cold)
-    latent_mmr, _ = scores_latent(train, vectors, ids, mmr_size=k)
-    score("latent_mmr", latent_mmr, note="the served feed's order: MMR (lambda 0.7) over the top k + 100")
-    del latent, latent_mmr
-    score("popularity", scores_popularity(train))
+    step("served: learning the collaborative model and the ranker (recommend.ranking.learn)")
+    catalog = served_catalog(ids, vectors, {int(t): str(g) for t, g in zip(ids.tolist(), facets["group"].tolist())})
+    log = rating_log(train, sim.times, ids)
+    signals, ranker = learn(log, catalog, ids, now=config.days * 86400.0, seed=config.seed)
+    tops, served_scores, cold = served_rankings(sim, ids, catalog, signals, ranker, k, step)
+    score(
+        "served",
+        served_scores,
+        tops,
+        note="recommend.ranking.rank_feed, the function GET /api/v1/feed/ calls; random-exposure order by its ranker",
+        ranker_weights=ranker.raw_weights(),
+        ranker_metrics={key: v for key, v in ranker.metrics.items() if key != "tried"},
+    )
+    del served_scores
+    pop = damped_popularity(train)
+    score("popularity", np.broadcast_to(pop, train.shape))
     score("random", scores_random(train, config.seed))
     score("item_knn", scores_item_knn(train))
     step("als (choosing a config on validation)")
     best, tried = als_select(train, k, config.seed)
     score("als", scores_als(train, best, config.seed), config=best, configs_tried=tried)
+    score("content_popularity", scores_content_popularity(train, vectors, ids))
     score("oracle", sim.affinity, note="the ceiling: ranks by the hidden true affinity (not a recommender)")
-    paired_differences(methods, "latent", resamples=resamples, seed=config.seed)
+    for name in BASELINES:
+        methods["served"][f"versus_{name}"] = versus(
+            per_user["served"], per_user[name], resamples=resamples, seed=config.seed
+        )
+    # Cold start: nobody's own ratings; the served cold-start page against popularity's top k.
+    pop_top = np.argsort(-pop, kind="stable")[:k]
+    cold_served = precision_true_top(np.broadcast_to(cold, (train.shape[0], k)), relevant_cold, k)
+    cold_pop = precision_true_top(np.broadcast_to(pop_top, (train.shape[0], k)), relevant_cold, k)
+    cold_key = f"precision@{k}_true_top"
+    cold_result = {
+        "served": {
+            "mean": round(float(cold_served.mean()), 4),
+            "ci95": [round(v, 4) for v in bootstrap_ci(cold_served, resamples=resamples, seed=config.seed)],
+        },
+        "popularity": {
+            "mean": round(float(cold_pop.mean()), 4),
+            "ci95": [round(v, 4) for v in bootstrap_ci(cold_pop, resamples=resamples, seed=config.seed)],
+        },
+        "served_minus_popularity": versus(
+            {cold_key: cold_served}, {cold_key: cold_pop}, resamples=resamples, seed=config.seed
+        )[cold_key],
+    }
     data = {
         "config": dataclasses.asdict(config),
+        "mix": config.mix,
         "users": config.users,
         "items": train.shape[1],
         "train_ratings": int(train.nnz),
@@ -503,6 +707,7 @@ def run_simulation(
         "score_histogram": {str(s): int((train.data == s).sum()) for s in range(1, 6)},
         "example_tastes": [[f"{f}={v} ({w:.2f})" for f, v, w in taste] for taste in sim.tastes[:5]],
         "methods": methods,
+        "cold_start": cold_result,
     }
     return data, sim
 

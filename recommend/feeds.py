@@ -7,14 +7,16 @@ from __future__ import annotations
 import numpy as np
 from django.conf import settings
 
-from catalog.selectors import catalog_track_collections, rated_track_ids, track_ids_existing
+from catalog.selectors import catalog_track_collections, rated_track_ids, rating_history, track_ids_existing
 from generation.selectors import generated_track_pool
 from recommend.algorithms import unit
-from recommend.cold_start import feed_cold_start, feed_popular
+from recommend.cold_start import cold_start_groups, feed_popular
 from recommend.feed_items import FeedItem, mmr, with_reasons
 from recommend.index_readers import catalog_summary, serving_index
+from recommend.model_readers import serving_ranker, serving_signals
+from recommend.ranking import CatalogView, rank_feed, reference_sample
 from recommend.selectors import embedding_matrix
-from recommend.taste import taste_vectors
+from recommend.taste import TASTE_MAX_RATINGS, taste_vectors
 
 MMR_EXTRA_CANDIDATES = 100  # room for MMR to trade a little relevance for variety
 
@@ -51,32 +53,56 @@ def index_vectors(index, track_ids: list[int], *, model_version) -> dict[int, np
     return found
 
 
+def serving_catalog(version=None, index=None) -> CatalogView | None:
+    """The serving index as recommend.ranking sees it (None while there is no index)."""
+    if index is None:
+        version, index = serving_index()
+    if index is None:
+        return None
+    summary = catalog_summary(index)
+
+    def search(queries, k, exclude):
+        result = index.search(queries, k, exclude_ids=exclude)
+        return result.ids, result.scores
+
+    return CatalogView(
+        mean=summary["mean"],
+        search=search,
+        vectors_of=lambda ids: index_vectors(index, list(ids), model_version=version),
+        servable=lambda ids: catalog_track_ids(index, list(ids)),
+        explore=lambda: cold_start_groups(index),
+        reference=catalog_reference(index),
+    )
+
+
+def catalog_reference(index) -> np.ndarray:
+    """The catalog sample listeners' content scores are standardised against (once per summary)."""
+    summary = catalog_summary(index)
+    reference = summary.get("reference")
+    if reference is None:
+        reference = summary["reference"] = summary["vectors"][reference_sample(len(summary["ids"]))]
+    return reference
+
+
 def feed_recommended(*, user, size: int | None = None) -> list[FeedItem]:
-    """Catalog tracks near the user's taste vectors, unrated, re-ranked for diversity (MMR)."""
+    """The listener's ratings through recommend.ranking.rank_feed (the function the evaluation
+    scores): candidates from the index, the collaborative model and popularity, blended by the
+    learned ranker, MMR-diversified, each with a reason. Without an index: the best-rated tracks."""
     size = size or settings.REFRAIN_FEED_SIZE
     version, index = serving_index()
     if index is None:
         return feed_popular(user=user, size=size)
-    tastes = taste_vectors(user=user, model_version=version, index=index)
-    if not tastes:
-        return feed_cold_start(user=user, size=size, index=index)
-    rated = rated_track_ids(user=user)
-    result = index.search(np.stack([t.vector for t in tastes]), size + MMR_EXTRA_CANDIDATES, exclude_ids=rated)
-    best: dict[int, tuple[float, int]] = {}  # track id -> (score, taste)
-    for t, (row_ids, row_scores) in enumerate(zip(result.ids, result.scores)):
-        for track_id, score in zip(row_ids.tolist(), row_scores.tolist()):
-            if track_id >= 0 and (track_id not in best or score > best[track_id][0]):
-                best[track_id] = (score, t)
-    catalog = catalog_track_ids(index, list(best))
-    vectors = index_vectors(index, [i for i in best if i in catalog], model_version=version)
-    items = []
-    for track_id, vector in vectors.items():
-        score, t = best[track_id]
-        items.append(FeedItem(track_id, score, "", "recommended", vector, taste=t))
-    items.sort(key=lambda it: (-it.score, it.track_id))
-    chosen = mmr(items, size)
-    live = track_ids_existing(track_ids=[it.track_id for it in chosen], generated=False)  # deleted since the save
-    return with_reasons([it for it in chosen if it.track_id in live], tastes, "near")
+    ratings = rating_history(user=user, limit=TASTE_MAX_RATINGS)
+    chosen = rank_feed(
+        ratings=ratings,
+        catalog=serving_catalog(version, index),
+        signals=serving_signals(),
+        ranker=serving_ranker(),
+        size=size,
+        exclude=rated_track_ids(user=user) if len(ratings) >= TASTE_MAX_RATINGS else (),
+    )
+    live = track_ids_existing(track_ids=[it.track_id for it in chosen], generated=False)  # deleted since
+    return [it for it in chosen if it.track_id in live]
 
 
 GENERATED_POOL = 5000  # newest generated tracks considered for a generated feed

@@ -87,3 +87,36 @@ class IndexChange(models.Model):
 
     def __str__(self) -> str:
         return f"index change {self.seq} of model version {self.model_version_id}"
+
+
+class CollaborativeModel(models.Model):
+    """One fit of everyone's ratings (recommend.collaborative.Signals): ALS item factors and each
+    track's damped popularity, as a numpy .npz blob (no pickle). The newest row serves; every web
+    process loads it once and again when a newer row appears (recommend.model_readers)."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    data = models.BinaryField(help_text="recommend.collaborative.Signals.to_bytes(): an .npz archive.")
+    tracks = models.PositiveIntegerField(default=0)
+    users = models.PositiveIntegerField(default=0)
+    ratings = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="Time the fit took.")
+
+    class Meta:
+        get_latest_by = "pk"
+
+    def __str__(self) -> str:
+        return f"collaborative model {self.pk}: {self.users} listeners, {self.ratings} ratings"
+
+
+class RankerModel(models.Model):
+    """One training of the feed's ranker (recommend.ranker.Ranker): weights only, as JSON.
+    The newest row serves; without any, recommend.ranker.DEFAULT_WEIGHTS do."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    weights = models.JSONField(help_text="recommend.ranker.Ranker.to_json(): features, coefficients, metrics.")
+
+    class Meta:
+        get_latest_by = "pk"
+
+    def __str__(self) -> str:
+        return f"ranker {self.pk}"

@@ -72,3 +72,21 @@ def feed_top_up_task(user_id: int) -> None:
     user = User.objects.filter(pk=user_id).first()
     if user is not None:
         generated_feed_top_up(user=user)
+
+
+@shared_task(name="recommend.tasks.refit_collaborative", **durable_task_options())
+def refit_collaborative_task() -> int:
+    """Beat: refit ALS and popularity on every rating (new ratings reach the feed before this, by
+    fold-in at request time; the refit brings them into everyone else's)."""
+    from recommend.model_services import collaborative_refit
+
+    return collaborative_refit().pk
+
+
+@shared_task(name="recommend.tasks.train_ranker", **durable_task_options())
+def train_ranker_task() -> int | None:
+    """Beat: learn the feed's blend again from the ratings log (time-ordered split)."""
+    from recommend.model_services import ranker_train
+
+    trained = ranker_train()
+    return trained[0].pk if trained else None

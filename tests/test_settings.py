@@ -78,7 +78,7 @@ def _variables_read_by_the_code() -> set[str]:
     )
     for path in ROOT.glob("**/*.py"):
         parts = path.relative_to(ROOT).parts
-        if parts[0] in (".venv", "tests", "bench", "var", "runs") or "migrations" in parts:
+        if parts[0].startswith(".") or parts[0] in ("tests", "bench", "var", "runs") or "migrations" in parts:
             continue
         for match in pattern.finditer(path.read_text()):
             names.add(match.group(1) or match.group(2))

@@ -239,6 +239,16 @@ CELERY_BEAT_SCHEDULE = {
     "generation-recover-stale-jobs": {"task": "generation.tasks.recover_generation_jobs", "schedule": 60.0},
     "catalog-prune-orphan-files": {"task": "catalog.tasks.prune_orphan_files", "schedule": 24 * 3600.0},
     "catalog-recover-pending-renders": {"task": "catalog.tasks.recover_pending_renders", "schedule": 300.0},
+    # The feed's learned models (recommend.model_services). A listener's own new ratings need neither:
+    # they are folded in at request time; a refit brings them into everyone else's feed.
+    "recommend-refit-collaborative": {
+        "task": "recommend.tasks.refit_collaborative",
+        "schedule": env.float("REFRAIN_COLLABORATIVE_REFIT_SECONDS", default=15 * 60.0),
+    },
+    "recommend-train-ranker": {
+        "task": "recommend.tasks.train_ranker",
+        "schedule": env.float("REFRAIN_RANKER_TRAIN_SECONDS", default=24 * 3600.0),
+    },
 }
 
 # --- Recommendation (recommend.services, recommend.selectors) ---

@@ -225,7 +225,7 @@ def test_item_knn_beats_random_on_simulated_users():
         assert quality["item_knn"][metric]["ci95"][0] > quality["random"][metric]["ci95"][1], metric
 
 
-@pytest.mark.parametrize("method", ["random", "popularity", "item_knn", "als", "latent", "latent_mmr"])
+@pytest.mark.parametrize("method", ["random", "popularity", "item_knn", "als", "content_popularity"])
 def test_every_method_ranks_the_catalog_without_training_items(method):
     from recommend import evaluation
 
@@ -238,8 +238,7 @@ def test_every_method_ranks_the_catalog_without_training_items(method):
         "popularity": lambda: evaluation.scores_popularity(train),
         "item_knn": lambda: evaluation.scores_item_knn(train),
         "als": lambda: evaluation.scores_als(train, evaluation.ALS_CONFIGS[0]),
-        "latent": lambda: evaluation.scores_latent(train, vectors, ids)[0],
-        "latent_mmr": lambda: evaluation.scores_latent(train, vectors, ids, mmr_size=10)[0],
+        "content_popularity": lambda: evaluation.scores_content_popularity(train, vectors, ids),
     }[method]()
     assert scores.shape == train.shape and np.isfinite(scores).all()
     n = train.shape[1]
@@ -253,6 +252,7 @@ def test_every_method_ranks_the_catalog_without_training_items(method):
 def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_path):
     from catalog.models import Rating, User
     from recommend.evaluation import ALS_CONFIGS
+    from recommend.ranker import FEATURES
 
     for region, collection in [("irish", "oneill"), ("german", "essen"), ("", "bach")]:
         embedded_tracks(6, region=region, collection=collection)
@@ -267,6 +267,8 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         "25",
         "--ratings-per-user",
         "4,6",
+        "--mixes",
+        "0.7,0.2,0.1;0.2,0.7,0.1",
         "--gen-users",
         "3",
         "--gen-per-user",
@@ -278,17 +280,25 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
         stdout=out,
     )
     result = json.loads((tmp_path / "e.json").read_text())["simulated_users"]
-    assert set(result["regimes"]) == {"4", "6"}
+    assert len(result["regimes"]) == 2 * 2  # two mixes x two rating depths
     for regime in result["regimes"].values():
-        assert set(regime["methods"]) == {"latent", "latent_mmr", "popularity", "random", "item_knn", "als", "oracle"}
+        assert set(regime["methods"]) == {
+            "served",
+            "popularity",
+            "random",
+            "item_knn",
+            "als",
+            "content_popularity",
+            "oracle",
+        }
         for m in regime["methods"].values():
             assert 0 <= m["recall@3"]["mean"] <= 1 and 0 <= m["ndcg@3"]["mean"] <= 1 and 0 < m["coverage"] <= 1
-            assert 0 <= m["hidden_liked_share@3"]["mean"] <= 1 and "_per_user" not in m
-        assert set(regime["methods"]["als"]["minus_latent"]) == {
-            "ndcg@3",
-            "hidden_liked_share@3",
-            "random_exposure_ndcg@3",
-        }
+            assert 0 <= m["precision@3_true_top"]["mean"] <= 1 and "_per_user" not in m
+        served = regime["methods"]["served"]
+        for baseline in ("popularity", "item_knn", "als", "content_popularity"):
+            assert set(served[f"versus_{baseline}"]) == {"precision@3_true_top", "random_exposure_ndcg@3"}
+        assert set(served["ranker_weights"]) == set(FEATURES)
+        assert 0 <= regime["cold_start"]["served"]["mean"] <= 1
         assert 0 <= regime["methods"]["random"]["random_exposure_ndcg@3"]["mean"] <= 1
         assert regime["methods"]["als"]["config"] in [dict(c) for c in ALS_CONFIGS]
     gen = result["generated_feed"]
@@ -296,5 +306,5 @@ def test_command_runs_simulated_users_and_generated_feed(embedded_tracks, tmp_pa
     assert set(gen["centred_cosine_to_heldout_likes"]) == set(gen["hidden_affinity_of_nearest_catalog_track"]) - {
         "catalog_average"
     }
-    assert "als" in out.getvalue() and "generated feed" in out.getvalue()
+    assert "served minus content_popularity" in out.getvalue() and "generated feed" in out.getvalue()
     assert not Rating.objects.exists() and not User.objects.filter(username__startswith="evaluate-").exists()
