@@ -38,6 +38,7 @@ DEFAULT_WEIGHTS = {
     "content_x_user": 0.0,
     "collaborative_x_user": 0.0,
 }
+MIN_SPREAD = 1e-3  # standard deviation below which a feature is not learned from
 MIN_EXAMPLES = 100  # labelled pairs needed before a learned model replaces the default
 MIN_POSITIVES = 20
 
@@ -129,8 +130,11 @@ def train_weights(
         return ranker
     x_all = np.vstack([x_train, x_valid]).astype(np.float64)
     mean, scale = x_all.mean(axis=0), x_all.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    standard = lambda x: (np.asarray(x, np.float64) - mean) / scale  # noqa: E731
+    # A feature that hardly varies in the log (novelty when every track was added the same week)
+    # is left out: standardised, its noise would get an arbitrary weight.
+    varies = scale > MIN_SPREAD
+    scale = np.where(varies, scale, 1.0)
+    standard = lambda x: ((np.asarray(x, np.float64) - mean) / scale) * varies  # noqa: E731
     tried = []
     for c in C_GRID:
         model = LogisticRegression(C=c, max_iter=1000, random_state=seed)
@@ -147,7 +151,7 @@ def train_weights(
     model = LogisticRegression(C=best["C"], max_iter=1000, random_state=seed)
     model.fit(standard(x_all), np.concatenate([y_train, y_valid]))
     return Ranker(
-        coef=model.coef_[0].astype(np.float64),
+        coef=model.coef_[0].astype(np.float64) * varies,
         intercept=float(model.intercept_[0]),
         mean=mean,
         scale=scale,
