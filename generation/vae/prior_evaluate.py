@@ -100,8 +100,9 @@ def score_set(tokens, steps, bars, windows, real: list[dict], train_keys, fake_g
     return out
 
 
-def sample_like(composer: LongformComposer, real: list[dict], n: int, temperature: float, seed: int):
-    tunes = composer.sample_batch(n, [r["meter"] for r in real], [r["ends"] for r in real], temperature, seed)
+def sample_like(composer: LongformComposer, real: list[dict], n: int, temperature: float, seed: int, bias: float):
+    meters, ends = [r["meter"] for r in real], [r["ends"] for r in real]
+    tunes = composer.sample_batch(n, meters, ends, temperature, seed, copy_bias=bias)
     z = torch.cat([t.z for t in tunes])
     windows = composer.decode_chunks(z).reshape(len(tunes), n, -1)
     tokens = [shift_tokens(join_chunks(w, t.ties.numpy(), t.steps), t.shift) for w, t in zip(windows, tunes)]
@@ -191,8 +192,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     # 1. served temperature, chosen on the validation split
     valid_real = real_windows(chunked, split["valid"], 8, args.samples, seed=1)
     sweep = []
-    for temp in args.temperatures:
-        toks, wins, copied = sample_like(composer, valid_real, 8, temp, args.seed)
+    for temp, bias in [(t, b) for t in args.temperatures for b in args.copy_biases]:
+        toks, wins, copied = sample_like(composer, valid_real, 8, temp, args.seed, bias)
         s = score_set(
             toks,
             [r["steps"] for r in valid_real],
@@ -204,6 +205,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         sweep.append(
             {
                 "temperature": temp,
+                "copy_bias": bias,
                 "auc": s["two_sample"]["auc"],
                 "repeat_share": s["structure"]["repeat_share"],
                 "degenerate": s["structure"]["degenerate"],
@@ -212,9 +214,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         print("valid", sweep[-1], flush=True)
-    served = min(sweep, key=lambda r: r["auc"])["temperature"]
+    best = min(sweep, key=lambda r: r["auc"])
+    served, bias = best["temperature"], best["copy_bias"]
     report["temperature_selection_valid"] = sweep
     report["served_temperature"] = served
+    report["served_copy_bias"] = bias
 
     # 2. test split, 8 and 16 chunks, served temperature and 1.0
     report["test"] = {}
@@ -235,7 +239,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             },
         }
         for temp in sorted({served, 1.0}):
-            toks, wins, copied = sample_like(composer, real, n, temp, args.seed)
+            toks, wins, copied = sample_like(composer, real, n, temp, args.seed, bias)
             res = score_set(
                 toks, [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real], wins, real, train_keys
             )
@@ -253,7 +257,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     m = len(real)
     steps, bars = [32] * m, [16] * m
     comp: dict[str, Any] = {"n_real": m, "real_structure": structure_stats([r["tokens"] for r in real], steps, bars)}
-    toks, wins, _ = sample_like(composer, real, 8, served, args.seed)
+    toks, wins, _ = sample_like(composer, real, 8, served, args.seed, bias)
     comp["prior_served"] = score_set(toks, steps, bars, wins, real, train_keys)
     from .sample import MelodyVAE
 
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", required=True)
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 0.9, 1.0])
+    p.add_argument("--copy-biases", type=float, nargs="+", default=[0.0, 1.0])
     p.add_argument("--recon-limit", type=int, default=400)
     p.add_argument("--baseline-minutes", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
