@@ -94,6 +94,7 @@ class LongformComposer:
         metrics = getattr(prior, "metrics", None) or {}
         # a prior trained on tunes moved to C: tunes are encoded in C and moved back when decoded
         self.key_normalized = bool(metrics.get("key_normalized", False))
+        self.default_copy_bias = float(metrics.get("served_copy_bias", 0.0))
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
 
     @classmethod
@@ -164,12 +165,19 @@ class LongformComposer:
             raise RuntimeError("no prior loaded: LongformComposer.load(prior_path=...)")
         return self.prior
 
-    def _fill(self, z, ties, known, meters, ends, temperature, seed, shifts=None) -> list[LatentTune]:
+    def _fill(self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None) -> list[LatentTune]:
         prior = self._prior()
         temperature = self.default_temperature if temperature is None else temperature
         meter_idx = torch.tensor([meter_index(m) for m in meters])
         z, ties, source = prior.fill(
-            z, ties, known, meter_idx, torch.as_tensor(ends, dtype=torch.bool), temperature, _generator(seed)
+            z,
+            ties,
+            known,
+            meter_idx,
+            torch.as_tensor(ends, dtype=torch.bool),
+            temperature,
+            _generator(seed),
+            self.default_copy_bias if copy_bias is None else copy_bias,
         )
         if shifts is None:  # new tunes: a key drawn as often as the corpus uses it (seeded)
             g = _generator(None if seed is None else seed + 7)
@@ -185,6 +193,7 @@ class LongformComposer:
         seed: int | None = None,
         count: int = 1,
         ends: bool = True,
+        copy_bias: float | None = None,
     ) -> list[LatentTune]:
         """`count` new tunes of `n_chunks` chunks (ends=True: a whole tune, with its ending)."""
         if not 1 <= n_chunks <= self.max_chunks:
@@ -198,15 +207,22 @@ class LongformComposer:
             [ends] * count,
             temperature,
             seed,
+            copy_bias=copy_bias,
         )
 
     def sample_batch(
-        self, n_chunks: int, meters: list[tuple[int, int]], ends: list[bool], temperature=None, seed=None
+        self,
+        n_chunks: int,
+        meters: list[tuple[int, int]],
+        ends: list[bool],
+        temperature=None,
+        seed=None,
+        copy_bias: float | None = None,
     ) -> list[LatentTune]:
         """One tune per (meter, ends) pair, all of n_chunks chunks, in one batch."""
         B, Z = len(meters), self.vae.cfg.z_dim
         zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
-        return self._fill(torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed)
+        return self._fill(torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias)
 
     def continue_from(
         self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True

@@ -214,9 +214,12 @@ class LatentPrior(nn.Module):
         ends: torch.Tensor,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        copy_bias: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left to right, draw every chunk where `known` [B, n] is False; known chunks stay as given.
 
+        `copy_bias` is added to every "copy" logit (nats): on its own generated context the model
+        repeats less than real tunes do, and the evaluation calibrates this on validation tunes.
         Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
         B, n, _ = z.shape
         if n > self.cfg.max_chunks:
@@ -234,6 +237,7 @@ class LatentPrior(nn.Module):
                 continue
             h = self.hidden(self.standardize(z[:, : i + 1]), ties[:, : i + 1], meter, length, ends)
             ptr = self.pointer(h)[:, i, : i + 1]  # new + copies of chunks 0..i-1
+            ptr = torch.cat([ptr[:, :1], ptr[:, 1:] + copy_bias], 1)
             out = self.heads(h[:, i])
             rows = torch.arange(B, device=dev)
             # the temperature shapes the mixture only: the pointer is sampled as trained, since a

@@ -206,3 +206,10 @@ def test_key_normalized_composer_encodes_in_c_and_moves_back(tmp_path, composer)
 
 def replace_shift(tune: LatentTune) -> LatentTune:
     return LatentTune(tune.z, tune.ties, tune.meter, shift=0)
+
+
+def test_copy_bias_moves_the_share_of_repeats(composer):
+    never = composer.sample(6, seed=0, count=4, copy_bias=-50.0)
+    always = composer.sample(6, seed=0, count=4, copy_bias=50.0)
+    assert all((t.source == -1).all() for t in never)
+    assert all((t.source[1:] >= 0).all() for t in always)
