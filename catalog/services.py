@@ -273,7 +273,10 @@ def _media_mark_pending(track_ids: list[int]) -> None:
     """Mark these tracks' audio as pending (a render is about to be queued)."""
     now = timezone.now()
     existing = set(TrackMedia.objects.filter(track_id__in=track_ids).values_list("track_id", flat=True))
-    TrackMedia.objects.bulk_create([TrackMedia(track_id=t) for t in track_ids if t not in existing])
+    # ignore_conflicts: a render task or another request may create the same row at the same moment.
+    TrackMedia.objects.bulk_create(
+        [TrackMedia(track_id=t) for t in track_ids if t not in existing], ignore_conflicts=True
+    )
     TrackMedia.objects.filter(track_id__in=track_ids).update(
         audio_status=TrackMedia.AudioStatus.PENDING, audio_error="", audio_requested_at=now, updated_at=now
     )

@@ -173,7 +173,7 @@ def start_worker(transactional_db, settings):
 
     started: list[WorkerHandle] = []
 
-    def start(name: str = "test", queues: str = "cpu,gpu,gpu-bulk", **extra_env: str) -> WorkerHandle:
+    def start(name: str = "test", queues: str = "gpu,gpu-bulk,cpu", **extra_env: str) -> WorkerHandle:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
