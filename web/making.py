@@ -14,11 +14,26 @@ from generation import services as generation_services
 from generation.models import GenerationJob
 from generation.serializers import GenerationRequestSerializer
 from web.pages import cards_for, page, signed_in, tracks_by_ids
+from web.views import long_form_active
 
 # Form fields a generation request may carry, as the API's serializer names them. Which of them the
 # sample form shows is read from the serializer, so a field added there (length, meter) appears here.
-SAMPLE_OPTIONAL_FIELDS = ("length", "meter")
-SCALAR_FIELDS = ("kind", "count", "temperature", "seed", "track_id", "spread", "attribute", "amount", "length", "meter")
+SAMPLE_OPTIONAL_FIELDS = ("bars", "meter")
+SCALAR_FIELDS = (
+    "kind",
+    "count",
+    "temperature",
+    "seed",
+    "track_id",
+    "spread",
+    "attribute",
+    "amount",
+    "bars",
+    "meter",
+    "prompt_bars",
+    "from_bar",
+    "to_bar",
+)
 ACTIVE = (GenerationJob.Status.PENDING, GenerationJob.Status.RUNNING)
 
 
@@ -37,7 +52,9 @@ def _form_context(request, errors=None, values=None) -> dict:
     return {
         "errors": errors or {},
         "values": values or {"count": 2, "temperature": 0.8},
-        "sample_extras": [name for name in SAMPLE_OPTIONAL_FIELDS if name in fields],
+        # Length and meter only where the active model takes them (the 16-bar VAE refuses them).
+        "sample_extras": [name for name in SAMPLE_OPTIONAL_FIELDS if name in fields] if long_form_active() else [],
+        "meters": list(fields["meter"].choices) if "meter" in fields else [],
         "count_max": fields["count"].max_value,
         "track_choices": choices,
         "first": request.GET.get("a", ""),

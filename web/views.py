@@ -21,7 +21,8 @@ from catalog.apis import TrackListApi
 from catalog.filters import TrackFilter
 from catalog.serializers import RatingInputSerializer
 from config.errors import ApplicationError, NotFoundError
-from generation.models import GenerationJob
+from generation import selectors as generation_selectors
+from generation import services as generation_services
 from recommend import feeds
 from recommend import services as recommend_services
 from recommend.similar import track_similar
@@ -38,6 +39,12 @@ ORDERINGS = [
     ("-duration_seconds", "Longest"),
     ("-tempo_bpm", "Fastest"),
 ]
+
+
+def long_form_active() -> bool:
+    """Whether the active model writes whole tunes (then it also continues them, in any length and meter)."""
+    version = generation_selectors.model_version_active()
+    return version is not None and generation_services.model_version_is_longform(version)
 
 
 @require_GET
@@ -130,7 +137,7 @@ def track_page(request, track_id: int):
         "similar": similar,
         "similar_error": similar_error,
         "steers": steers,
-        "can_continue": "continue" in GenerationJob.Kind.values,
+        "can_continue": long_form_active(),
     }
     return render(request, "web/track.html", context)
 

@@ -248,7 +248,7 @@ def test_track_page_offers_generation_buttons_and_similar_tracks(page_client, mo
     html = response.content.decode()
     for label in ["More like this", "Denser", "Sparser", "Higher", "Lower", "More minor", "More major"]:
         assert f">{label}</button>" in html
-    assert ("Continue this tune" in html) == ("continue" in GenerationJob.Kind.values)
+    assert "Continue this tune" not in html  # the 16-bar VAE cannot continue a tune
     assert {c.track.pk for c in response.context["similar"]} == {t.pk for t in tracks[1:]}
 
 
@@ -298,14 +298,23 @@ def test_an_interpolation_of_unknown_or_equal_tracks_is_refused_by_the_service(
     assert not GenerationJob.objects.exists()
 
 
-def test_make_music_form_shows_only_fields_the_request_accepts(page_client, model_version):
-    from generation.serializers import GenerationRequestSerializer
-
+def test_make_music_form_shows_only_fields_the_model_accepts(page_client, model_version):
     html = page_client.get("/make/").content.decode()
-    fields = GenerationRequestSerializer().fields
     assert 'name="temperature"' in html and 'name="count"' in html
-    assert ('name="length"' in html) == ("length" in fields)
-    assert ('name="meter"' in html) == ("meter" in fields)
+    assert 'name="bars"' not in html and 'name="meter"' not in html  # the 16-bar VAE refuses them
+
+
+def test_the_long_form_model_offers_length_meter_and_continue(page_client, longform_version, track_factory):
+    html = page_client.get("/make/").content.decode()
+    assert 'name="bars"' in html and 'name="meter"' in html and 'value="6/8"' in html
+    track = track_factory()
+    assert "Continue this tune" in page_client.get(f"/tracks/{track.pk}/").content.decode()
+    response = page_client.post("/make/", {"kind": "sample", "count": 1, "bars": 8, "meter": "3/4"})
+    assert response.status_code == 302
+    job = GenerationJob.objects.get()
+    assert job.params["bars"] == 8 and job.params["meter"] == "3/4"
+    page_client.post("/make/", {"kind": "continue", "track_id": track.pk, "count": 1, "prompt_bars": 4, "bars": 16})
+    assert GenerationJob.objects.filter(kind="continue").exists()
 
 
 def test_a_job_page_polls_while_the_job_runs_and_is_private(page_client, user, other_user, model_version):
