@@ -289,3 +289,13 @@ def longform_version(db, longform_checkpoint):
     from generation import services
 
     return services.model_version_register(name="longform_test", checkpoint_path=str(longform_checkpoint))
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Throttle counters and the feed's top-up guard live in the cache: no test sees another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

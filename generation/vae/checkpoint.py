@@ -62,7 +62,8 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def _load_blob(path: str | Path, formats: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The checkpoint dict, read with weights_only (no arbitrary unpickling), of one of our formats."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -70,11 +71,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, disallowed globals
         raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a Refrain MusicVAE checkpoint (missing format tag {FORMAT!r})")
+    if not isinstance(blob, dict) or blob.get("format") not in formats:
+        tag = formats[0] if len(formats) == 1 else " or ".join(formats)
+        raise CheckpointError(f"{path} is not a Refrain {what} (missing format tag {tag!r})")
     if blob.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {blob.get('version')}, this code reads {VERSION}")
     return blob
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    return _load_blob(path, (FORMAT,), "MusicVAE checkpoint")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MusicVAE, dict[str, Any]]:
@@ -118,17 +124,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu"):
     """(LatentPrior in eval mode, float32; the raw checkpoint dict). Refuses anything not tagged as ours."""
     from .prior import LatentPrior, PriorConfig
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != PRIOR_FORMAT:
-        raise CheckpointError(f"{path} is not a Refrain latent prior (missing format tag {PRIOR_FORMAT!r})")
-    if blob.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {blob.get('version')}, this code reads {VERSION}")
+    blob = _load_blob(path, (PRIOR_FORMAT,), "latent prior")
     prior = LatentPrior(PriorConfig.from_dict(blob["config"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     try:
@@ -144,17 +140,8 @@ MUSICVAE_KIND, PRIOR_KIND = "musicvae", "latent-prior"
 def checkpoint_summary(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(kind, config, metrics) of either kind of checkpoint, read safely: a MusicVAE (one window of
     melody) or a latent prior (long tunes as sequences of 2-bar latents). Refuses anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a loadable Refrain checkpoint ({type(exc).__name__}: {exc})") from exc
-    fmt = blob.get("format") if isinstance(blob, dict) else None
-    if fmt == FORMAT:
+    blob = _load_blob(path, (FORMAT, PRIOR_FORMAT), "checkpoint")
+    if blob["format"] == FORMAT:
         return MUSICVAE_KIND, dict(blob["config"]), dict(blob.get("metrics") or {})
-    if fmt == PRIOR_FORMAT:
-        config = {**dict(blob["config"]), "vae": blob.get("vae", "")}
-        return PRIOR_KIND, config, dict(blob.get("metrics") or {})
-    raise CheckpointError(f"{path} is not a Refrain checkpoint (format tag {fmt!r})")
+    config = {**dict(blob["config"]), "vae": blob.get("vae", "")}
+    return PRIOR_KIND, config, dict(blob.get("metrics") or {})

@@ -6,16 +6,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """The feed remembers top-up requests in the cache (per user id): no test sees another's."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def put_embeddings():
     """Store chosen vectors as embeddings (no VAE), then rebuild the version's index."""

@@ -7,16 +7,6 @@ import pytest
 from django.test import Client
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    """Throttle counters and the feed's top-up guard live in the cache: no test sees another's."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def page_client(user):
     client = Client()
