@@ -300,10 +300,10 @@ def _shape_params(kind: str, params: dict[str, Any], longform: bool) -> dict[str
         return {}
     max_bars = 64
     bars = _number(params, "bars", 16, int)
-    if not 2 <= bars <= max_bars or bars % 2:
+    if not 2 <= bars <= max_bars:
         raise ApplicationError(
-            f"bars must be an even number from 2 to {max_bars} (tunes are written 2 bars at a time).",
-            fields={"bars": [f"2..{max_bars}, even"]},
+            f"bars must be from 2 to {max_bars} (a tune is rounded up to whole 2-bar chunks; 4-bar in 2/4).",
+            fields={"bars": [f"2..{max_bars}"]},
         )
     meter = params.get("meter") or "4/4"
     if meter not in METERS:

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from .checkpoint import load_prior, read_checkpoint
+from .chunks import bars_per_chunk
 from .longform import LatentTune, LongformComposer
 from .sample import slerp
 
 KINDS = ("sample", "similar", "interpolate", "steer", "continue", "infill")
 METERS = ((2, 4), (3, 4), (4, 4), (6, 8))
-BARS_PER_CHUNK = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +94,6 @@ class LongformJobs:
     def default_temperature(self) -> float:
         return float(self.composer.default_temperature)
 
-    @property
-    def max_bars(self) -> int:
-        return int(self.composer.max_chunks) * BARS_PER_CHUNK
-
     # ---- tracks in -----------------------------------------------------------------------------------
     def encode(self, items) -> list[LatentTune]:
         """MIDI bytes or paths -> LatentTunes (all chunks of all items in one encoder pass)."""
@@ -135,7 +131,7 @@ class LongformJobs:
             raise ValueError(f"unknown kind {r.kind!r}; choose one of {KINDS}")
         if r.kind == "sample":
             return self.composer.sample(
-                n_chunks=self._chunks(r.bars),
+                n_chunks=self._chunks(r.bars, r.meter),
                 meter=(int(r.meter[0]), int(r.meter[1])),
                 temperature=r.temperature,
                 seed=r.seed,
@@ -143,8 +139,8 @@ class LongformJobs:
             )
         parent = self._fit(r.parents[0])
         if r.kind == "continue":
-            keep = max(1, min(parent.n_chunks, self._chunks(r.prompt_bars)))
-            total = max(self._chunks(r.bars), keep + 1)
+            keep = max(1, min(parent.n_chunks, self._chunks(r.prompt_bars, parent.meter)))
+            total = max(self._chunks(r.bars, parent.meter), keep + 1)
             prompt = _slice(parent, 0, keep)
             return [
                 self.composer.continue_from(
@@ -154,11 +150,12 @@ class LongformJobs:
             ]
         if r.kind == "infill":
             mask = np.zeros(parent.n_chunks, dtype=bool)
-            first = (r.from_bar - 1) // BARS_PER_CHUNK
-            last = (r.to_bar - 1) // BARS_PER_CHUNK
+            per_chunk = bars_per_chunk(parent.meter)
+            first, last = int((r.from_bar - 1) // per_chunk), int((r.to_bar - 1) // per_chunk)
             mask[max(0, first) : min(parent.n_chunks, last + 1)] = True
             if not mask.any():
-                raise ValueError(f"bars {r.from_bar}-{r.to_bar} are past the tune's end ({parent.n_chunks * 2} bars)")
+                length = round(parent.n_chunks * per_chunk)
+                raise ValueError(f"bars {r.from_bar}-{r.to_bar} are past the tune's end ({length} bars)")
             return [
                 self.composer.infill(parent, mask, temperature=r.temperature, seed=r.seed + i) for i in range(r.count)
             ]
@@ -188,8 +185,11 @@ class LongformJobs:
             return [dataclasses.replace(parent, z=parent.z.float() + a * vector, source=None) for a in amounts]
         raise AssertionError(r.kind)
 
-    def _chunks(self, bars: int) -> int:
-        return max(1, min(self.composer.max_chunks, -(-int(bars) // BARS_PER_CHUNK)))
+    def _chunks(self, bars: int, meter: tuple[int, int]) -> int:
+        """Chunks that hold `bars` bars of this meter (2 bars of 4/4, 3/4 or 6/8, 4 of 2/4: chunks.py)."""
+        return max(
+            1, min(self.composer.max_chunks, int(np.ceil(bars / bars_per_chunk((int(meter[0]), int(meter[1]))))))
+        )
 
     def _fit(self, tune: LatentTune) -> LatentTune:
         """A parent longer than the prior's window keeps its first max_chunks chunks."""

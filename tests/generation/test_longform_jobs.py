@@ -89,7 +89,7 @@ def test_infill_past_the_end_of_the_track_fails_the_job_clearly(user, longform_v
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"kind": "sample", "bars": 7}, "bars"),
+        ({"kind": "sample", "bars": 1}, "bars"),
         ({"kind": "sample", "bars": 80}, "bars"),
         ({"kind": "sample", "meter": "5/4"}, "meter"),
         ({"kind": "continue", "prompt_bars": 2, "bars": 8}, "track_ids"),

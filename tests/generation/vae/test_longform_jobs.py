@@ -91,3 +91,12 @@ def test_compose_decodes_everything_and_refuses_only_the_bad_request(jobs, tune)
 
 def test_a_tunes_embedding_is_the_mean_of_its_chunks(tune):
     np.testing.assert_allclose(embedding(tune), tune.z.numpy().mean(axis=0), rtol=1e-6)
+
+
+def test_lengths_are_counted_in_the_meters_own_chunks(jobs, tune):
+    """A chunk holds 2 bars of 4/4, 3/4 or 6/8 but 4 bars of 2/4 (chunks.py): 16 bars are 8 or 4 chunks."""
+    assert [t.n_chunks for t in plan(jobs, kind="sample", count=1, bars=16, meter=(3, 4))] == [8]
+    assert [t.n_chunks for t in plan(jobs, kind="sample", count=1, bars=16, meter=(2, 4))] == [4]
+    two_four = LatentTune(tune.z, tune.ties, (2, 4))
+    (out,) = plan(jobs, kind="infill", count=1, parents=(two_four,), from_bar=5, to_bar=8)  # chunk 1 only
+    assert torch.equal(out.z[[0, 2, 3, 4, 5]], tune.z[[0, 2, 3, 4, 5]]) and not torch.equal(out.z[1], tune.z[1])
