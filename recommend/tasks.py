@@ -25,7 +25,7 @@ def embed_tracks_task(track_ids: list[int]) -> None:
 
 
 @shared_task(name="recommend.tasks.embed_missing", **durable_task_options())
-def embed_missing_task(limit: int = 128, after: int = 0) -> int:
+def embed_missing_task(limit: int = 32, after: int = 0) -> int:
     """Embed a chunk of the tracks the active version has no embedding for; re-enqueue for the next
     chunk while more remain (short tasks, so a gpu worker goes back to its `gpu` queue often)."""
     from recommend.services import tracks_embed_missing
