@@ -23,6 +23,7 @@ from catalog import events, rendering
 from catalog.midi import InvalidMidi, analyze_midi, normalize_key, normalize_meter, parse_midi
 from catalog.models import Rating, Track, TrackMedia, User
 from catalog.tasks import track_render_audio_task, tracks_render_audio_task
+from config.celery import enqueue
 from config.errors import ApplicationError, ConflictError, StorageUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -161,16 +162,11 @@ def tracks_process(*, track_ids: list[int]) -> None:
     events.tracks_created.send_on_commit(track_ids=ids)
 
 
+RENDER_RECOVERY = "beat and the audio endpoint re-queue a render pending past REFRAIN_AUDIO_PENDING_TIMEOUT."
+
+
 def _enqueue(task, *args, **kwargs) -> None:
-    try:
-        task.delay(*args, **kwargs)
-    except Exception:
-        logger.exception(
-            "Could not enqueue %s%s; the audio endpoint re-queues a render pending for longer than "
-            "REFRAIN_AUDIO_PENDING_TIMEOUT.",
-            task.name,
-            args,
-        )
+    enqueue(task, *args, recovery=RENDER_RECOVERY, **kwargs)
 
 
 def track_refresh_metadata(*, track: Track) -> Track:

@@ -1,5 +1,6 @@
 """The Celery app; configuration comes from Django settings (CELERY_* names)."""
 
+import logging
 import os
 
 from celery import Celery
@@ -26,6 +27,23 @@ def durable_task_options() -> dict:
         "max_retries": 5,
         "ignore_result": True,
     }
+
+
+def enqueue(task, *args, recovery: str, countdown: float | None = None, **kwargs) -> bool:
+    """Send a task, or log why it could not be sent and what recovers it; True when sent.
+
+    For messages sent after a write is committed: a broker outage must not turn that write into an
+    error (the database keeps the truth, and `recovery` names what catches the work up later).
+    """
+    try:
+        if countdown is None:
+            task.delay(*args, **kwargs)
+        else:
+            task.apply_async(args, kwargs, countdown=countdown)
+        return True
+    except Exception:
+        logging.getLogger(__name__).exception("Could not enqueue %s%s; %s", task.name, args, recovery)
+        return False
 
 
 def worker_queues(app) -> set[str]:

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Track
+from config.celery import enqueue
 from config.errors import ApplicationError, ConflictError
 from generation import events
 from generation.models import GenerationJob, ModelVersion
@@ -205,10 +206,7 @@ def generation_job_wake(*, job_id: int, countdown: float | None = None) -> None:
     """Send the job's wake-up message (after `countdown` seconds). A broker outage is logged, not
     raised: the job is committed and recovery (worker start, beat every minute) wakes pending jobs
     whose message was lost."""
-    try:
-        run_generation_task.apply_async((job_id,), countdown=countdown)
-    except Exception:  # kombu raises transport-specific errors
-        logger.exception("Could not wake a worker for generation job %s; recovery will pick it up.", job_id)
+    enqueue(run_generation_task, job_id, countdown=countdown, recovery="worker start and beat wake pending jobs.")
 
 
 METERS = ("2/4", "3/4", "4/4", "6/8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from config.celery import enqueue
 from generation.selectors import model_version_active
 from recommend.tasks import embed_missing_task, embed_tracks_task, index_remove_tracks_task
 
@@ -20,24 +21,15 @@ def embed_created_tracks(*, track_ids: list[int]) -> None:
     """catalog.tracks_created: embed them with the active version (nothing while none is active)."""
     if not track_ids or model_version_active() is None:
         return
-    try:
-        embed_tracks_task.delay(list(track_ids))
-    except Exception:
-        logger.exception("Could not enqueue the embedding of tracks %s; embed_missing will catch up.", track_ids)
+    enqueue(embed_tracks_task, list(track_ids), recovery="embed_missing catches up at the next gpu worker start.")
 
 
 def unindex_deleted_tracks(*, track_ids: list[int]) -> None:
     """catalog.tracks_deleted: drop them from every index (queue cpu)."""
-    try:
-        index_remove_tracks_task.delay(list(track_ids))
-    except Exception:
-        logger.exception("Could not enqueue the index removal of tracks %s.", track_ids)
+    enqueue(index_remove_tracks_task, list(track_ids), recovery="answers filter deleted tracks out meanwhile.")
 
 
 def reembed_for_activated_version(*, model_version_id: int) -> None:
     """generation.model_version_activated: embed the catalog in the new latent space (the feeds keep
     serving the previous version until the pass completes)."""
-    try:
-        embed_missing_task.delay()
-    except Exception:
-        logger.exception("Could not enqueue re-embedding for model version %s.", model_version_id)
+    enqueue(embed_missing_task, recovery=f"gpu workers re-embed for version {model_version_id} when they start.")

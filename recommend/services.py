@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import Track
+from config.celery import enqueue
 from generation import runtime
 from generation.models import GenerationJob
 from generation.selectors import generation_jobs_busy, model_version_active, model_version_all
@@ -422,7 +423,4 @@ def feed_top_up_enqueue(*, user) -> None:
     """From the feed request: enqueue a top-up check at most once a minute per user, never blocking."""
     if not cache.add(f"recommend:feed-top-up:{user.pk}", 1, timeout=60):
         return
-    try:
-        feed_top_up_task.delay(user.pk)
-    except Exception:
-        logger.exception("Could not enqueue the generated-feed top-up of user %s.", user.pk)
+    enqueue(feed_top_up_task, user.pk, recovery="the next feed request asks again.")

@@ -13,7 +13,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from catalog.models import User
-from config.celery import durable_task_options, worker_queues
+from config.celery import durable_task_options, enqueue, worker_queues
 
 
 @shared_task(name="recommend.tasks.embed_tracks", **durable_task_options())
@@ -41,10 +41,7 @@ def _embed_missing_on_start(sender=None, **kwargs) -> None:
     """A gpu worker that starts (after a deploy, a crash, a new model version) catches up on embeddings."""
     queues = worker_queues(sender.app) if sender else set()
     if "gpu-bulk" in queues:
-        try:
-            embed_missing_task.delay()
-        except Exception:  # noqa: BLE001 - the worker must start even if the broker blinks
-            pass
+        enqueue(embed_missing_task, recovery="the next worker start tries again.")  # never stops the start
 
 
 @shared_task(name="recommend.tasks.index_remove_tracks", **durable_task_options())
