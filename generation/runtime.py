@@ -13,6 +13,7 @@ from django.conf import settings
 
 from generation.models import ModelVersion
 from generation.selectors import model_version_checkpoint_file
+from generation.services import model_version_is_longform
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def vae_for(model_version: ModelVersion):
                 # for one 16-bar melody on this 2-core machine under load).
                 torch.set_num_threads(settings.GENERATION_CPU_THREADS)
             path = model_version_checkpoint_file(model_version=model_version)
-            if (model_version.config or {}).get("model_kind") == "latent-prior":
+            if model_version_is_longform(model_version):
                 from generation.vae.longform_jobs import LongformJobs
 
                 vae = LongformJobs.load(path)

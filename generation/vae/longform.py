@@ -96,6 +96,7 @@ class LongformComposer:
         self.key_normalized = bool(metrics.get("key_normalized", False))
         self.default_copy_bias = float(metrics.get("served_copy_bias", 0.0))
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
+        self.vae_attributes: dict | None = None  # set by load(): the VAE checkpoint's attribute vectors
 
     @classmethod
     def load(
@@ -104,15 +105,21 @@ class LongformComposer:
         vae_path: str | Path | None = None,
         bf16_decode: bool = False,
     ) -> LongformComposer:
-        """CPU models. `prior_path=None` loads only the VAE (encode/decode, no sampling)."""
+        """CPU models. `prior_path=None` loads only the VAE (encode/decode, no sampling). The VAE the
+        prior names is looked for beside the prior first, then among the committed checkpoints; its
+        attribute vectors (for steering) are kept as `vae_attributes`."""
         prior, blob = (None, {}) if prior_path is None else load_prior(prior_path)
         if vae_path is None:
-            vae_path = CHECKPOINTS / blob.get("vae", DEFAULT_VAE.name)
-        vae, _ = load_model(vae_path)
+            name = blob.get("vae", DEFAULT_VAE.name)
+            beside = Path(prior_path).parent / name if prior_path is not None else None
+            vae_path = beside if beside is not None and beside.is_file() else CHECKPOINTS / name
+        vae, vae_blob = load_model(vae_path)
         temp = float((blob.get("metrics") or {}).get("served_temperature", DEFAULT_TEMPERATURE))
         if prior is not None:
             prior.metrics = blob.get("metrics") or {}
-        return cls(vae, prior, temp, bf16_decode=bf16_decode)
+        composer = cls(vae, prior, temp, bf16_decode=bf16_decode)
+        composer.vae_attributes = vae_blob.get("attributes")
+        return composer
 
     @property
     def max_chunks(self) -> int:

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_prior, read_checkpoint
 from .chunks import bars_per_chunk
 from .longform import LatentTune, LongformComposer
 from .sample import slerp
@@ -57,12 +56,6 @@ class ComposedTune:
     latent: np.ndarray  # the tune's embedding (mean of its chunk latents)
 
 
-def read_prior_vae_name(prior_path: Path) -> str:
-    """The file name of the 2-bar VAE a prior checkpoint was trained on."""
-    _, blob = load_prior(prior_path)
-    return str(blob.get("vae", "mel_2bar_large.pt"))
-
-
 def embedding(tune: LatentTune) -> np.ndarray:
     """A tune's single vector: the mean of its chunk latents. Every chunk weighs alike, whatever the
     tune's length, and the vector lives in the 2-bar VAE's space, like a chunk's own latent."""
@@ -81,14 +74,9 @@ class LongformJobs:
 
     @classmethod
     def load(cls, prior_path: str | Path) -> LongformJobs:
-        """The prior and, beside it (or among the committed checkpoints), the 2-bar VAE it names."""
-        prior_path = Path(prior_path)
-        name = read_prior_vae_name(prior_path)
-        vae_path = prior_path.parent / name
-        if not vae_path.is_file():
-            vae_path = Path(__file__).resolve().parents[1] / "checkpoints" / name
-        composer = LongformComposer.load(prior_path=prior_path, vae_path=vae_path)
-        return cls(composer, read_checkpoint(vae_path).get("attributes"))
+        """The prior and the 2-bar VAE it names (LongformComposer.load), each read once."""
+        composer = LongformComposer.load(prior_path=prior_path)
+        return cls(composer, composer.vae_attributes)
 
     @property
     def default_temperature(self) -> float:
