@@ -18,8 +18,6 @@ from recommend.ranking import CatalogView, rank_feed, reference_sample
 from recommend.selectors import embedding_matrix
 from recommend.taste import TASTE_MAX_RATINGS, taste_vectors
 
-MMR_EXTRA_CANDIDATES = 100  # room for MMR to trade a little relevance for variety
-
 
 def catalog_track_ids(index, candidates) -> set[int]:
     """The candidates that are catalog (not generated) tracks.

@@ -299,3 +299,25 @@ def fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def put_embeddings():
+    """Store chosen vectors as embeddings (no VAE), then rebuild the version's index."""
+    from recommend import services
+    from recommend.models import TrackEmbedding, vector_to_bytes
+
+    def put(model_version, vectors: dict, rebuild: bool = True):
+        import numpy as np
+
+        for track, vector in vectors.items():
+            vector = np.asarray(vector, dtype=np.float32)
+            TrackEmbedding.objects.update_or_create(
+                track=track,
+                model_version=model_version,
+                defaults={"vector": vector_to_bytes(vector), "dim": len(vector), "sigma_mean": 0.1},
+            )
+        if rebuild:
+            services.index_rebuild(model_version=model_version)
+
+    return put

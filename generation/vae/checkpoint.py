@@ -56,10 +56,7 @@ def save_checkpoint(
         blob["metrics"] = metrics
     if train_state is not None:
         blob["train_state"] = train_state
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    return path
+    return _save_atomically(blob, path)
 
 
 def _load_blob(path: str | Path, formats: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -77,6 +74,14 @@ def _load_blob(path: str | Path, formats: tuple[str, ...], what: str) -> dict[st
     if blob.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {blob.get('version')}, this code reads {VERSION}")
     return blob
+
+
+def _save_atomically(blob: dict[str, Any], path: Path) -> Path:
+    """torch.save to a temp file beside `path`, then rename: a reader never sees half a checkpoint."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+    return path
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -114,10 +119,7 @@ def save_prior(path: str | Path, prior, *, vae: str, metrics: dict[str, Any] | N
     blob = {"format": PRIOR_FORMAT, "version": VERSION, "config": prior.cfg.to_dict(), "state_dict": state, "vae": vae}
     if metrics is not None:
         blob["metrics"] = metrics
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(blob, tmp)
-    tmp.replace(path)
-    return path
+    return _save_atomically(blob, path)
 
 
 def load_prior(path: str | Path, device: str | torch.device = "cpu"):

@@ -15,22 +15,9 @@ def page_client(user):
 
 
 @pytest.fixture
-def embedded(model_version):
+def embedded(model_version, put_embeddings):
     """Store chosen vectors as the tracks' embeddings (no VAE), then rebuild the index."""
-    from recommend import services
-    from recommend.models import TrackEmbedding, vector_to_bytes
-
-    def put(vectors: dict):
-        for track, vector in vectors.items():
-            vector = np.asarray(vector, dtype=np.float32)
-            TrackEmbedding.objects.update_or_create(
-                track=track,
-                model_version=model_version,
-                defaults={"vector": vector_to_bytes(vector), "dim": len(vector), "sigma_mean": 0.1},
-            )
-        services.index_rebuild(model_version=model_version)
-
-    return put
+    return lambda vectors: put_embeddings(model_version, vectors)
 
 
 def clustered(n_dims: int, axis: int, seed: int) -> np.ndarray:
