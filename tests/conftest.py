@@ -260,9 +260,11 @@ def model_version(db, tiny_checkpoint):
 
 @pytest.fixture(scope="session")
 def longform_checkpoint(tmp_path_factory):
-    """A tiny long-form model: a 2-bar VAE and a latent prior beside it (untrained; the decoder's output
-    bias leans a little towards one note, so that greedy decoding writes notes and distinct latents
-    still give distinct tunes)."""
+    """A tiny long-form model: a 2-bar VAE and a codebook latent prior beside it, the kind served
+    (untrained; the decoder's output bias leans a little towards one note, so that greedy decoding
+    writes notes and distinct latents still give distinct tunes)."""
+    import dataclasses
+
     import torch
 
     from generation.vae.attributes import ATTRIBUTES
@@ -279,8 +281,11 @@ def longform_checkpoint(tmp_path_factory):
         vae.out.bias[FIRST_NOTE + 67 - MIN_PITCH] += 0.5
     vectors = torch.randn(len(ATTRIBUTES), MEL_TINY.z_dim)
     save_checkpoint(folder / "mel_tiny_2bar.pt", vae, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
-    prior = LatentPrior(PRIOR_TINY)
+    prior = LatentPrior(dataclasses.replace(PRIOR_TINY, codebook=24, code_embed_dim=4))
     prior.z_std.fill_(1.0)
+    with torch.no_grad():
+        prior.code_coords.normal_()
+        prior.code_windows.copy_(vae.generate(prior.code_latents(), greedy=True).to(torch.int8))
     return save_prior(folder / "prior.pt", prior, vae="mel_tiny_2bar.pt", metrics={"served_temperature": 0.9})
 
 

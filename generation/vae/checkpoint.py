@@ -136,6 +136,15 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu"):
     return prior.to(device).eval(), blob
 
 
+def set_prior_metrics(path: str | Path, metrics: dict[str, Any], state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Merge `metrics` into a prior checkpoint's metrics (the settings it is served with) and `state`
+    into its weights (e.g. a codebook's meters, computed after training), atomically."""
+    blob = _load_blob(path, (PRIOR_FORMAT,), "latent prior")
+    blob["metrics"] = {**(blob.get("metrics") or {}), **metrics}
+    blob["state_dict"] = {**blob["state_dict"], **{k: v.detach().cpu() for k, v in (state or {}).items()}}
+    return _save_atomically(blob, Path(path))
+
+
 MUSICVAE_KIND, PRIOR_KIND = "musicvae", "latent-prior"
 
 

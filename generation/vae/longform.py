@@ -95,8 +95,12 @@ class LongformComposer:
         # a prior trained on tunes moved to C: tunes are encoded in C and moved back when decoded
         self.key_normalized = bool(metrics.get("key_normalized", False))
         self.default_copy_bias = float(metrics.get("served_copy_bias", 0.0))
+        top_p = metrics.get("served_top_p")  # codebook priors: nucleus of codes (None: the prior's config)
+        self.default_top_p = None if top_p is None else float(top_p)
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
         self.vae_attributes: dict | None = None  # set by load(): the VAE checkpoint's attribute vectors
+        self._code_index: dict[bytes, int] = {}  # a codebook prior's drawn latents -> their codes
+        self._code_index_version = -1
 
     @classmethod
     def load(
@@ -147,14 +151,35 @@ class LongformComposer:
             k += n
         return out
 
+    def _codes_of(self, latents: torch.Tensor) -> np.ndarray:
+        """Per latent row: the code it is (a codebook prior's draw), else -1."""
+        prior = self.prior
+        if prior is None or not prior.cfg.codebook:
+            return np.full(len(latents), -1, dtype=np.int64)
+        if self._code_index_version != prior.code_coords._version:
+            self._code_index = {c.numpy().tobytes(): k for k, c in enumerate(prior.code_latents())}
+            self._code_index_version = prior.code_coords._version
+        return np.array([self._code_index.get(row.numpy().tobytes(), -1) for row in latents], dtype=np.int64)
+
     @torch.no_grad()
     def decode_chunks(self, z: torch.Tensor) -> np.ndarray:
-        """[N, z_dim] -> greedy windows [N, 32]; each distinct latent decoded once, all in one batch."""
+        """[N, z_dim] -> greedy windows [N, 32]; each distinct latent decoded once, all in one batch.
+        A codebook prior's drawn chunks are the real chunks they stand for: their steps are looked up
+        (the decoder renders a code's latent, its 64 principal components, as that chunk in 0.99 of
+        the steps and 94 % of the chunks exactly, measured on 2,000 codes; the lookup is exact and
+        costs nothing)."""
         if len(z) == 0:
             return np.zeros((0, WINDOW), dtype=np.int64)
         uniq, inverse = torch.unique(z.float(), dim=0, return_inverse=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_decode):
-            return self.vae.generate(uniq, greedy=True).numpy()[inverse.numpy()]
+        out = np.zeros((len(uniq), WINDOW), dtype=np.int64)
+        code = self._codes_of(uniq)
+        known = code >= 0
+        if known.any():
+            out[known] = self.prior.code_windows[torch.from_numpy(code[known])].long().numpy()  # type: ignore[union-attr]
+        if not known.all():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16_decode):
+                out[~known] = self.vae.generate(uniq[torch.from_numpy(~known)], greedy=True).numpy()
+        return out[inverse.numpy()]
 
     def decode(self, tunes: LatentTune | list[LatentTune]) -> list[np.ndarray]:
         """Whole tunes' tokens (chunks joined by the boundary rule of chunks.py)."""
@@ -172,7 +197,9 @@ class LongformComposer:
             raise RuntimeError("no prior loaded: LongformComposer.load(prior_path=...)")
         return self.prior
 
-    def _fill(self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None) -> list[LatentTune]:
+    def _fill(
+        self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None, top_p=None
+    ) -> list[LatentTune]:
         prior = self._prior()
         temperature = self.default_temperature if temperature is None else temperature
         meter_idx = torch.tensor([meter_index(m) for m in meters])
@@ -185,6 +212,7 @@ class LongformComposer:
             temperature,
             _generator(seed),
             self.default_copy_bias if copy_bias is None else copy_bias,
+            self.default_top_p if top_p is None else top_p,
         )
         if shifts is None:  # new tunes: a key drawn as often as the corpus uses it (seeded)
             g = _generator(None if seed is None else seed + 7)
@@ -225,11 +253,14 @@ class LongformComposer:
         temperature=None,
         seed=None,
         copy_bias: float | None = None,
+        top_p: float | None = None,
     ) -> list[LatentTune]:
         """One tune per (meter, ends) pair, all of n_chunks chunks, in one batch."""
         B, Z = len(meters), self.vae.cfg.z_dim
         zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
-        return self._fill(torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias)
+        return self._fill(
+            torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias, top_p
+        )
 
     def continue_from(
         self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True

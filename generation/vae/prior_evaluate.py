@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .baselines import LSTMLanguageModel, NGramModel
+from .checkpoint import set_prior_metrics
 from .chunks import TuneChunks, join_chunks, melody_chunks, melody_tokens
 from .data import DEFAULT_CACHE_DIR, load_melodies
 from .dedup import content_split, normalized
@@ -101,9 +102,17 @@ def score_set(tokens, steps, bars, windows, real: list[dict], train_keys, fake_g
     return out
 
 
-def sample_like(composer: LongformComposer, real: list[dict], n: int, temperature: float, seed: int, bias: float):
+def sample_like(
+    composer: LongformComposer,
+    real: list[dict],
+    n: int,
+    temperature: float,
+    seed: int,
+    bias: float,
+    top_p: float | None = None,
+):
     meters, ends = [r["meter"] for r in real], [r["ends"] for r in real]
-    tunes = composer.sample_batch(n, meters, ends, temperature, seed, copy_bias=bias)
+    tunes = composer.sample_batch(n, meters, ends, temperature, seed, copy_bias=bias, top_p=top_p)
     z = torch.cat([t.z for t in tunes])
     windows = composer.decode_chunks(z).reshape(len(tunes), n, -1)
     tokens = [shift_tokens(join_chunks(w, t.ties.numpy(), t.steps), t.shift) for w, t in zip(windows, tunes)]
@@ -193,8 +202,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     # 1. served temperature, chosen on the validation split
     valid_real = real_windows(chunked, split["valid"], 8, args.valid_samples, seed=1)
     sweep = []
-    for temp, bias in [(t, b) for t in args.temperatures for b in args.copy_biases]:
-        toks, wins, copied = sample_like(composer, valid_real, 8, temp, args.seed, bias)
+    codebook = bool(composer.prior is not None and composer.prior.cfg.codebook)
+    top_ps = args.top_ps if codebook else [None]
+    for temp, bias, top_p in [(t, b, p) for t in args.temperatures for b in args.copy_biases for p in top_ps]:
+        toks, wins, copied = sample_like(composer, valid_real, 8, temp, args.seed, bias, top_p)
         s = score_set(
             toks,
             [r["steps"] for r in valid_real],
@@ -207,6 +218,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "temperature": temp,
                 "copy_bias": bias,
+                "top_p": top_p,
                 "auc": s["two_sample"]["auc"],
                 "repeat_share": s["structure"]["repeat_share"],
                 "degenerate": s["structure"]["degenerate"],
@@ -219,10 +231,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     # AUCs of neighbouring settings differ by less than their intervals, the repeat share does not
     in_band = [r for r in sweep if 0.2 <= r["repeat_share"] <= 0.4] or sweep
     best = min(in_band, key=lambda r: r["auc"])
-    served, bias = best["temperature"], best["copy_bias"]
+    served, bias, top_p = best["temperature"], best["copy_bias"], best["top_p"]
+    composer.default_top_p = top_p  # every sample below at the chosen nucleus (None: the prior's own)
     report["temperature_selection_valid"] = sweep
     report["served_temperature"] = served
     report["served_copy_bias"] = bias
+    report["served_top_p"] = top_p
 
     # 2. test split, 8 and 16 chunks, served temperature and 1.0
     report["test"] = {}
@@ -319,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     p.add_argument("--copy-biases", type=float, nargs="+", default=[0.0, 1.0])
+    p.add_argument("--top-ps", type=float, nargs="+", default=[1.0], help="codebook priors: nucleus sizes tried")
     p.add_argument(
         "--bf16-decode",
         action=argparse.BooleanOptionalAction,
@@ -329,12 +344,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--recon-limit", type=int, default=400)
     p.add_argument("--baseline-minutes", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--write-served", action="store_true", help="store the chosen settings in the prior's metrics (what is served)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
     args = p.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     report = evaluate(args)
     Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+    if args.write_served:
+        served = {k: report[k] for k in ("served_temperature", "served_copy_bias", "served_top_p")}
+        set_prior_metrics(args.prior, served)
+        print(f"{args.prior}: metrics now hold {served}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return report
 

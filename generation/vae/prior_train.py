@@ -7,11 +7,17 @@ Writes <out>/prior.pt (best validation NLL, fp16) and <out>/report.json. Trainin
 whole tunes (and their transposed copies) of up to 32 chunks; longer tunes give a random 32-chunk
 crop starting on an even chunk; a share `prefix_crop` is cut to a random prefix that does not end
 the tune, so the length/ends conditions cover "the first n chunks" as well as "a whole tune".
+
+`--set codebook=1` trains the codebook kind: every distinct chunk of the training tunes becomes a
+code (its count is set here), a chunk's target is its own code (a held-out chunk's, the nearest).
+`--init` warm-starts from any prior, copying the weights the two share (`--set` then changes its
+config, e.g. `--init generation/checkpoints/latent_prior_gmm.pt --set codebook=1 dropout=0.25`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import random
@@ -24,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import save_prior
-from .prior import LatentPrior, PriorConfig, meter_index
+from .prior import METERS, LatentPrior, PriorConfig, meter_index
 
 
 @dataclass
@@ -38,6 +44,7 @@ class LatentSet:
     lengths: np.ndarray
     meters: np.ndarray  # meter index per sequence
     names: list[str]
+    codes: torch.Tensor | None = None  # per chunk of the cache: its code (codebook priors)
 
 
 def latent_set(cache: dict, names: set[str], originals_only: bool = False) -> LatentSet:
@@ -45,7 +52,10 @@ def latent_set(cache: dict, names: set[str], originals_only: bool = False) -> La
     keep = [
         i
         for i, n in enumerate(cache["names"])
-        if n in names and (not originals_only or int(cache["shifts"][i]) == 0) and off[i + 1] > off[i]
+        # a key-normalized cache has each tune once (its shift moves it to C): every row is an original
+        if n in names
+        and (not originals_only or cache.get("key_normalized") or int(cache["shifts"][i]) == 0)
+        and off[i + 1] > off[i]
     ]
     return LatentSet(
         z=cache["z"],
@@ -77,8 +87,11 @@ def make_batch(data: LatentSet, idx: list[int], max_chunks: int, rng: random.Ran
     ties = torch.zeros(B, L, dtype=torch.bool)
     win = torch.full((B, L, data.windows.shape[1]), -1, dtype=torch.int8)
     valid = torch.zeros(B, L, dtype=torch.bool)
+    codes = torch.zeros(B, L, dtype=torch.long)
     for b, (s, n, _, _) in enumerate(crops):
         z[b, :n] = data.z[s : s + n].float()
+        if data.codes is not None:
+            codes[b, :n] = data.codes[s : s + n]
         ties[b, :n] = data.ties[s : s + n]
         win[b, :n] = data.windows[s : s + n]
         valid[b, :n] = True
@@ -92,6 +105,7 @@ def make_batch(data: LatentSet, idx: list[int], max_chunks: int, rng: random.Ran
         "length": torch.tensor([c[1] for c in crops]),
         "ends": torch.tensor([c[2] for c in crops]),
         "copies": copies,
+        "codes": codes if data.codes is not None else None,
     }
 
 
@@ -110,7 +124,14 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: random.Random, p
 
 def batch_nll(prior: LatentPrior, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
     ll = prior.log_likelihood(
-        batch["z"], batch["ties"], batch["valid"], batch["meter"], batch["length"], batch["ends"], batch["copies"]
+        batch["z"],
+        batch["ties"],
+        batch["valid"],
+        batch["meter"],
+        batch["length"],
+        batch["ends"],
+        batch["copies"],
+        batch["codes"],
     )
     chunks = batch["valid"].sum()
     loss = -(ll["z"] + ll["tie"]).sum() / chunks
@@ -127,13 +148,94 @@ def evaluate_nll(prior: LatentPrior, data: LatentSet, batch_size: int = 256) -> 
     tot, n, copy_tot, n_copy = 0.0, 0, 0.0, 0
     for i in range(0, len(data.lengths), batch_size):
         b = make_batch(data, list(range(i, min(i + batch_size, len(data.lengths)))), prior.cfg.max_chunks, None)
-        ll = prior.log_likelihood(b["z"], b["ties"], b["valid"], b["meter"], b["length"], b["ends"], b["copies"])
+        ll = prior.log_likelihood(
+            b["z"], b["ties"], b["valid"], b["meter"], b["length"], b["ends"], b["copies"], b["codes"]
+        )
         tot += float((ll["z"] + ll["tie"]).sum())
         n += int(b["valid"].sum())
         copy_tot += float(ll["copy"].sum())
         n_copy += int(ll["n_copy"].sum())
     prior.train()
     return {"nll_per_chunk": -tot / max(1, n), "copy_nll": -copy_tot / max(1, n_copy), "copy_share": n_copy / max(1, n)}
+
+
+def warm_start(init: Path, overrides: dict | None = None) -> LatentPrior:
+    """A prior with `init`'s architecture and coordinates (its config with `overrides`, e.g. a
+    codebook, dropout or learning rate), every weight whose name and shape match copied from `init`,
+    the rest new."""
+    from .checkpoint import load_prior
+
+    old, _ = load_prior(init)
+    new_cfg = PriorConfig.from_dict({**old.cfg.to_dict(), **(overrides or {})})
+    prior = LatentPrior(new_cfg)
+    own = prior.state_dict()
+    prior.load_state_dict(
+        {k: v for k, v in old.state_dict().items() if k in own and own[k].shape == v.shape}, strict=False
+    )
+    return prior.train()
+
+
+def distinct_chunks(train: LatentSet) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of the cache, one per distinct window of the training tunes, first seen first; how often
+    each occurs there)."""
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(train.starts, train.lengths)])
+    windows = train.windows[torch.from_numpy(rows)].numpy()
+    _, first, counts = np.unique(windows, axis=0, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    return rows[first[order]], counts[order]
+
+
+@torch.no_grad()
+def fill_codebook(prior: LatentPrior, train: LatentSet, rows: np.ndarray, counts: np.ndarray) -> dict:
+    """Code k is the training chunk at cache row rows[k]: its standardized coordinates, its window,
+    and a starting bias of log(its frequency), so an untrained head already draws chunks as often as
+    the corpus uses them."""
+    idx = torch.from_numpy(rows)
+    prior.code_coords.copy_(prior.standardize(train.z[idx].float()))
+    prior.code_windows.copy_(train.windows[idx])
+    prior.code_bias.copy_(torch.from_numpy(np.log(counts / counts.sum())).float())
+    prior.code_meters.copy_(code_meters(train, rows))
+    return {"codes": len(rows), "training_chunks": int(counts.sum()), "seen_once": int((counts == 1).sum())}
+
+
+def code_meters(train: LatentSet, rows: np.ndarray) -> torch.Tensor:
+    """[codes, meters] bool: code k (the window at cache row rows[k]) occurs in a training tune of that meter."""
+    index = {w.tobytes(): k for k, w in enumerate(train.windows[torch.from_numpy(rows)].numpy())}
+    out = torch.zeros(len(rows), len(METERS) + 1, dtype=torch.bool)
+    windows = train.windows.numpy()
+    for start, n, meter in zip(train.starts, train.lengths, train.meters):
+        for w in windows[start : start + n]:
+            out[index[w.tobytes()], meter] = True
+    return out
+
+
+@torch.no_grad()
+def chunk_codes(prior: LatentPrior, cache: dict, rows: np.ndarray) -> torch.Tensor:
+    """Every cache chunk's code: its own where its window is a training chunk, else the nearest code."""
+    index = {w.tobytes(): k for k, w in enumerate(cache["windows"][torch.from_numpy(rows)].numpy())}
+    windows = cache["windows"].numpy()
+    codes = torch.tensor([index.get(w.tobytes(), -1) for w in windows])
+    other = torch.nonzero(codes < 0)[:, 0]
+    if len(other):
+        codes[other] = prior.nearest_code(cache["z"][other].float())
+    return codes
+
+
+def refresh_codebook(path: Path, latents: str, split_path: str) -> dict:
+    """Store the code meters in a codebook prior trained before they existed (same cache and split:
+    its codes must be exactly this training split's distinct chunks, in the same order)."""
+    from .checkpoint import _load_blob, set_prior_metrics
+
+    cache = torch.load(latents, weights_only=True)
+    split = json.loads(Path(split_path).read_text())
+    train = latent_set(cache, set(split["train"]))
+    rows, _ = distinct_chunks(train)
+    blob = _load_blob(path, ("refrain-latent-prior",), "latent prior")
+    if not torch.equal(blob["state_dict"]["code_windows"], train.windows[torch.from_numpy(rows)]):
+        raise SystemExit(f"{path}: its codes are not this split's training chunks")
+    meters = code_meters(train, rows)
+    set_prior_metrics(path, {}, {"code_meters": meters})
+    return {"codes": len(rows), "codes_per_meter": meters.sum(0).tolist()}
 
 
 def train_prior(
@@ -147,24 +249,30 @@ def train_prior(
     eval_every_s: float = 90.0,
     vae_name: str = "mel_2bar_large.pt",
     init: Path | None = None,
+    init_overrides: dict | None = None,
     extra_metrics: dict | None = None,
 ) -> dict:
     """`init`: start from that prior's weights and coordinates (z_mean, z_basis, z_std) instead of
-    fitting new ones. `extra_metrics` go into the checkpoint (key normalization, key distribution)."""
+    fitting new ones, its config changed by `init_overrides` (`cfg` is not used then).
+    `extra_metrics` go into the checkpoint (key normalization, key distribution)."""
     torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     train = latent_set(cache, set(split["train"]))
     valid = latent_set(cache, set(split["valid"]), originals_only=True)
+    wants_codes = bool(init_overrides.get("codebook") if init is not None and init_overrides else cfg.codebook)
+    rows, counts = distinct_chunks(train) if wants_codes else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if init is not None:
-        from .checkpoint import load_prior
-
-        prior, _ = load_prior(init)
-        prior.train()
+        prior = warm_start(init, {**(init_overrides or {}), **({"codebook": len(rows)} if wants_codes else {})})
         cfg = prior.cfg
     else:
+        cfg = dataclasses.replace(cfg, codebook=len(rows))
         prior = LatentPrior(cfg)
         prior.fit_standardization(train.z)
+    codebook_info = None
+    if cfg.codebook:
+        codebook_info = fill_codebook(prior, train, rows, counts)
+        train.codes = valid.codes = chunk_codes(prior, cache, rows)
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0, step, best, history = time.time(), 0, math.inf, []
     last_eval = t0
@@ -213,6 +321,7 @@ def train_prior(
         "best_valid_nll_per_chunk": best,
         "history": history,
         "parameters": sum(p.numel() for p in prior.parameters()),
+        "codebook": codebook_info,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -227,13 +336,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PriorConfig overrides")
     p.add_argument("--init", help="warm start from this prior checkpoint (its config and coordinates)")
+    p.add_argument(
+        "--refresh-codebook",
+        metavar="PRIOR",
+        help="do not train: recompute this codebook prior's code meters from --latents/--split and store them",
+    )
     args = p.parse_args(argv)
+    if args.refresh_codebook:
+        print(refresh_codebook(Path(args.refresh_codebook), args.latents, args.split))
+        return
     over = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
         typ = type(getattr(PriorConfig(), k))
         over[k] = typ(v) if typ is not bool else v.lower() in ("1", "true", "yes")
-    cfg = PriorConfig.from_dict({**PriorConfig().to_dict(), **over})
+    cfg = PriorConfig.from_dict({**PriorConfig().to_dict(), **over})  # with --init: the init's, changed by --set
     cache = torch.load(args.latents, weights_only=True)
     split = json.loads(Path(args.split).read_text())
     extra = {"key_normalized": bool(cache.get("key_normalized", False))}
@@ -251,6 +368,7 @@ def main(argv: list[str] | None = None) -> None:
         threads=args.threads,
         vae_name=Path(cache["vae"]).name,
         init=Path(args.init) if args.init else None,
+        init_overrides=over,
         extra_metrics=extra,
     )
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))

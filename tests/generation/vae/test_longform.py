@@ -3,6 +3,8 @@ seeded sampling repeats itself, copies are exact, and the prior's checkpoints ar
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -16,14 +18,20 @@ from generation.vae.representation import FIRST_NOTE
 
 from .conftest import write_melody
 
+PRIOR_CODES = dataclasses.replace(PRIOR_TINY, codebook=12, code_embed_dim=4)
 
-@pytest.fixture
-def composer() -> LongformComposer:
+
+@pytest.fixture(params=["mixture", "codebook"])
+def composer(request) -> LongformComposer:
+    """Both kinds of prior: a new chunk drawn from the Gaussian mixture, or one of a codebook's chunks."""
     torch.manual_seed(0)
     vae = MusicVAE(MEL_TINY)
-    prior = LatentPrior(PRIOR_TINY)
+    prior = LatentPrior(PRIOR_TINY if request.param == "mixture" else PRIOR_CODES)
     # spread the untrained mixture so different draws give different latents
     prior.z_std.fill_(1.0)
+    if request.param == "codebook":  # twelve "chunks": random coordinates, sounding as the decoder renders them
+        prior.code_coords.copy_(torch.randn(PRIOR_CODES.codebook, PRIOR_CODES.pca_dim))
+        prior.code_windows.copy_(vae.generate(prior.code_latents(), greedy=True).to(torch.int8))
     return LongformComposer(vae, prior, temperature=1.0)
 
 
@@ -73,7 +81,7 @@ def test_infill_keeps_unmasked_chunks_token_for_token(composer):
     filled = composer.infill(tune, mask, seed=6, candidates=4)
     keep = torch.from_numpy(~mask)
     assert torch.equal(filled.z[keep], tune.z[keep])
-    assert not torch.equal(filled.z[1], tune.z[1])
+    assert not torch.equal(filled.z[~keep], tune.z[~keep])  # written anew (a codebook may redraw one chunk)
     old, new = composer.decode([tune, filled])
     steps = tune.steps
     for k in np.flatnonzero(~mask):
@@ -112,6 +120,9 @@ def test_prior_checkpoint_round_trip_and_refusals(tmp_path, composer):
     prior, blob = load_prior(path)
     assert blob["metrics"]["served_temperature"] == 0.9
     for k, v in composer.prior.state_dict().items():
+        if not v.is_floating_point():
+            assert torch.equal(prior.state_dict()[k], v)  # a codebook's renderings, as they were
+            continue
         assert torch.allclose(prior.state_dict()[k], v.half().float() if not k.startswith("z_") else v, atol=1e-3)
     vae_path = save_checkpoint(tmp_path / "vae.pt", composer.vae)
     with pytest.raises(CheckpointError, match="not a Refrain latent prior"):
@@ -143,13 +154,11 @@ def test_decoded_sample_is_a_melody(composer):
     assert (tokens >= FIRST_NOTE).sum() >= 0
 
 
-def test_training_learns_copies_from_a_latent_cache(tmp_path):
-    """A few seconds on a synthetic cache whose tunes repeat chunks: valid copy NLL must fall."""
-    from generation.vae.prior_train import latent_set, make_batch, train_prior
-
-    rng = np.random.default_rng(0)
+def synthetic_cache(tunes: int = 40, seed: int = 0) -> dict:
+    """A latent cache whose tunes repeat chunks (A B A C ...), equal windows where latents are equal."""
+    rng = np.random.default_rng(seed)
     names, offs, zs, wins = [], [0], [], []
-    for t in range(40):
+    for t in range(tunes):
         n = int(rng.integers(4, 12))
         base = rng.normal(size=(3, PRIOR_TINY.z_dim))
         idx = np.array([0, 1, 0, 2] * 3)[:n]
@@ -159,15 +168,23 @@ def test_training_learns_copies_from_a_latent_cache(tmp_path):
         wins.append(w)
         names.append(f"t{t}")
         offs.append(offs[-1] + n)
-    cache = {
+    return {
         "names": names,
-        "meters": torch.tensor([[4, 4]] * 40),
-        "shifts": torch.zeros(40, dtype=torch.long),
+        "meters": torch.tensor([[4, 4]] * tunes),
+        "shifts": torch.zeros(tunes, dtype=torch.long),
         "offsets": torch.tensor(offs),
         "z": torch.from_numpy(np.concatenate(zs)).half(),
         "ties": torch.zeros(offs[-1], dtype=torch.bool),
         "windows": torch.from_numpy(np.concatenate(wins)),
     }
+
+
+def test_training_learns_copies_from_a_latent_cache(tmp_path):
+    """A few seconds on a synthetic cache whose tunes repeat chunks: valid copy NLL must fall."""
+    from generation.vae.prior_train import latent_set, make_batch, train_prior
+
+    cache = synthetic_cache()
+    names = cache["names"]
     split = {"train": names[:32], "valid": names[32:], "test": []}
     batch = make_batch(latent_set(cache, set(split["train"])), [0, 1], 32, None)
     assert batch["copies"][0, 2, 0] and not batch["copies"][0, 1, 0]  # chunk 2 repeats chunk 0
@@ -176,6 +193,94 @@ def test_training_learns_copies_from_a_latent_cache(tmp_path):
     assert hist[-1]["copy_nll"] < hist[0]["copy_nll"]
     prior, _ = load_prior(tmp_path / "prior.pt")
     assert prior.cfg == PRIOR_TINY
+
+
+def test_codebook_prior_trains_on_real_chunks_and_warm_starts(tmp_path):
+    """Every distinct training chunk becomes a code, with its own window; training lowers the valid
+    NLL; a warm start from a mixture prior keeps every weight the two kinds share."""
+    from generation.vae.prior_train import latent_set, train_prior, warm_start
+
+    cache = synthetic_cache(60)
+    names = cache["names"]
+    split = {"train": names[:48], "valid": names[48:], "test": []}
+    cfg = dataclasses.replace(PRIOR_CODES, codebook=1)  # any codebook: one code per distinct training chunk
+    report = train_prior(cache, split, tmp_path / "codes", cfg, minutes=0.08, threads=1, eval_every_s=1.0)
+    assert report["history"][-1]["nll_per_chunk"] < report["history"][0]["nll_per_chunk"]
+    train = latent_set(cache, set(split["train"]))
+    rows = torch.cat([torch.arange(s, s + n) for s, n in zip(train.starts, train.lengths)])
+    train_windows = {w.numpy().tobytes() for w in cache["windows"][rows]}
+    prior, _ = load_prior(tmp_path / "codes" / "prior.pt")
+    assert prior.cfg.codebook == len(train_windows) == report["codebook"]["codes"]
+    assert {w.numpy().tobytes() for w in prior.code_windows} == train_windows  # the codes are the real chunks
+    assert prior.code_meters[:, 1].all() and not prior.code_meters[:, 0].any()  # every synthetic tune is 4/4
+
+    mixture = LatentPrior(PRIOR_TINY)
+    with torch.no_grad():
+        mixture.pos.weight.normal_()
+    path = save_prior(tmp_path / "mixture.pt", mixture, vae="mel_tiny.pt")
+    started = warm_start(path, {"codebook": 7})
+    assert started.cfg.codebook == 7 and started.code_coords.shape == (7, PRIOR_TINY.pca_dim)
+    assert torch.allclose(started.pos.weight, mixture.pos.weight.half().float())
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_codebook_draws_are_codes_and_top_p_cuts_the_tail(composer):
+    from generation.vae.prior import sample_codes
+
+    tunes = composer.sample(6, seed=0, count=5, copy_bias=-50.0)
+    codes = composer.prior.code_latents()
+    for t in tunes:
+        assert all((codes == chunk).all(-1).any() for chunk in t.z)
+        assert torch.equal(codes[composer.prior.nearest_code(t.z)], t.z)
+    logits = torch.tensor([[3.0, 2.9, 0.0, 0.0, -1.0]]).repeat(400, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_codes(logits, 1.0, 0.6, g).tolist()) <= {0, 1}  # the nucleus: the two likeliest
+    assert set(sample_codes(logits, 1.0, 1.0, g).tolist()) > {0, 1}
+    assert set(sample_codes(logits, 1.0, 0.01, g).tolist()) == {0}
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_a_tune_is_drawn_from_its_meters_chunks(composer):
+    from generation.vae.prior import meter_index
+
+    prior = composer.prior
+    with torch.no_grad():
+        prior.code_meters[:6, meter_index((4, 4))] = True
+        prior.code_meters[6:, meter_index((3, 4))] = True
+    for meter, allowed in (((4, 4), set(range(6))), ((3, 4), set(range(6, 12)))):
+        tunes = composer.sample(6, meter=meter, seed=1, count=8, copy_bias=-50.0)
+        drawn = {int(c) for t in tunes for c in composer._codes_of(t.z)}
+        assert drawn <= allowed and len(drawn) > 1
+    tunes = composer.sample(6, meter=(6, 8), seed=1, count=8, copy_bias=-50.0)  # no 6/8 chunks: any code
+    assert len({int(c) for t in tunes for c in composer._codes_of(t.z)}) > 6
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_drawn_codes_sound_as_the_chunks_they_stand_for(composer):
+    codes = composer.prior.code_latents()
+    np.testing.assert_array_equal(composer.decode_chunks(codes), composer.prior.code_windows.long().numpy())
+    with torch.no_grad():
+        composer.prior.code_windows.zero_()  # a lookup, not the decoder: other windows show through
+    assert (composer.decode_chunks(codes) == 0).all()
+    off_code = codes[:2] + 0.5  # not a code: decoded
+    np.testing.assert_array_equal(
+        composer.decode_chunks(off_code), composer.vae.generate(off_code, greedy=True).numpy()
+    )
+    with torch.no_grad():
+        composer.prior.code_coords.mul_(2.0)  # new coordinates: new latents, and the lookup follows them
+    assert (composer.decode_chunks(composer.prior.code_latents()) == 0).all()
+
+
+def test_served_settings_are_written_into_the_checkpoint(tmp_path, composer):
+    from generation.vae.checkpoint import set_prior_metrics
+
+    path = save_prior(tmp_path / "p.pt", composer.prior, vae="mel_tiny.pt", metrics={"valid": {"nll": 1.0}})
+    set_prior_metrics(path, {"served_temperature": 0.8, "served_top_p": 0.9})
+    _, blob = load_prior(path)
+    assert blob["metrics"] == {"valid": {"nll": 1.0}, "served_temperature": 0.8, "served_top_p": 0.9}
+    save_checkpoint(tmp_path / "mel_tiny.pt", composer.vae)
+    loaded = LongformComposer.load(path)  # finds the VAE beside the prior
+    assert (loaded.default_temperature, loaded.default_top_p) == (0.8, 0.9)
 
 
 def test_fill_keeps_known_chunks_when_rows_of_a_batch_differ(composer):
