@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "codebook_ceiling.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(2)
+    torch.set_grad_enabled(False)
     cache = torch.load(args.latents, weights_only=True)
     melodies = load_melodies(args.data, DEFAULT_CACHE_DIR)
     split, _ = content_split(melodies)
