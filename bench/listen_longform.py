@@ -6,8 +6,10 @@ Writes, under --out: for each tune `sample_NN.{mid,ogg,png}` / `continue_NN.{mid
 audio and the piano roll drawn by the same code as the platform's tracks), `contact_sheet.png` (all
 twenty piano rolls; continuations show their prompt shaded) and `listen.json` (per tune: meter,
 bars, notes, pitch span, longest note, share of notes in one scale, exact 2-bar repeat share, audio
-seconds and loudness). Samples use the checkpoint's served settings; the prompts are the first half
-(4 chunks) of held-out test tunes of the content split, continued to 8 chunks.
+seconds and loudness) and `register_drift` (over 60 held-out prompts: how far the continuation's
+register moves from the prompt's, beside the real tune's own second half). Samples use the
+checkpoint's served settings; the prompts are the first half (4 chunks) of held-out test tunes of the
+content split, continued to 8 chunks.
 """
 
 from __future__ import annotations
@@ -49,6 +51,30 @@ def describe(tokens: np.ndarray, meter: tuple[int, int], steps: int) -> dict:
         "longest_note_bars": longest_note(tokens) / bar,
         "in_scale": scale_consistency(tokens),
         "repeat_share": repeat_share(tokens, steps),
+    }
+
+
+def register_drift(composer: LongformComposer, melodies: dict, names: list[str], seed: int) -> dict:
+    """How far continuations move from their prompt's register: per held-out tune, the first 4 chunks
+    as the prompt continued to 8; |mean chunk median pitch of chunks 5-8 - that of chunks 1-4|, for
+    the continuation and for the tune's own chunks 5-8."""
+    from generation.vae.representation import FIRST_NOTE
+
+    def medians(windows: np.ndarray) -> np.ndarray:
+        return np.array([np.median(w[w >= FIRST_NOTE]) if (w >= FIRST_NOTE).any() else np.nan for w in windows])
+
+    gen, real = [], []
+    for i, tune in enumerate(composer.encode([melodies[n] for n in names])):
+        prompt = type(tune)(tune.z[:4], tune.ties[:4], tune.meter, shift=tune.shift)
+        out = medians(composer.decode_chunks(composer.continue_from(prompt, n_total=8, seed=seed + i).z))
+        own = medians(composer.decode_chunks(tune.z[:8]))
+        gen.append(abs(np.nanmean(out[4:]) - np.nanmean(out[:4])))
+        real.append(abs(np.nanmean(own[4:]) - np.nanmean(own[:4])))
+    g, r = np.array(gen), np.array(real)
+    return {
+        "tunes": len(names),
+        "mean_register_change_semitones": {"continuation": float(g.mean()), "real": float(r.mean())},
+        "share_over_7_semitones": {"continuation": float((g > 7).mean()), "real": float((r > 7).mean())},
     }
 
 
@@ -127,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         report["tunes"][name] = info
         rows.append((name, tokens, info, prompt_steps))
     contact_sheet(rows, out / "contact_sheet.png")
+    report["register_drift"] = register_drift(composer, melodies, names[:60], args.seed + 1000)
+    print("register drift", report["register_drift"])
     report["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     (out / "listen.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"wrote {len(jobs)} tunes, contact_sheet.png and listen.json to {out}")
