@@ -35,6 +35,7 @@ from generation.vae.data import DEFAULT_CACHE_DIR, load_melodies  # noqa: E402
 from generation.vae.dedup import content_split  # noqa: E402
 from generation.vae.longform import DEFAULT_PRIOR, LongformComposer  # noqa: E402
 from generation.vae.metrics import scale_consistency  # noqa: E402
+from generation.vae.prior_evaluate import draw_roll  # noqa: E402
 from generation.vae.representation import steps_per_bar  # noqa: E402
 from generation.vae.structure import longest_note, pitch_span, repeat_share  # noqa: E402
 
@@ -88,18 +89,10 @@ def contact_sheet(rows: list[tuple[str, np.ndarray, dict, int]], path: Path) -> 
     fig, axes = plt.subplots(half, 2, figsize=(15, 1.5 * half), squeeze=False)
     for i, (name, toks, info, prompt_steps) in enumerate(rows):
         ax = axes[i % half][i // half]
-        bar = steps_per_bar(*map(int, info["meter"].split("/")))
         if prompt_steps:
             ax.axvspan(0, prompt_steps, color="0.92", zorder=0)
-        for s, d, p in notes_of(toks):
-            ax.add_patch(plt.Rectangle((s, p - 0.4), d - 0.15, 0.8, color="C0" if s < prompt_steps else "C3"))
-        for b in range(0, len(toks) + 1, bar):
-            ax.axvline(b, color="0.85", lw=0.5, zorder=0)
-        ps = [p for _, _, p in notes_of(toks)] or [60]
-        ax.set_xlim(0, len(toks))
-        ax.set_ylim(min(ps) - 2, max(ps) + 2)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        bar = steps_per_bar(*map(int, info["meter"].split("/")))
+        draw_roll(ax, toks, bar, colour=lambda step, end=prompt_steps: "C0" if step < end else "C3")
         ax.set_title(f"{name}: {info['meter']}, {info['bars']} bars, repeat {info['repeat_share']:.2f}", fontsize=7)
     fig.suptitle("left: prior samples (served settings); right: continuations (grey: the held-out prompt)", fontsize=9)
     fig.tight_layout()

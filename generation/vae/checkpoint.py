@@ -92,13 +92,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Mu
     """Model in eval mode (float32) plus the raw checkpoint dict."""
     blob = read_checkpoint(path)
     cfg = ModelConfig.from_dict(blob["config"])
-    model = MusicVAE(cfg)
+    model = _load_weights(MusicVAE(cfg), blob, path)
+    return model.to(device).eval(), blob
+
+
+def _load_weights(module: torch.nn.Module, blob: dict[str, Any], path: str | Path) -> Any:
+    """`module` with the checkpoint's weights (in float32); CheckpointError if they do not fit its config."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
     try:
-        model.load_state_dict(state)
+        module.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
-    return model.to(device).eval(), blob
+    return module
 
 
 # ---- the latent-sequence prior (prior.py) --------------------------------------------------------
@@ -127,12 +132,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu"):
     from .prior import LatentPrior, PriorConfig
 
     blob = _load_blob(path, (PRIOR_FORMAT,), "latent prior")
-    prior = LatentPrior(PriorConfig.from_dict(blob["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
-    try:
-        prior.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match its config: {exc}") from exc
+    prior = _load_weights(LatentPrior(PriorConfig.from_dict(blob["config"])), blob, path)
     return prior.to(device).eval(), blob
 
 

@@ -201,12 +201,7 @@ class LatentPrior(nn.Module):
         """Per state [..., d]: tie logit and either code logits (codebook) or the mixture's logits,
         means and log std of the standardized latent."""
         if self.cfg.codebook:
-            logits = (
-                self.code_query(h) @ self.code_coords.T
-                + self.code_embed_query(h) @ self.code_embed.weight.T
-                + self.code_bias
-            )
-            return {"tie": self.tie_out(h)[..., 0], "code": logits}
+            return {"tie": self.tie_out(h)[..., 0], "code": self.code_logits(h)}
         K, Z = self.cfg.mixtures, self.cfg.pca_dim or self.cfg.z_dim
         return {
             "tie": self.tie_out(h)[..., 0],
@@ -246,14 +241,20 @@ class LatentPrior(nn.Module):
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
         fast."""
-        q, r = self.code_query(h), self.code_embed_query(h)
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
         for m in meter.unique().tolist():
             rows = meter == m
             sub = self.meter_codes(m)
-            logits = q[rows] @ self.code_coords[sub].T + r[rows] @ self.code_embed.weight[sub].T + self.code_bias[sub]
-            out[rows] = sub[sample_codes(logits, temperature, top_p, generator)]
+            out[rows] = sub[sample_codes(self.code_logits(h[rows], sub), temperature, top_p, generator)]
         return out
+
+    def code_logits(self, h: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [..., K] of every code (or of `codes` only) from states [..., d]:
+        q(h) . coords_k + r(h) . embed_k + bias_k."""
+        coords, embed, bias = self.code_coords, self.code_embed.weight, self.code_bias
+        if codes is not None:
+            coords, embed, bias = coords[codes], embed[codes], bias[codes]
+        return self.code_query(h) @ coords.T + self.code_embed_query(h) @ embed.T + bias
 
     def code_latents(self) -> torch.Tensor:
         """[codebook, z_dim] the latents drawn codes get: rebuilt from their coordinates once (and again

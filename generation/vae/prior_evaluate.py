@@ -153,13 +153,32 @@ def reconstruction(composer: LongformComposer, melodies, names: list[str], limit
     }
 
 
+def draw_roll(ax, tokens: np.ndarray, bar: int, chunk: int | None = None, colour=lambda step: "C0") -> None:
+    """A piano roll of `tokens` on a matplotlib axis: a box per note (coloured by its start step),
+    bar lines light, chunk lines darker, pitch axis fitted to the notes, no ticks."""
+    import matplotlib.pyplot as plt
+
+    from .attributes import notes_of
+
+    notes = notes_of(tokens)
+    for s, d, p in notes:
+        ax.add_patch(plt.Rectangle((s, p - 0.4), d - 0.15, 0.8, color=colour(s)))
+    for b in range(0, len(tokens) + 1, bar):
+        ax.axvline(b, color="0.85", lw=0.5, zorder=0)
+    for b in range(0, len(tokens) + 1, chunk) if chunk else ():
+        ax.axvline(b, color="0.55", lw=0.8, zorder=0)
+    pitches = [p for _, _, p in notes] or [60]
+    ax.set_xlim(0, len(tokens))
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_yticks([])
+    ax.set_xticks([])
+
+
 def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .attributes import notes_of
 
     rows = len(real)
     fig, axes = plt.subplots(rows, 2, figsize=(14, 1.7 * rows), squeeze=False)
@@ -168,18 +187,9 @@ def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], 
             [(real[r]["tokens"], real[r], "real (held-out)"), (fake[r], fake_meta[r], "generated")]
         ):
             ax = axes[r][c]
-            for s, d, p in notes_of(toks):
-                ax.add_patch(plt.Rectangle((s, p - 0.4), d - 0.15, 0.8, color="C0" if c == 0 else "C3"))
-            bar = steps_per_bar(*meta["meter"])
-            for b in range(0, len(toks) + 1, bar):
-                ax.axvline(b, color="0.85", lw=0.5, zorder=0)
-            for b in range(0, len(toks) + 1, meta["steps"]):
-                ax.axvline(b, color="0.55", lw=0.8, zorder=0)
-            ps = [p for _, _, p in notes_of(toks)] or [60]
-            ax.set_xlim(0, len(toks))
-            ax.set_ylim(min(ps) - 2, max(ps) + 2)
-            ax.set_yticks([])
-            ax.set_xticks([])
+            draw_roll(
+                ax, toks, steps_per_bar(*meta["meter"]), meta["steps"], lambda step, c=c: "C0" if c == 0 else "C3"
+            )
             ax.set_title(
                 f"{label}, {meta['meter'][0]}/{meta['meter'][1]}, {len(toks) // meta['steps']} chunks", fontsize=7
             )

@@ -185,6 +185,11 @@ def distinct_chunks(train: LatentSet) -> tuple[np.ndarray, np.ndarray]:
     return rows[first[order]], counts[order]
 
 
+def code_index(windows: torch.Tensor, rows: np.ndarray) -> dict[bytes, int]:
+    """A window's bytes -> its code (code k is the window at cache row rows[k])."""
+    return {w.tobytes(): k for k, w in enumerate(windows[torch.from_numpy(rows)].numpy())}
+
+
 @torch.no_grad()
 def fill_codebook(prior: LatentPrior, train: LatentSet, rows: np.ndarray, counts: np.ndarray) -> dict:
     """Code k is the training chunk at cache row rows[k]: its standardized coordinates, its window,
@@ -200,7 +205,7 @@ def fill_codebook(prior: LatentPrior, train: LatentSet, rows: np.ndarray, counts
 
 def code_meters(train: LatentSet, rows: np.ndarray) -> torch.Tensor:
     """[codes, meters] bool: code k (the window at cache row rows[k]) occurs in a training tune of that meter."""
-    index = {w.tobytes(): k for k, w in enumerate(train.windows[torch.from_numpy(rows)].numpy())}
+    index = code_index(train.windows, rows)
     out = torch.zeros(len(rows), len(METERS) + 1, dtype=torch.bool)
     windows = train.windows.numpy()
     for start, n, meter in zip(train.starts, train.lengths, train.meters):
@@ -212,7 +217,7 @@ def code_meters(train: LatentSet, rows: np.ndarray) -> torch.Tensor:
 @torch.no_grad()
 def chunk_codes(prior: LatentPrior, cache: dict, rows: np.ndarray) -> torch.Tensor:
     """Every cache chunk's code: its own where its window is a training chunk, else the nearest code."""
-    index = {w.tobytes(): k for k, w in enumerate(cache["windows"][torch.from_numpy(rows)].numpy())}
+    index = code_index(cache["windows"], rows)
     windows = cache["windows"].numpy()
     codes = torch.tensor([index.get(w.tobytes(), -1) for w in windows])
     other = torch.nonzero(codes < 0)[:, 0]
