@@ -176,3 +176,12 @@ def tonic_shift(mel: Melody) -> int:
         if transpose_melody(mel, s) is not None:
             return s
     return 0
+
+
+def tune_register(windows: np.ndarray) -> int:
+    """A tune's register: the mean pitch of the notes of its chunk windows [n, steps], rounded (60 for
+    a tune without notes). Per window, so a note tied across a boundary counts in both chunks."""
+    from .attributes import notes_of
+
+    pitches = [p for w in windows for _, _, p in notes_of(np.asarray(w, dtype=np.int64))]
+    return round(float(np.mean(pitches))) if pitches else 60

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model, load_prior
-from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody
+from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody, tune_register
 from .model import MusicVAE
 from .prior import LatentPrior, meter_index
 from .representation import FIRST_NOTE, VOCAB_SIZE, Melody, MelodyError, extract_melody, tokens_to_midi_bytes
@@ -98,6 +98,8 @@ class LongformComposer:
         top_p = metrics.get("served_top_p")  # codebook priors: nucleus of codes (None: the prior's config)
         self.default_top_p = None if top_p is None else float(top_p)
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
+        # {"low": pitch of row 0, "counts": [registers, 12]}: training tunes' keys by their register in C
+        self.key_shifts_by_register: dict | None = metrics.get("key_shifts_by_register")
         self.vae_attributes: dict | None = None  # set by load(): the VAE checkpoint's attribute vectors
         self._code_index: dict[bytes, int] = {}  # a codebook prior's drawn latents -> their codes
         self._code_index_version = -1
@@ -214,11 +216,28 @@ class LongformComposer:
             self.default_copy_bias if copy_bias is None else copy_bias,
             self.default_top_p if top_p is None else top_p,
         )
-        if shifts is None:  # new tunes: a key drawn as often as the corpus uses it (seeded)
-            g = _generator(None if seed is None else seed + 7)
-            drawn = torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6
-            shifts = drawn.tolist() if self.key_normalized else [0] * len(meters)
+        if shifts is None:
+            shifts = self._draw_keys(z, meters, seed)
         return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b], int(shifts[b])) for b in range(len(meters))]
+
+    def _draw_keys(self, z: torch.Tensor, meters, seed: int | None) -> list[int]:
+        """New tunes' keys (semitones from C, -6..5; seeded): drawn as often as training tunes of the
+        same register in C were in each key (`key_shifts_by_register`), or, for a prior without that
+        table, as often as the corpus uses each key. A key drawn regardless of register put tunes
+        written high in C up a fifth more: their mean pitches spread twice as wide as real tunes'."""
+        if not self.key_normalized:
+            return [0] * len(meters)
+        g = _generator(None if seed is None else seed + 7)
+        table = self.key_shifts_by_register
+        if table is None:
+            return (torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6).tolist()
+        counts = torch.tensor(table["counts"], dtype=torch.float64)
+        windows = self.decode_chunks(z.reshape(-1, z.shape[-1])).reshape(len(meters), z.shape[1], -1)
+        rows = [min(max(tune_register(w) - int(table["low"]), 0), len(counts) - 1) for w in windows]
+        # one tune's worth of the overall shares added to each row: a register no training tune had
+        # gets the overall shares
+        probs = counts[rows] + self.key_shift_probs.double()[None]
+        return (torch.multinomial(probs.float(), 1, generator=g)[:, 0] - 6).tolist()
 
     def sample(
         self,

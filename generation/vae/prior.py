@@ -6,8 +6,9 @@ sequence ends the tune), the model gives
     latent bit for bit, so the decoded 2 bars repeat exactly (real tunes repeat ~29 % of their chunks);
   - for "new", either (codebook, the served kind) a categorical distribution over every distinct
     chunk of the training tunes, scored through each chunk's coordinates in the latent space plus a
-    learned vector and bias per chunk, or (the first kind) a diagonal Gaussian mixture over the
-    standardized latent;
+    learned vector and bias per chunk and normalized over the chunks of the tune's meter (the ones
+    the sampler draws from; `meter_softmax`), or (the first kind) a diagonal Gaussian mixture over
+    the standardized latent;
   - the chunk's tie flag (its first note continues the previous chunk's last note; chunks.py).
 The likelihood is exact for these mixed events: a repeat scores log p(copy of any equal earlier
 chunk), a new chunk log p(new) + log p(code) (or + log GMM(z)).
@@ -68,6 +69,9 @@ class PriorConfig:
     codebook: int = 0
     code_embed_dim: int = 32  # a learned vector per code, beside its fixed coordinates (see heads)
     top_p: float = 1.0  # nucleus sampling of codes (1.0: the whole distribution)
+    # codebook priors: normalize a chunk's code distribution over its meter's codes, the ones the
+    # sampler draws from (False: over all codes, as the first codebook prior was trained)
+    meter_softmax: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +94,34 @@ def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return eq & causal & valid[:, :, None] & valid[:, None, :]
 
 
+NUCLEUS_LADDER = (256, 2048)
+
+
+def _nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """probs [B, K] with every code outside the nucleus set to 0 (the smallest set of likeliest codes
+    whose probability reaches top_p). Each row's nucleus is looked for among its 256 likeliest codes
+    first, then its 2,048, and only then among all (a partial top-k of 256 costs a tenth of sorting
+    17,000 codes); a row is settled by the first rung that holds its whole nucleus, so the result is
+    the exact nucleus either way."""
+    out = probs.new_zeros(probs.shape)
+    todo = torch.arange(len(probs), device=probs.device)
+    for k in (*NUCLEUS_LADDER, probs.shape[-1]):
+        if not len(todo):
+            break
+        rows = probs[todo]
+        ranked, order = rows.topk(min(k, rows.shape[-1]), -1)  # sorted, likeliest first
+        # the same running sum the cut uses, so "holds the nucleus" agrees with it to the last bit
+        done = (ranked.cumsum(-1)[:, -1] >= top_p) | (k >= probs.shape[-1])
+        out[todo[done]] = _keep_nucleus(rows[done], ranked[done], order[done], top_p)
+        todo = todo[~done]
+    return out
+
+
+def _keep_nucleus(probs: torch.Tensor, ranked: torch.Tensor, order: torch.Tensor, top_p: float) -> torch.Tensor:
+    drop = ranked.cumsum(-1) - ranked >= top_p  # every code after the nucleus is full
+    return torch.zeros_like(probs).scatter(-1, order, ranked.masked_fill(drop, 0.0))
+
+
 def sample_codes(
     logits: torch.Tensor, temperature: float, top_p: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -101,9 +133,7 @@ def sample_codes(
     this takes about 0.05 s)."""
     probs = F.softmax(logits / temperature, -1)
     if top_p < 1.0:
-        sorted_p, order = probs.sort(-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # every code after the nucleus is full
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+        probs = _nucleus(probs, top_p)
     cdf = probs.double().cumsum(-1)
     u = torch.rand(len(cdf), 1, generator=generator, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
     # right=True: the first code whose cumulative probability exceeds u, so a code of probability 0
@@ -198,10 +228,8 @@ class LatentPrior(nn.Module):
         return torch.cat([self.new_logit(h), ptr.masked_fill(~allowed, float("-inf"))], -1)
 
     def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per state [..., d]: tie logit and either code logits (codebook) or the mixture's logits,
-        means and log std of the standardized latent."""
-        if self.cfg.codebook:
-            return {"tie": self.tie_out(h)[..., 0], "code": self.code_logits(h)}
+        """A mixture prior's heads per state [..., d]: tie logit, the mixture's logits, means and log
+        std of the standardized latent (a codebook prior scores codes with `code_log_prob`)."""
         K, Z = self.cfg.mixtures, self.cfg.pca_dim or self.cfg.z_dim
         return {
             "tie": self.tie_out(h)[..., 0],
@@ -221,14 +249,50 @@ class LatentPrior(nn.Module):
         (all codes when none were). Unrestricted, a third of the chunks drawn for a 4/4, 6/8 or 3/4
         tune came from tunes of other meters (a 3/4 chunk in a 6/8 jig): 66,000 small
         probabilities add up."""
+        return self._meter_index(meter)[0]
+
+    def _meter_index(self, meter: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the meter's codes, every code's position among them or -1), cached per meter."""
         version = self.code_meters._version
         if self._meter_cache is None or self._meter_cache[0] != version:
             self._meter_cache = (version, {})
         cache = self._meter_cache[1]
         if meter not in cache:
             allowed = torch.nonzero(self.code_meters[:, meter])[:, 0]
-            cache[meter] = allowed if len(allowed) else torch.arange(self.cfg.codebook, device=allowed.device)
+            if not len(allowed):
+                allowed = torch.arange(self.cfg.codebook, device=allowed.device)
+            position = torch.full((self.cfg.codebook,), -1, dtype=torch.long, device=allowed.device)
+            position[allowed] = torch.arange(len(allowed), device=allowed.device)
+            cache[meter] = (allowed, position)
         return cache[meter]
+
+    def code_log_prob(
+        self, h: torch.Tensor, codes: torch.Tensor, meter: torch.Tensor, need: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(code) [B, n] at the positions `need` [B, n] (0 elsewhere), from states [B, n, d].
+
+        Normalized over the tune's meter's codes when the config says so (`meter_softmax`, what the
+        sampler draws from); a code outside its meter's set (a chunk of a tune the codebook does not
+        hold) is scored as the meter's code nearest to it. Only the needed positions are scored: the
+        66,000-way logits are most of a training step."""
+        out = torch.zeros(codes.shape, device=h.device)
+        for m in meter.unique().tolist():
+            rows = (meter == m)[:, None] & need
+            if not rows.any():
+                continue
+            target = codes[rows].long()
+            if self.cfg.meter_softmax:
+                sub, position = self._meter_index(m)
+                pos = position[target]
+                outside = pos < 0
+                if outside.any():
+                    near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
+                    pos[outside] = near.argmin(-1)
+                logits = self.code_logits(h[rows], sub)
+            else:
+                pos, logits = target, self.code_logits(h[rows])
+            out[rows] = logits.log_softmax(-1).gather(-1, pos[:, None])[:, 0]
+        return out
 
     def draw_codes(
         self,
@@ -301,15 +365,17 @@ class LatentPrior(nn.Module):
         (codebook priors): each chunk's code; by default the nearest code to its latent."""
         zn = self.standardize(z.float())
         h = self.hidden(zn, ties, meter, length, ends)
-        out = {"pointer": self.pointer(h), **self.heads(h)}
+        out = {"pointer": self.pointer(h), "tie": self.tie_out(h)[..., 0]}
+        if not self.cfg.codebook:
+            out.update(self.heads(h))
         copies = copy_targets(z, valid) if copies is None else copies
         is_copy = copies.any(-1)
         logp_ptr = out["pointer"].log_softmax(-1)
         # finite fill, not -inf: a row with no copy target must not put NaN into the gradient
         lp_copy = torch.logsumexp(logp_ptr[..., 1:].masked_fill(~copies, -1e9), -1)
         if self.cfg.codebook:
-            codes = self.nearest_code(z) if codes is None else codes
-            lp_chunk = out["code"].log_softmax(-1).gather(-1, codes.long().clamp(min=0)[..., None])[..., 0]
+            codes = self.nearest_code(z) if codes is None else codes.clamp(min=0)
+            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy)
         else:
             comp = (
                 -0.5 * ((zn[:, :, None] - out["mu"]) / out["log_sigma"].exp()).pow(2)

@@ -9,7 +9,11 @@ crop starting on an even chunk; a share `prefix_crop` is cut to a random prefix 
 the tune, so the length/ends conditions cover "the first n chunks" as well as "a whole tune".
 
 `--set codebook=1` trains the codebook kind: every distinct chunk of the training tunes becomes a
-code (its count is set here), a chunk's target is its own code (a held-out chunk's, the nearest).
+code (its count is set here), a chunk's target is its own code (a held-out chunk's, the nearest);
+`meter_softmax=1` normalizes each chunk's code distribution over its meter's codes, the set the
+sampler draws from (a quarter of the codes for the common meters, so a step costs a third as much).
+A key-normalized cache also stores, in the checkpoint's metrics, how far training tunes were moved
+to reach C by their register (`key_shifts`): new tunes are moved back the same way.
 `--init` warm-starts from any prior, copying the weights the two share (`--set` then changes its
 config, e.g. `--init generation/checkpoints/latent_prior_gmm.pt --set codebook=1 dropout=0.25`).
 """
@@ -30,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import save_prior
+from .chunks import tune_register
 from .prior import METERS, LatentPrior, PriorConfig, meter_index
 
 
@@ -243,6 +248,30 @@ def refresh_codebook(path: Path, latents: str, split_path: str) -> dict:
     return {"codes": len(rows), "codes_per_meter": meters.sum(0).tolist()}
 
 
+REGISTER_LOW, REGISTER_HIGH = 36, 96  # the mean pitches the key table has rows for (clipped to them)
+
+
+def key_shifts(cache: dict, train_names: set[str]) -> dict:
+    """How far the training tunes were moved to reach C, undone when sampling: over all tunes
+    (`key_shift_probs`, 12 shifts -6..5) and by the tune's register in C (`key_shifts_by_register`:
+    counts per rounded mean pitch REGISTER_LOW..REGISTER_HIGH - 1). A tune written high in C was
+    mostly moved up from a low key, so drawing its key by its register keeps generated tunes in the
+    registers real tunes use (drawn from the overall shares, the spread of generated tunes' mean
+    pitch was twice the real one's)."""
+    off = cache["offsets"].numpy()
+    windows = cache["windows"].numpy()
+    table = np.zeros((REGISTER_HIGH - REGISTER_LOW, 12))
+    for i, (name, s) in enumerate(zip(cache["names"], cache["shifts"].tolist())):
+        if name not in train_names or off[i + 1] == off[i]:
+            continue
+        row = min(max(tune_register(windows[off[i] : off[i + 1]]), REGISTER_LOW), REGISTER_HIGH - 1)
+        table[row - REGISTER_LOW, (6 - int(s)) % 12] += 1  # the shift back, as -6..5 (octaves dropped)
+    return {
+        "key_shift_probs": (table.sum(0) / max(1.0, table.sum())).tolist(),
+        "key_shifts_by_register": {"low": REGISTER_LOW, "counts": table.astype(int).tolist()},
+    }
+
+
 def train_prior(
     cache: dict,
     split: dict[str, list[str]],
@@ -358,12 +387,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = PriorConfig.from_dict({**PriorConfig().to_dict(), **over})  # with --init: the init's, changed by --set
     cache = torch.load(args.latents, weights_only=True)
     split = json.loads(Path(args.split).read_text())
-    extra = {"key_normalized": bool(cache.get("key_normalized", False))}
+    extra: dict = {"key_normalized": bool(cache.get("key_normalized", False))}
     if extra["key_normalized"]:  # how far each training tune was moved to reach C: undo as often when sampling
-        train_names = set(split["train"])
-        moved = [-int(s) for n, s in zip(cache["names"], cache["shifts"].tolist()) if n in train_names]
-        counts = np.bincount(np.clip(np.array(moved) + 6, 0, 11), minlength=12)
-        extra["key_shift_probs"] = (counts / counts.sum()).tolist()
+        extra.update(key_shifts(cache, set(split["train"])))
     report = train_prior(
         cache,
         split,

@@ -4,6 +4,7 @@ seeded sampling repeats itself, copies are exact, and the prior's checkpoints ar
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -195,7 +196,8 @@ def test_training_learns_copies_from_a_latent_cache(tmp_path):
     assert prior.cfg == PRIOR_TINY
 
 
-def test_codebook_prior_trains_on_real_chunks_and_warm_starts(tmp_path):
+@pytest.mark.parametrize("meter_softmax", [False, True])
+def test_codebook_prior_trains_on_real_chunks_and_warm_starts(tmp_path, meter_softmax):
     """Every distinct training chunk becomes a code, with its own window; training lowers the valid
     NLL; a warm start from a mixture prior keeps every weight the two kinds share."""
     from generation.vae.prior_train import latent_set, train_prior, warm_start
@@ -203,7 +205,8 @@ def test_codebook_prior_trains_on_real_chunks_and_warm_starts(tmp_path):
     cache = synthetic_cache(60)
     names = cache["names"]
     split = {"train": names[:48], "valid": names[48:], "test": []}
-    cfg = dataclasses.replace(PRIOR_CODES, codebook=1)  # any codebook: one code per distinct training chunk
+    # any codebook: one code per distinct training chunk
+    cfg = dataclasses.replace(PRIOR_CODES, codebook=1, meter_softmax=meter_softmax)
     report = train_prior(cache, split, tmp_path / "codes", cfg, minutes=0.08, threads=1, eval_every_s=1.0)
     assert report["history"][-1]["nll_per_chunk"] < report["history"][0]["nll_per_chunk"]
     train = latent_set(cache, set(split["train"]))
@@ -318,3 +321,88 @@ def test_copy_bias_moves_the_share_of_repeats(composer):
     always = composer.sample(6, seed=0, count=4, copy_bias=50.0)
     assert all((t.source == -1).all() for t in never)
     assert all((t.source[1:] >= 0).all() for t in always)
+
+
+def test_the_nucleus_is_exact_however_many_codes_it_holds():
+    """The nucleus is looked for among the likeliest 256 codes, then 2,048, then all: whichever rung
+    settles a row, the codes kept are the ones a full sort keeps."""
+    from generation.vae.prior import _nucleus
+
+    def by_full_sort(probs, top_p):
+        ranked, order = probs.sort(-1, descending=True)
+        drop = ranked.cumsum(-1) - ranked >= top_p
+        return torch.zeros_like(probs).scatter(-1, order, ranked.masked_fill(drop, 0.0))
+
+    g = torch.Generator().manual_seed(0)
+    # sharp rows (a nucleus of a few codes), middling ones and flat ones (thousands of codes)
+    logits = torch.randn(60, 3000, generator=g) * torch.tensor([8.0, 2.0, 0.05]).repeat_interleave(20)[:, None]
+    probs = torch.softmax(logits, -1)
+    sizes = []
+    for top_p in (0.5, 0.9, 0.99):
+        kept = _nucleus(probs, top_p)
+        assert torch.equal(kept, by_full_sort(probs, top_p))
+        sizes += (kept > 0).sum(-1).tolist()
+    sizes = np.array(sizes)
+    assert (sizes < 256).any() and ((sizes > 256) & (sizes < 2048)).any() and (sizes > 2048).any()  # every rung
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_a_meter_softmax_prior_scores_codes_among_its_meters_codes(composer):
+    from generation.vae.prior import meter_index
+
+    prior = composer.prior
+    four = meter_index((4, 4))
+    with torch.no_grad():
+        prior.code_meters[:6, four] = True
+        prior.code_meters[6:, meter_index((3, 4))] = True
+    h = torch.randn(1, 1, PRIOR_TINY.d_model)
+    meter, need = torch.tensor([four]), torch.ones(1, 1, dtype=torch.bool)
+
+    @torch.no_grad()
+    def logp(code: int) -> float:
+        return float(prior.code_log_prob(h, torch.tensor([[code]]), meter, need))
+
+    everywhere = sum(math.exp(logp(k)) for k in range(6))
+    assert everywhere < 0.99  # normalized over all twelve codes, the 4/4 ones hold part of the mass
+    prior.cfg = dataclasses.replace(prior.cfg, meter_softmax=True)
+    assert sum(math.exp(logp(k)) for k in range(6)) == pytest.approx(1.0, abs=1e-5)
+    # a chunk outside the meter's codes is scored as the meter's code nearest to it
+    nearest = int(torch.cdist(prior.code_coords[8:9], prior.code_coords[:6]).argmin())
+    assert logp(8) == logp(nearest)
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_a_new_tunes_key_is_drawn_by_its_register(composer):
+    """With a table of training tunes' keys by register, a tune written low in C gets the key low
+    tunes had and a high one the key high tunes had."""
+    from generation.vae.chunks import tune_register
+
+    composer.key_normalized = True
+    tunes = composer.sample(6, seed=3, count=16)
+    registers = [tune_register(composer.decode_chunks(t.z)) for t in tunes]
+    split = float(np.median(registers))
+    counts = np.zeros((128, 12))
+    counts[: int(split) + 1, 6 + 2] = 1e6  # registers up to the median: always moved up 2
+    counts[int(split) + 1 :, 6 - 3] = 1e6  # above it: down 3
+    composer.key_shifts_by_register = {"low": 0, "counts": counts.tolist()}
+    again = composer.sample(6, seed=3, count=16)
+    assert [t.shift for t in again] == [2 if r <= split else -3 for r in registers]
+    assert {t.shift for t in again} == {2, -3}
+
+
+def test_key_table_counts_each_training_tune_by_register_and_key():
+    from generation.vae.chunks import tune_register
+    from generation.vae.prior_train import REGISTER_LOW, key_shifts
+
+    cache = synthetic_cache(20)
+    cache["windows"][:, 0] += 25  # tunes from about A2 up to C7
+    cache["shifts"] = torch.tensor([-2] * 10 + [3] * 10)  # moved down 2 (from D) or up 3 (from A)
+    train = set(cache["names"][:16])
+    out = key_shifts(cache, train)
+    table = np.array(out["key_shifts_by_register"]["counts"])
+    assert table.sum() == 16 and table[:, 6 + 2].sum() == 10 and table[:, 6 - 3].sum() == 6
+    off = cache["offsets"].numpy()
+    first = tune_register(cache["windows"][off[0] : off[1]].numpy())
+    assert table[first - REGISTER_LOW, 6 + 2] >= 1
+    assert (table.sum(1) > 0).sum() > 5  # tunes of many registers, each in its own row
+    np.testing.assert_allclose(out["key_shift_probs"], table.sum(0) / 16)
