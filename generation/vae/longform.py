@@ -215,10 +215,21 @@ class LongformComposer:
             _generator(seed),
             self.default_copy_bias if copy_bias is None else copy_bias,
             self.default_top_p if top_p is None else top_p,
+            self._known_windows(z, known),
         )
         if shifts is None:
             shifts = self._draw_keys(z, meters, seed)
         return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b], int(shifts[b])) for b in range(len(meters))]
+
+    def _known_windows(self, z: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:
+        """The steps of the known chunks (zeros elsewhere) for a prior that scores the pitches at chunk
+        boundaries; None for one that does not, or when nothing is known."""
+        prior = self._prior()
+        if not (prior.cfg.codebook and prior.cfg.boundary_bins) or not known.any():
+            return None
+        windows = torch.zeros(*known.shape, WINDOW, dtype=torch.long)
+        windows[known] = torch.from_numpy(self.decode_chunks(z[known].float()))
+        return windows
 
     def _draw_keys(self, z: torch.Tensor, meters, seed: int | None) -> list[int]:
         """New tunes' keys (semitones from C, -6..5; seeded): drawn as often as training tunes of the
@@ -330,6 +341,7 @@ class LongformComposer:
             torch.full((C,), meter_index(tune.meter)),
             torch.full((C,), n),
             torch.full((C,), bool(ends)),
+            windows=self._known_windows(zs, torch.ones(C, n, dtype=torch.bool)),
         )
         logp = ll["z"] + ll["tie"]
         g = _generator(None if seed is None else seed + 1)

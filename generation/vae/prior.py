@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .chunks import WINDOW
+from .representation import FIRST_NOTE, MIN_PITCH
 
 # The corpus's meters, most frequent first; anything else shares the last index.
 METERS: tuple[tuple[int, int], ...] = ((2, 4), (4, 4), (6, 8), (3, 4), (2, 2), (3, 8), (4, 2), (9, 8), (6, 4), (3, 2))
@@ -72,6 +73,9 @@ class PriorConfig:
     # codebook priors: normalize a chunk's code distribution over its meter's codes, the ones the
     # sampler draws from (False: over all codes, as the first codebook prior was trained)
     meter_softmax: bool = False
+    # codebook priors, > 0: a new chunk's logit also scores the interval from the previous chunk's last
+    # note to its first (a learned function of the state over -R..R semitones, clipped, and "no note")
+    boundary_bins: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +145,23 @@ def sample_codes(
     return torch.searchsorted(cdf, u, right=True)[:, 0].clamp(max=cdf.shape[-1] - 1)
 
 
+def edge_pitches(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MIDI pitch of each window's [..., steps] first and last note-on (-1 where it has none)."""
+    on = windows >= FIRST_NOTE
+    has = on.any(-1)
+    first = windows.gather(-1, on.byte().argmax(-1, keepdim=True))[..., 0]
+    last = windows.gather(-1, windows.shape[-1] - 1 - on.flip(-1).byte().argmax(-1, keepdim=True))[..., 0]
+    pitch = lambda t: torch.where(has, t.long() - FIRST_NOTE + MIN_PITCH, -1)  # noqa: E731
+    return pitch(first), pitch(last)
+
+
+def interval_bins(first: torch.Tensor, prev_last: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin of the interval prev_last -> first (broadcast): -bins..bins semitones clipped to 0..2*bins,
+    and 2*bins + 1 where either has no note."""
+    none = (first < 0) | (prev_last < 0)
+    return torch.where(none, 2 * bins + 1, (first - prev_last).clamp(-bins, bins) + bins)
+
+
 class LatentPrior(nn.Module):
     # buffers of a codebook prior (declared for type checkers; registered in __init__)
     code_coords: torch.Tensor
@@ -195,6 +216,13 @@ class LatentPrior(nn.Module):
             self.code_embed = nn.Embedding(cfg.codebook, cfg.code_embed_dim)
             nn.init.normal_(self.code_embed.weight, std=0.01)
             self.code_bias = nn.Parameter(torch.zeros(cfg.codebook))
+            if cfg.boundary_bins:
+                # how well a chunk follows the previous one, by the interval across the boundary: zero
+                # at the start, so an untrained term changes nothing
+                self.boundary = nn.Linear(d, 2 * cfg.boundary_bins + 2)
+                nn.init.zeros_(self.boundary.weight)
+                nn.init.zeros_(self.boundary.bias)
+            self._edges_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
             self._latents_cache: tuple[int, torch.Tensor] | None = None
             self._meter_cache: tuple[int, dict[int, torch.Tensor]] | None = None
         else:
@@ -267,20 +295,27 @@ class LatentPrior(nn.Module):
         return cache[meter]
 
     def code_log_prob(
-        self, h: torch.Tensor, codes: torch.Tensor, meter: torch.Tensor, need: torch.Tensor
+        self,
+        h: torch.Tensor,
+        codes: torch.Tensor,
+        meter: torch.Tensor,
+        need: torch.Tensor,
+        prev_last: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log p(code) [B, n] at the positions `need` [B, n] (0 elsewhere), from states [B, n, d].
 
         Normalized over the tune's meter's codes when the config says so (`meter_softmax`, what the
         sampler draws from); a code outside its meter's set (a chunk of a tune the codebook does not
         hold) is scored as the meter's code nearest to it. Only the needed positions are scored: the
-        66,000-way logits are most of a training step."""
+        66,000-way logits are most of a training step. `prev_last` [B, n]: the previous chunk's last
+        pitch at each position (boundary_bins)."""
         out = torch.zeros(codes.shape, device=h.device)
         for m in meter.unique().tolist():
             rows = (meter == m)[:, None] & need
             if not rows.any():
                 continue
             target = codes[rows].long()
+            last = None if prev_last is None else prev_last[rows]
             if self.cfg.meter_softmax:
                 sub, position = self._meter_index(m)
                 pos = position[target]
@@ -288,9 +323,9 @@ class LatentPrior(nn.Module):
                 if outside.any():
                     near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
                     pos[outside] = near.argmin(-1)
-                logits = self.code_logits(h[rows], sub)
+                logits = self.code_logits(h[rows], sub, last)
             else:
-                pos, logits = target, self.code_logits(h[rows])
+                pos, logits = target, self.code_logits(h[rows], None, last)
             out[rows] = logits.log_softmax(-1).gather(-1, pos[:, None])[:, 0]
         return out
 
@@ -301,24 +336,49 @@ class LatentPrior(nn.Module):
         temperature: float,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
+        prev_last: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
-        fast."""
+        fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins)."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
         for m in meter.unique().tolist():
             rows = meter == m
             sub = self.meter_codes(m)
-            out[rows] = sub[sample_codes(self.code_logits(h[rows], sub), temperature, top_p, generator)]
+            last = None if prev_last is None else prev_last[rows]
+            out[rows] = sub[sample_codes(self.code_logits(h[rows], sub, last), temperature, top_p, generator)]
         return out
 
-    def code_logits(self, h: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [..., K] of every code (or of `codes` only) from states [..., d]:
-        q(h) . coords_k + r(h) . embed_k + bias_k."""
+    def code_logits(
+        self, h: torch.Tensor, codes: torch.Tensor | None = None, prev_last: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits [N, K] of every code (or of `codes` only) from states [N, d]:
+        q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
+        the previous chunk's last pitch `prev_last` [N] to code k's first]."""
         coords, embed, bias = self.code_coords, self.code_embed.weight, self.code_bias
         if codes is not None:
             coords, embed, bias = coords[codes], embed[codes], bias[codes]
-        return self.code_query(h) @ coords.T + self.code_embed_query(h) @ embed.T + bias
+        logits = self.code_query(h) @ coords.T + self.code_embed_query(h) @ embed.T + bias
+        if self.cfg.boundary_bins and prev_last is not None:
+            first = self.code_edges()[0]
+            first = first if codes is None else first[codes]
+            bins = interval_bins(first[None, :], prev_last[:, None], self.cfg.boundary_bins)
+            logits = logits + self.boundary(h).gather(-1, bins)
+        return logits
+
+    def code_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(first, last) pitch of every code's chunk, from its steps (cached until they change)."""
+        version = self.code_windows._version
+        if self._edges_cache is None or self._edges_cache[0] != version:
+            self._edges_cache = (version, edge_pitches(self.code_windows))
+        return self._edges_cache[1]
+
+    def chunk_last_pitches(self, z: torch.Tensor, windows: torch.Tensor | None) -> torch.Tensor:
+        """[...] each chunk's (latents [..., z_dim]) last pitch: from its steps [..., steps] where
+        given, else from its nearest code's."""
+        if windows is None:
+            return self.code_edges()[1][self.nearest_code(z)]
+        return edge_pitches(windows.to(z.device))[1]
 
     def code_latents(self) -> torch.Tensor:
         """[codebook, z_dim] the latents drawn codes get: rebuilt from their coordinates once (and again
@@ -358,11 +418,14 @@ class LatentPrior(nn.Module):
         ends: torch.Tensor,
         copies: torch.Tensor | None = None,
         codes: torch.Tensor | None = None,
+        windows: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per-sequence log-likelihood terms (nats), summed over the valid chunks: [B] each.
 
         `copies` [B, n, n]: chunk i repeats chunk j; by default bit-identical latents. `codes` [B, n]
-        (codebook priors): each chunk's code; by default the nearest code to its latent."""
+        (codebook priors): each chunk's code; by default the nearest code to its latent. `windows`
+        [B, n, steps] (boundary_bins): the chunks' steps, for the pitches at their boundaries; by
+        default their nearest codes'."""
         zn = self.standardize(z.float())
         h = self.hidden(zn, ties, meter, length, ends)
         out = {"pointer": self.pointer(h), "tie": self.tie_out(h)[..., 0]}
@@ -375,7 +438,11 @@ class LatentPrior(nn.Module):
         lp_copy = torch.logsumexp(logp_ptr[..., 1:].masked_fill(~copies, -1e9), -1)
         if self.cfg.codebook:
             codes = self.nearest_code(z) if codes is None else codes.clamp(min=0)
-            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy)
+            prev_last = None
+            if self.cfg.boundary_bins:
+                last = self.chunk_last_pitches(z, windows)
+                prev_last = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], 1)
+            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last)
         else:
             comp = (
                 -0.5 * ((zn[:, :, None] - out["mu"]) / out["log_sigma"].exp()).pow(2)
@@ -408,12 +475,15 @@ class LatentPrior(nn.Module):
         generator: torch.Generator | None = None,
         copy_bias: float = 0.0,
         top_p: float | None = None,
+        windows: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left to right, draw every chunk where `known` [B, n] is False; known chunks stay as given.
 
         `copy_bias` is added to every "copy" logit (nats): on its own generated context the model
         repeats less than real tunes do, and the evaluation calibrates this on validation tunes.
         `top_p` (codebook priors): nucleus sampling of codes, by default the config's.
+        `windows` [B, n, steps] (boundary_bins): the known chunks' steps, for their last pitches; by
+        default their nearest codes'.
         Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
         B, n, _ = z.shape
         if n > self.cfg.max_chunks:
@@ -425,6 +495,11 @@ class LatentPrior(nn.Module):
         length = torch.full((B,), n, dtype=torch.long, device=dev)
         source = torch.full((B, n), -2, dtype=torch.long, device=dev)
         tau = float(temperature)
+        boundary = bool(self.cfg.codebook and self.cfg.boundary_bins)
+        # every chunk's last pitch, known ones' now, drawn ones' as they are drawn
+        last = torch.full(known.shape, -1, dtype=torch.long, device=dev) if boundary else None
+        if last is not None and known.any():
+            last[known] = self.chunk_last_pitches(z[known], None if windows is None else windows[known])
         for i in range(n):
             todo = ~known[:, i]
             if not todo.any():
@@ -440,7 +515,9 @@ class LatentPrior(nn.Module):
             choice = torch.multinomial(F.softmax(ptr, -1), 1, generator=generator)[:, 0]
             if self.cfg.codebook:
                 p = self.cfg.top_p if top_p is None else top_p
-                new = self.code_latents()[self.draw_codes(hi, meter, tau, p, generator)]
+                prev = None if last is None else (last[:, i - 1] if i else torch.full_like(last[:, 0], -1))
+                drawn = self.draw_codes(hi, meter, tau, p, generator, prev)
+                new = self.code_latents()[drawn]
             else:
                 k = torch.multinomial(F.softmax(out["mix"] / tau, -1), 1, generator=generator)[:, 0]
                 mu, sigma = out["mu"][rows, k], out["log_sigma"][rows, k].exp()
@@ -452,4 +529,7 @@ class LatentPrior(nn.Module):
             z[todo, i] = zi[todo]
             ties[todo, i] = tie[todo] & (i > 0)
             source[todo, i] = (choice - 1)[todo]
+            if last is not None:
+                own = torch.where(choice > 0, last[rows, (choice - 1).clamp(min=0)], self.code_edges()[1][drawn])
+                last[todo, i] = own[todo]
         return z, ties, source

@@ -111,6 +111,7 @@ def make_batch(data: LatentSet, idx: list[int], max_chunks: int, rng: random.Ran
         "ends": torch.tensor([c[2] for c in crops]),
         "copies": copies,
         "codes": codes if data.codes is not None else None,
+        "windows": win,
     }
 
 
@@ -137,6 +138,7 @@ def batch_nll(prior: LatentPrior, batch: dict) -> tuple[torch.Tensor, dict[str, 
         batch["ends"],
         batch["copies"],
         batch["codes"],
+        batch["windows"],
     )
     chunks = batch["valid"].sum()
     loss = -(ll["z"] + ll["tie"]).sum() / chunks
@@ -154,7 +156,7 @@ def evaluate_nll(prior: LatentPrior, data: LatentSet, batch_size: int = 256) -> 
     for i in range(0, len(data.lengths), batch_size):
         b = make_batch(data, list(range(i, min(i + batch_size, len(data.lengths)))), prior.cfg.max_chunks, None)
         ll = prior.log_likelihood(
-            b["z"], b["ties"], b["valid"], b["meter"], b["length"], b["ends"], b["copies"], b["codes"]
+            b["z"], b["ties"], b["valid"], b["meter"], b["length"], b["ends"], b["copies"], b["codes"], b["windows"]
         )
         tot += float((ll["z"] + ll["tie"]).sum())
         n += int(b["valid"].sum())

@@ -406,3 +406,59 @@ def test_key_table_counts_each_training_tune_by_register_and_key():
     assert table[first - REGISTER_LOW, 6 + 2] >= 1
     assert (table.sum(1) > 0).sum() > 5  # tunes of many registers, each in its own row
     np.testing.assert_allclose(out["key_shift_probs"], table.sum(0) / 16)
+
+
+def boundary_prior() -> LatentPrior:
+    """Twelve codes, code k one note of pitch 60 + 2k, and a boundary term that strongly favours a
+    new chunk starting 2 semitones above the previous chunk's last note."""
+    from generation.vae.representation import MIN_PITCH, OFF
+
+    torch.manual_seed(0)
+    prior = LatentPrior(dataclasses.replace(PRIOR_CODES, boundary_bins=3))
+    prior.z_std.fill_(1.0)
+    with torch.no_grad():
+        prior.code_coords.copy_(torch.randn(12, PRIOR_TINY.pca_dim))
+        prior.code_windows.zero_()
+        prior.code_windows[:, 0] = FIRST_NOTE + 60 + 2 * torch.arange(12) - MIN_PITCH
+        prior.code_windows[:, 8] = OFF
+        prior.boundary.bias[3 + 2] = 30.0  # bins -3..3 at 0..6: +2 is bin 5
+    return prior.eval()
+
+
+def test_the_boundary_term_scores_the_interval_between_chunks():
+    prior = boundary_prior()
+    meter, ends = torch.tensor([1, 1, 1]), torch.tensor([True] * 3)
+    g = torch.Generator().manual_seed(1)
+    z, _, _ = prior.fill(
+        torch.zeros(3, 5, 16),
+        torch.zeros(3, 5, dtype=torch.bool),
+        torch.zeros(3, 5, dtype=torch.bool),
+        meter,
+        ends,
+        1.0,
+        g,
+        copy_bias=-50.0,
+    )
+    codes = prior.nearest_code(z)
+    for row in codes.tolist():  # each new chunk starts a step above the last note before it, until the top
+        for a, b in zip(row[:-1], row[1:]):
+            assert a == 11 or b == a + 1
+    # a known chunk's last pitch comes from its given steps (E4 here: next is F#4, code 3), else from its nearest code
+    known = torch.tensor([[True, False]])
+    z0 = torch.randn(1, 2, 16)
+    given = torch.zeros(1, 2, 32, dtype=torch.long)
+    given[0, 0, :4] = torch.tensor([FIRST_NOTE + 55 - 21, 0, FIRST_NOTE + 64 - 21, 0])
+    one = torch.tensor([1])
+    z1, _, _ = prior.fill(z0, torch.zeros(1, 2, dtype=torch.bool), known, one, one.bool(), 1.0, g, -50.0, windows=given)
+    assert int(prior.nearest_code(z1[:, 1])) == 3
+    z2, _, _ = prior.fill(z0, torch.zeros(1, 2, dtype=torch.bool), known, one, one.bool(), 1.0, g, -50.0)
+    near = int(prior.nearest_code(z0[:, 0]))
+    assert near == 11 or int(prior.nearest_code(z2[:, 1])) == near + 1
+    # and the likelihood: the same two chunks score higher in the order the term favours
+    codes_z, no_ties, all_valid = prior.code_latents(), torch.zeros(1, 2, dtype=torch.bool), torch.ones(1, 2).bool()
+    with torch.no_grad():
+        up, down = (
+            prior.log_likelihood(codes_z[order][None], no_ties, all_valid, one, torch.tensor([2]), one.bool())["z"]
+            for order in ([4, 5], [5, 4])
+        )
+    assert float(up) > float(down) + 20
