@@ -224,7 +224,8 @@ class LatentPrior(nn.Module):
                 nn.init.zeros_(self.boundary.bias)
             self._edges_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
             self._latents_cache: tuple[int, torch.Tensor] | None = None
-            self._meter_cache: tuple[int, dict[int, torch.Tensor]] | None = None
+            self._meter_cache: tuple[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] | None = None
+            self._table_cache: tuple[tuple[int, ...], dict[int, tuple[torch.Tensor, ...]]] | None = None
         else:
             self.mix = nn.Linear(d, K)
             self.mu = nn.Linear(d, K * Z)
@@ -323,7 +324,7 @@ class LatentPrior(nn.Module):
                 if outside.any():
                     near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
                     pos[outside] = near.argmin(-1)
-                logits = self.code_logits(h[rows], sub, last)
+                logits = self.code_logits(h[rows], m, last)
             else:
                 pos, logits = target, self.code_logits(h[rows], None, last)
             out[rows] = logits.log_softmax(-1).gather(-1, pos[:, None])[:, 0]
@@ -346,25 +347,45 @@ class LatentPrior(nn.Module):
             rows = meter == m
             sub = self.meter_codes(m)
             last = None if prev_last is None else prev_last[rows]
-            out[rows] = sub[sample_codes(self.code_logits(h[rows], sub, last), temperature, top_p, generator)]
+            out[rows] = sub[sample_codes(self.code_logits(h[rows], m, last), temperature, top_p, generator)]
         return out
 
     def code_logits(
-        self, h: torch.Tensor, codes: torch.Tensor | None = None, prev_last: torch.Tensor | None = None
+        self, h: torch.Tensor, meter: int | None = None, prev_last: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logits [N, K] of every code (or of `codes` only) from states [N, d]:
+        """Logits [N, K] of every code (or of the meter's codes, `meter_codes`) from states [N, d]:
         q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
         the previous chunk's last pitch `prev_last` [N] to code k's first]."""
-        coords, embed, bias = self.code_coords, self.code_embed.weight, self.code_bias
-        if codes is not None:
-            coords, embed, bias = coords[codes], embed[codes], bias[codes]
+        coords, embed, bias, first_col = self._code_table(meter)
         logits = self.code_query(h) @ coords.T + self.code_embed_query(h) @ embed.T + bias
         if self.cfg.boundary_bins and prev_last is not None:
-            first = self.code_edges()[0]
-            first = first if codes is None else first[codes]
-            bins = interval_bins(first[None, :], prev_last[:, None], self.cfg.boundary_bins)
-            logits = logits + self.boundary(h).gather(-1, bins)
+            # the term for every possible first pitch (column 0: no note, p + 1: pitch p), then one
+            # column per code: an [N, 129] gather instead of binning N x 17,000 intervals
+            pitches = torch.arange(-1, 128, device=h.device)
+            per_pitch = self.boundary(h).gather(
+                -1, interval_bins(pitches[None], prev_last[:, None], self.cfg.boundary_bins)
+            )
+            logits = logits + per_pitch[:, first_col]
         return logits
+
+    def _code_table(self, meter: int | None) -> tuple[torch.Tensor, ...]:
+        """(coordinates, embeddings, biases, first-pitch column) of all codes or a meter's. While
+        sampling (no gradients) a meter's rows are gathered once and kept until any of them changes:
+        gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
+        params = (self.code_coords, self.code_embed.weight, self.code_bias)
+        first_col = self.code_edges()[0] + 1
+        if meter is None:
+            return (*params, first_col)
+        codes = self.meter_codes(meter)
+        if torch.is_grad_enabled():
+            return (*(t[codes] for t in params), first_col[codes])
+        version = (*(t._version for t in params), self.code_windows._version, self.code_meters._version)
+        if self._table_cache is None or self._table_cache[0] != version:
+            self._table_cache = (version, {})
+        tables = self._table_cache[1]
+        if meter not in tables:
+            tables[meter] = (*(t[codes] for t in params), first_col[codes])
+        return tables[meter]
 
     def code_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(first, last) pitch of every code's chunk, from its steps (cached until they change)."""
