@@ -373,7 +373,7 @@ class LatentPrior(nn.Module):
         sampling (no gradients) a meter's rows are gathered once and kept until any of them changes:
         gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
         params = (self.code_coords, self.code_embed.weight, self.code_bias)
-        first_col = self.code_edges()[0] + 1
+        first_col = (self.code_edges()[0] + 1).clamp(0, 128)  # columns of MIDI pitches -1 ("no note")..127
         if meter is None:
             return (*params, first_col)
         codes = self.meter_codes(meter)

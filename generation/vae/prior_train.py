@@ -198,14 +198,17 @@ def code_index(windows: torch.Tensor, rows: np.ndarray) -> dict[bytes, int]:
 
 
 @torch.no_grad()
-def fill_codebook(prior: LatentPrior, train: LatentSet, rows: np.ndarray, counts: np.ndarray) -> dict:
+def fill_codebook(
+    prior: LatentPrior, train: LatentSet, rows: np.ndarray, counts: np.ndarray, keep_learned: bool = False
+) -> dict:
     """Code k is the training chunk at cache row rows[k]: its standardized coordinates, its window,
     and a starting bias of log(its frequency), so an untrained head already draws chunks as often as
-    the corpus uses them."""
+    the corpus uses them (`keep_learned`: the prior already holds these codes, its biases stay)."""
     idx = torch.from_numpy(rows)
     prior.code_coords.copy_(prior.standardize(train.z[idx].float()))
     prior.code_windows.copy_(train.windows[idx])
-    prior.code_bias.copy_(torch.from_numpy(np.log(counts / counts.sum())).float())
+    if not keep_learned:
+        prior.code_bias.copy_(torch.from_numpy(np.log(counts / counts.sum())).float())
     prior.code_meters.copy_(code_meters(train, rows))
     return {"codes": len(rows), "training_chunks": int(counts.sum()), "seen_once": int((counts == 1).sum())}
 
@@ -287,8 +290,10 @@ def train_prior(
     init: Path | None = None,
     init_overrides: dict | None = None,
     extra_metrics: dict | None = None,
+    train_only: list[str] | None = None,
 ) -> dict:
-    """`init`: start from that prior's weights and coordinates (z_mean, z_basis, z_std) instead of
+    """`train_only`: train only the parameters whose names start with one of these (all when None).
+    `init`: start from that prior's weights and coordinates (z_mean, z_basis, z_std) instead of
     fitting new ones, its config changed by `init_overrides` (`cfg` is not used then).
     `extra_metrics` go into the checkpoint (key normalization, key distribution)."""
     torch.set_num_threads(threads)
@@ -307,9 +312,15 @@ def train_prior(
         prior.fit_standardization(train.z)
     codebook_info = None
     if cfg.codebook:
-        codebook_info = fill_codebook(prior, train, rows, counts)
+        # a warm start from a codebook prior of these same chunks keeps what its code head learned
+        same = init is not None and torch.equal(prior.code_windows, train.windows[torch.from_numpy(rows)])
+        codebook_info = fill_codebook(prior, train, rows, counts, keep_learned=same)
         train.codes = valid.codes = chunk_codes(prior, cache, rows)
-    opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if train_only:  # e.g. a head added to a warm-started prior, the rest kept as it was trained
+        for name, param in prior.named_parameters():
+            param.requires_grad_(any(name.startswith(prefix) for prefix in train_only))
+    trained = [param for param in prior.parameters() if param.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     t0, step, best, history = time.time(), 0, math.inf, []
     last_eval = t0
     order: list[list[int]] = []
@@ -373,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PriorConfig overrides")
     p.add_argument("--init", help="warm start from this prior checkpoint (its config and coordinates)")
     p.add_argument(
+        "--train-only", nargs="*", metavar="PREFIX", help="train only the parameters whose names start so"
+    )
+    p.add_argument(
         "--refresh-codebook",
         metavar="PRIOR",
         help="do not train: recompute this codebook prior's code meters from --latents/--split and store them",
@@ -402,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         vae_name=Path(cache["vae"]).name,
         init=Path(args.init) if args.init else None,
         init_overrides=over,
+        train_only=args.train_only,
         extra_metrics=extra,
     )
     print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))

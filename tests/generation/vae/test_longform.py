@@ -462,3 +462,39 @@ def test_the_boundary_term_scores_the_interval_between_chunks():
             for order in ([4, 5], [5, 4])
         )
     assert float(up) > float(down) + 20
+
+
+def test_a_head_added_to_a_trained_codebook_prior_trains_alone(tmp_path):
+    """Warm start from a codebook prior of the same chunks with a boundary term added and only it
+    trained: every other weight, the learned code biases included, stays as it was."""
+    from generation.vae.prior_train import train_prior
+
+    cache = synthetic_cache(60)
+    names = cache["names"]
+    split = {"train": names[:48], "valid": names[48:], "test": []}
+    cfg = dataclasses.replace(PRIOR_CODES, codebook=1)
+    train_prior(cache, split, tmp_path / "first", cfg, minutes=0.05, threads=1, eval_every_s=1.0)
+    first, _ = load_prior(tmp_path / "first" / "prior.pt")
+    with torch.no_grad():  # biases no frequency count would give: a re-filled codebook would lose them
+        first.code_bias.copy_(torch.linspace(-3.0, 3.0, first.cfg.codebook))
+    save_prior(tmp_path / "first.pt", first, vae="mel_tiny.pt")
+    train_prior(
+        cache,
+        split,
+        tmp_path / "second",
+        cfg,
+        minutes=0.05,
+        threads=1,
+        eval_every_s=1.0,
+        init=tmp_path / "first.pt",
+        init_overrides={"codebook": 1, "boundary_bins": 3},
+        train_only=["boundary"],
+    )
+    second, _ = load_prior(tmp_path / "second" / "prior.pt")
+    assert second.cfg.boundary_bins == 3
+    before, after = first.state_dict(), second.state_dict()
+    for name, value in after.items():
+        if name.startswith("boundary"):
+            continue
+        assert torch.allclose(value.float(), before[name].float(), rtol=1e-2, atol=1e-3), name  # fp16 on disk
+    assert second.boundary.weight.abs().sum() > 0  # the new term did train
