@@ -383,9 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="PriorConfig overrides")
     p.add_argument("--init", help="warm start from this prior checkpoint (its config and coordinates)")
-    p.add_argument(
-        "--train-only", nargs="*", metavar="PREFIX", help="train only the parameters whose names start so"
-    )
+    p.add_argument("--train-only", nargs="*", metavar="PREFIX", help="train only the parameters whose names start so")
     p.add_argument(
         "--refresh-codebook",
         metavar="PRIOR",
