@@ -281,7 +281,9 @@ def longform_checkpoint(tmp_path_factory):
         vae.out.bias[FIRST_NOTE + 67 - MIN_PITCH] += 0.5
     vectors = torch.randn(len(ATTRIBUTES), MEL_TINY.z_dim)
     save_checkpoint(folder / "mel_tiny_2bar.pt", vae, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
-    prior = LatentPrior(dataclasses.replace(PRIOR_TINY, codebook=24, code_embed_dim=4))
+    prior = LatentPrior(
+        dataclasses.replace(PRIOR_TINY, codebook=24, code_embed_dim=4, meter_softmax=True, boundary_bins=3)
+    )
     prior.z_std.fill_(1.0)
     with torch.no_grad():
         prior.code_coords.normal_()

@@ -28,7 +28,9 @@ keeps one with probability proportional to the full-sequence likelihood, so the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -222,10 +224,9 @@ class LatentPrior(nn.Module):
                 self.boundary = nn.Linear(d, 2 * cfg.boundary_bins + 2)
                 nn.init.zeros_(self.boundary.weight)
                 nn.init.zeros_(self.boundary.bias)
-            self._edges_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
-            self._latents_cache: tuple[int, torch.Tensor] | None = None
-            self._meter_cache: tuple[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] | None = None
-            self._table_cache: tuple[tuple[int, ...], dict[int, tuple[torch.Tensor, ...]]] | None = None
+            # what is derived from the codebook (its latents, pitches, per-meter sets and rows), by key:
+            # (the versions of the tensors it was derived from, the value); see _derived
+            self._derived_cache: dict[object, tuple[object, Any]] = {}
         else:
             self.mix = nn.Linear(d, K)
             self.mu = nn.Linear(d, K * Z)
@@ -257,11 +258,10 @@ class LatentPrior(nn.Module):
         return torch.cat([self.new_logit(h), ptr.masked_fill(~allowed, float("-inf"))], -1)
 
     def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A mixture prior's heads per state [..., d]: tie logit, the mixture's logits, means and log
-        std of the standardized latent (a codebook prior scores codes with `code_log_prob`)."""
+        """A mixture prior's head per state [..., d]: the mixture's logits, means and log std of the
+        standardized latent (a codebook prior scores codes with `code_log_prob`)."""
         K, Z = self.cfg.mixtures, self.cfg.pca_dim or self.cfg.z_dim
         return {
-            "tie": self.tie_out(h)[..., 0],
             "mix": self.mix(h),
             "mu": self.mu(h).unflatten(-1, (K, Z)),
             "log_sigma": self.log_sigma(h).unflatten(-1, (K, Z)).clamp(-7.0, 2.0),
@@ -280,20 +280,29 @@ class LatentPrior(nn.Module):
         probabilities add up."""
         return self._meter_index(meter)[0]
 
+    def _derived(self, key: object, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
+        """`build()`, kept under `key` until any of the tensors it is derived from changes in place
+        (a new version): the codebook's latents, pitches, per-meter sets and rows are built once,
+        not at every chunk drawn."""
+        version = tuple(t._version for t in sources)
+        hit = self._derived_cache.get(key)
+        if hit is None or hit[0] != version:
+            hit = (version, build())
+            self._derived_cache[key] = hit
+        return hit[1]
+
     def _meter_index(self, meter: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the meter's codes, every code's position among them or -1), cached per meter."""
-        version = self.code_meters._version
-        if self._meter_cache is None or self._meter_cache[0] != version:
-            self._meter_cache = (version, {})
-        cache = self._meter_cache[1]
-        if meter not in cache:
+        """(the meter's codes, every code's position among them or -1)."""
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
             allowed = torch.nonzero(self.code_meters[:, meter])[:, 0]
             if not len(allowed):
                 allowed = torch.arange(self.cfg.codebook, device=allowed.device)
             position = torch.full((self.cfg.codebook,), -1, dtype=torch.long, device=allowed.device)
             position[allowed] = torch.arange(len(allowed), device=allowed.device)
-            cache[meter] = (allowed, position)
-        return cache[meter]
+            return allowed, position
+
+        return self._derived(("meter", meter), (self.code_meters,), build)
 
     def code_log_prob(
         self,
@@ -377,37 +386,19 @@ class LatentPrior(nn.Module):
         if meter is None:
             return (*params, first_col)
         codes = self.meter_codes(meter)
+        rows = lambda: (*(t[codes] for t in params), first_col[codes])  # noqa: E731
         if torch.is_grad_enabled():
-            return (*(t[codes] for t in params), first_col[codes])
-        version = (*(t._version for t in params), self.code_windows._version, self.code_meters._version)
-        if self._table_cache is None or self._table_cache[0] != version:
-            self._table_cache = (version, {})
-        tables = self._table_cache[1]
-        if meter not in tables:
-            tables[meter] = (*(t[codes] for t in params), first_col[codes])
-        return tables[meter]
+            return rows()
+        return self._derived(("rows", meter), (*params, self.code_windows, self.code_meters), rows)
 
     def code_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(first, last) pitch of every code's chunk, from its steps (cached until they change)."""
-        version = self.code_windows._version
-        if self._edges_cache is None or self._edges_cache[0] != version:
-            self._edges_cache = (version, edge_pitches(self.code_windows))
-        return self._edges_cache[1]
-
-    def chunk_last_pitches(self, z: torch.Tensor, windows: torch.Tensor | None) -> torch.Tensor:
-        """[...] each chunk's (latents [..., z_dim]) last pitch: from its steps [..., steps] where
-        given, else from its nearest code's."""
-        if windows is None:
-            return self.code_edges()[1][self.nearest_code(z)]
-        return edge_pitches(windows.to(z.device))[1]
+        return self._derived("edges", (self.code_windows,), lambda: edge_pitches(self.code_windows))
 
     def code_latents(self) -> torch.Tensor:
         """[codebook, z_dim] the latents drawn codes get: rebuilt from their coordinates once (and again
         only if the coordinates change), so equal codes are bit-identical latents."""
-        version = self.code_coords._version
-        if self._latents_cache is None or self._latents_cache[0] != version:
-            self._latents_cache = (version, self.unstandardize(self.code_coords.float()))
-        return self._latents_cache[1]
+        return self._derived("latents", (self.code_coords,), lambda: self.unstandardize(self.code_coords.float()))
 
     def nearest_code(self, z: torch.Tensor) -> torch.Tensor:
         """Each latent's [..., z_dim] code: the nearest code in the standardized coordinates."""
@@ -450,8 +441,6 @@ class LatentPrior(nn.Module):
         zn = self.standardize(z.float())
         h = self.hidden(zn, ties, meter, length, ends)
         out = {"pointer": self.pointer(h), "tie": self.tie_out(h)[..., 0]}
-        if not self.cfg.codebook:
-            out.update(self.heads(h))
         copies = copy_targets(z, valid) if copies is None else copies
         is_copy = copies.any(-1)
         logp_ptr = out["pointer"].log_softmax(-1)
@@ -461,10 +450,11 @@ class LatentPrior(nn.Module):
             codes = self.nearest_code(z) if codes is None else codes.clamp(min=0)
             prev_last = None
             if self.cfg.boundary_bins:
-                last = self.chunk_last_pitches(z, windows)
+                last = self.code_edges()[1][codes] if windows is None else edge_pitches(windows.to(z.device))[1]
                 prev_last = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], 1)
             lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last)
         else:
+            out.update(self.heads(h))
             comp = (
                 -0.5 * ((zn[:, :, None] - out["mu"]) / out["log_sigma"].exp()).pow(2)
                 - out["log_sigma"]
@@ -520,7 +510,8 @@ class LatentPrior(nn.Module):
         # every chunk's last pitch, known ones' now, drawn ones' as they are drawn
         last = torch.full(known.shape, -1, dtype=torch.long, device=dev) if boundary else None
         if last is not None and known.any():
-            last[known] = self.chunk_last_pitches(z[known], None if windows is None else windows[known])
+            given = windows[known].to(dev) if windows is not None else self.code_windows[self.nearest_code(z[known])]
+            last[known] = edge_pitches(given)[1]
         for i in range(n):
             todo = ~known[:, i]
             if not todo.any():
@@ -529,7 +520,6 @@ class LatentPrior(nn.Module):
             ptr = self.pointer(h)[:, i, : i + 1]  # new + copies of chunks 0..i-1
             ptr = torch.cat([ptr[:, :1], ptr[:, 1:] + copy_bias], 1)
             hi = h[:, i]
-            out = {"tie": self.tie_out(hi)[..., 0]} if self.cfg.codebook else self.heads(hi)
             rows = torch.arange(B, device=dev)
             # the temperature shapes the mixture only: the pointer is sampled as trained, since a
             # cooler pointer mostly picks "new" (its most likely single choice) and repeats vanish
@@ -540,13 +530,14 @@ class LatentPrior(nn.Module):
                 drawn = self.draw_codes(hi, meter, tau, p, generator, prev)
                 new = self.code_latents()[drawn]
             else:
+                out = self.heads(hi)
                 k = torch.multinomial(F.softmax(out["mix"] / tau, -1), 1, generator=generator)[:, 0]
                 mu, sigma = out["mu"][rows, k], out["log_sigma"][rows, k].exp()
                 eps = torch.randn(mu.shape, generator=generator, device=dev)
                 new = self.unstandardize(mu + tau * sigma * eps)
             copied = z[rows, (choice - 1).clamp(min=0)]
             zi = torch.where((choice > 0)[:, None], copied, new)
-            tie = torch.rand(B, generator=generator, device=dev) < torch.sigmoid(out["tie"])
+            tie = torch.rand(B, generator=generator, device=dev) < torch.sigmoid(self.tie_out(hi)[..., 0])
             z[todo, i] = zi[todo]
             ties[todo, i] = tie[todo] & (i > 0)
             source[todo, i] = (choice - 1)[todo]

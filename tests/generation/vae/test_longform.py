@@ -19,7 +19,8 @@ from generation.vae.representation import FIRST_NOTE
 
 from .conftest import write_melody
 
-PRIOR_CODES = dataclasses.replace(PRIOR_TINY, codebook=12, code_embed_dim=4)
+# the served kind: a codebook normalized per meter, with the boundary term
+PRIOR_CODES = dataclasses.replace(PRIOR_TINY, codebook=12, code_embed_dim=4, meter_softmax=True, boundary_bins=3)
 
 
 @pytest.fixture(params=["mixture", "codebook"])
@@ -362,6 +363,7 @@ def test_a_meter_softmax_prior_scores_codes_among_its_meters_codes(composer):
     def logp(code: int) -> float:
         return float(prior.code_log_prob(h, torch.tensor([[code]]), meter, need))
 
+    prior.cfg = dataclasses.replace(prior.cfg, meter_softmax=False)
     everywhere = sum(math.exp(logp(k)) for k in range(6))
     assert everywhere < 0.99  # normalized over all twelve codes, the 4/4 ones hold part of the mass
     prior.cfg = dataclasses.replace(prior.cfg, meter_softmax=True)
@@ -414,7 +416,7 @@ def boundary_prior() -> LatentPrior:
     from generation.vae.representation import MIN_PITCH, OFF
 
     torch.manual_seed(0)
-    prior = LatentPrior(dataclasses.replace(PRIOR_CODES, boundary_bins=3))
+    prior = LatentPrior(PRIOR_CODES)
     prior.z_std.fill_(1.0)
     with torch.no_grad():
         prior.code_coords.copy_(torch.randn(12, PRIOR_TINY.pca_dim))
@@ -472,7 +474,7 @@ def test_a_head_added_to_a_trained_codebook_prior_trains_alone(tmp_path):
     cache = synthetic_cache(60)
     names = cache["names"]
     split = {"train": names[:48], "valid": names[48:], "test": []}
-    cfg = dataclasses.replace(PRIOR_CODES, codebook=1)
+    cfg = dataclasses.replace(PRIOR_CODES, codebook=1, boundary_bins=0)
     train_prior(cache, split, tmp_path / "first", cfg, minutes=0.05, threads=1, eval_every_s=1.0)
     first, _ = load_prior(tmp_path / "first" / "prior.pt")
     with torch.no_grad():  # biases no frequency count would give: a re-filled codebook would lose them
@@ -498,3 +500,22 @@ def test_a_head_added_to_a_trained_codebook_prior_trains_alone(tmp_path):
             continue
         assert torch.allclose(value.float(), before[name].float(), rtol=1e-2, atol=1e-3), name  # fp16 on disk
     assert second.boundary.weight.abs().sum() > 0  # the new term did train
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_what_is_derived_from_the_codebook_follows_its_changes(composer):
+    """Latents, per-meter sets and rows are kept between draws, and rebuilt when the codebook changes."""
+    from generation.vae.prior import meter_index
+
+    prior, four = composer.prior, meter_index((4, 4))
+    with torch.no_grad():
+        prior.code_meters[:6, four] = True
+    first = composer.sample(4, meter=(4, 4), seed=1, count=6, copy_bias=-50.0)
+    assert {int(c) for t in first for c in composer._codes_of(t.z)} <= set(range(6))
+    with torch.no_grad():
+        prior.code_meters[:, four] = False
+        prior.code_meters[6:, four] = True
+        prior.code_coords.mul_(2.0)
+    assert torch.equal(prior.code_latents(), prior.unstandardize(prior.code_coords.float()))
+    again = composer.sample(4, meter=(4, 4), seed=1, count=6, copy_bias=-50.0)
+    assert {int(c) for t in again for c in composer._codes_of(t.z)} <= set(range(6, 12))
