@@ -243,6 +243,18 @@ def test_codebook_draws_are_codes_and_top_p_cuts_the_tail(composer):
     assert set(sample_codes(logits, 1.0, 0.01, g).tolist()) == {0}
 
 
+@pytest.mark.parametrize("top_p", [0.9, 1.0])
+def test_draws_that_share_a_row_each_draw_from_their_own_row(top_p):
+    """`take`: a row's distribution is computed once and drawn from by every draw that points at it."""
+    from generation.vae.prior import sample_codes
+
+    logits = torch.tensor([[9.0, 8.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0, 9.0]])
+    take = torch.tensor([0, 1, 1, 0] * 100)
+    drawn = sample_codes(logits, 1.0, top_p, torch.Generator().manual_seed(0), take)
+    assert drawn.shape == take.shape
+    assert set(drawn[take == 0].tolist()) == {0, 1} and set(drawn[take == 1].tolist()) == {3, 4}
+
+
 @pytest.mark.parametrize("composer", ["codebook"], indirect=True)
 def test_a_tune_is_drawn_from_its_meters_chunks(composer):
     from generation.vae.prior import meter_index
@@ -324,10 +336,34 @@ def test_copy_bias_moves_the_share_of_repeats(composer):
     assert all((t.source[1:] >= 0).all() for t in always)
 
 
+def test_the_state_from_cached_keys_is_the_state_over_the_whole_prefix():
+    """Sampling computes each position's state from the layers' cached keys and values: it must be the
+    state `hidden` computes over the whole prefix (which training and the likelihood use)."""
+    prior = LatentPrior(dataclasses.replace(PRIOR_TINY, n_layers=2)).eval()
+    g = torch.Generator().manual_seed(0)
+    B, n = 4, 6
+    zn = torch.randn(B, n, PRIOR_TINY.pca_dim, generator=g)
+    ties = torch.rand(B, n, generator=g) < 0.3
+    meter, length, ends = torch.tensor([0, 1, 2, 3]), torch.tensor([6, 6, 9, 12]), torch.tensor([1, 0, 1, 0]).bool()
+    cache, states = [], []
+    with torch.no_grad():
+        whole = prior.hidden(zn, ties, meter, length, ends)
+        for i in range(n):
+            prev = (zn[:, i - 1], ties[:, i - 1]) if i else (None, None)
+            states.append(prior.next_hidden(cache, *prev, meter, length, ends))
+    assert torch.allclose(torch.stack(states, 1), whole, atol=1e-5)
+
+
 def test_the_nucleus_is_exact_however_many_codes_it_holds():
     """The nucleus is looked for among the likeliest 256 codes, then 2,048, then all: whichever rung
     settles a row, the codes kept are the ones a full sort keeps."""
-    from generation.vae.prior import _nucleus
+    from generation.vae.prior import nucleus_rungs
+
+    def nucleus(probs, top_p):
+        kept = torch.full_like(probs, -1.0)
+        for rows, ranked, codes in nucleus_rungs(probs, top_p):
+            kept[rows] = torch.zeros_like(probs[rows]).scatter(-1, codes, ranked)
+        return kept
 
     def by_full_sort(probs, top_p):
         ranked, order = probs.sort(-1, descending=True)
@@ -340,7 +376,7 @@ def test_the_nucleus_is_exact_however_many_codes_it_holds():
     probs = torch.softmax(logits, -1)
     sizes = []
     for top_p in (0.5, 0.9, 0.99):
-        kept = _nucleus(probs, top_p)
+        kept = nucleus(probs, top_p)
         assert torch.equal(kept, by_full_sort(probs, top_p))
         sizes += (kept > 0).sum(-1).tolist()
     sizes = np.array(sizes)
