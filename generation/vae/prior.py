@@ -100,7 +100,7 @@ def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return eq & causal & valid[:, :, None] & valid[:, None, :]
 
 
-NUCLEUS_LADDER = (256, 2048)
+NUCLEUS_LADDER = (2048, 4096)
 
 
 def nucleus_rungs(probs: torch.Tensor, top_p: float) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -108,9 +108,11 @@ def nucleus_rungs(probs: torch.Tensor, top_p: float) -> Iterator[tuple[torch.Ten
     reaches top_p), as (rows [r], kept [r, k], codes [r, k]) per rung: each row's k likeliest codes,
     likeliest first, with those after its nucleus set to 0.
 
-    A row's nucleus is looked for among its 256 likeliest codes first, then its 2,048, and only then
-    among all (a partial top-k of 256 costs a tenth of sorting 17,000 codes); a row is settled by the
-    first rung that holds its whole nucleus, so the nucleus is exact either way."""
+    A row's nucleus is looked for among its 2,048 likeliest codes first, then its 4,096, and only then
+    among all (a partial top-k of 2,048 costs a fifth of sorting 17,000 codes); a row is settled by the
+    first rung that holds its whole nucleus, so the nucleus is exact either way. The rungs fit the
+    served prior at temperature 1.0: after the first chunk a 4/4 row's nucleus holds a median of
+    850-2,000 codes by position, and at most 2 % of rows more than 4,096."""
     todo = torch.arange(len(probs), device=probs.device)
     for k in (*NUCLEUS_LADDER, probs.shape[-1]):
         if not len(todo):

@@ -355,9 +355,9 @@ def test_the_state_from_cached_keys_is_the_state_over_the_whole_prefix():
 
 
 def test_the_nucleus_is_exact_however_many_codes_it_holds():
-    """The nucleus is looked for among the likeliest 256 codes, then 2,048, then all: whichever rung
+    """The nucleus is looked for among the likeliest 2,048 codes, then 4,096, then all: whichever rung
     settles a row, the codes kept are the ones a full sort keeps."""
-    from generation.vae.prior import nucleus_rungs
+    from generation.vae.prior import NUCLEUS_LADDER, nucleus_rungs
 
     def nucleus(probs, top_p):
         kept = torch.full_like(probs, -1.0)
@@ -372,7 +372,7 @@ def test_the_nucleus_is_exact_however_many_codes_it_holds():
 
     g = torch.Generator().manual_seed(0)
     # sharp rows (a nucleus of a few codes), middling ones and flat ones (thousands of codes)
-    logits = torch.randn(60, 3000, generator=g) * torch.tensor([8.0, 2.0, 0.05]).repeat_interleave(20)[:, None]
+    logits = torch.randn(80, 6000, generator=g) * torch.tensor([8.0, 2.0, 1.2, 0.05]).repeat_interleave(20)[:, None]
     probs = torch.softmax(logits, -1)
     sizes = []
     for top_p in (0.5, 0.9, 0.99):
@@ -380,7 +380,8 @@ def test_the_nucleus_is_exact_however_many_codes_it_holds():
         assert torch.equal(kept, by_full_sort(probs, top_p))
         sizes += (kept > 0).sum(-1).tolist()
     sizes = np.array(sizes)
-    assert (sizes < 256).any() and ((sizes > 256) & (sizes < 2048)).any() and (sizes > 2048).any()  # every rung
+    low, high = NUCLEUS_LADDER
+    assert (sizes < low).any() and ((sizes > low) & (sizes < high)).any() and (sizes > high).any()  # every rung
 
 
 @pytest.mark.parametrize("composer", ["codebook"], indirect=True)
