@@ -3,8 +3,8 @@
     python bench/prior_test_draws.py --data /tmp/corpus_midi --out bench/results/prior_test_draws.json
 
 For 8 and 16 chunks (16 and 32 bars of 4/4) and each --temperatures, draws one sample per real test
-window (same meter and "ends the tune" flag) with each of --seeds, at copy bias 0 and top-p 0.9, and
-scores it as prior_evaluate does (two-sample AUC, repeat share, degenerate share, lowest overlap
+window (same meter and "ends the tune" flag) with each of --seeds, at the served copy bias and nucleus
+(or --copy-bias), and scores it as prior_evaluate does (two-sample AUC, repeat share, degenerate share, lowest overlap
 area, in-scale ratio, copies of training windows). Writes JSON.
 """
 
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--prior", default=str(DEFAULT_PRIOR))
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 1.0])
+    p.add_argument("--temperatures", type=float, nargs="+", default=None, help="default: the served one")
+    p.add_argument("--copy-bias", type=float, default=None, help="default: the served one")
     p.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "prior_test_draws.json"))
@@ -43,18 +44,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     chunked = {k: melody_chunks(m) for k, m in melodies.items()}
     train_keys = training_spans(chunked, split["train"])
     composer = LongformComposer.load(args.prior, bf16_decode=True)
+    temperatures = args.temperatures or [composer.default_temperature]
+    bias = composer.default_copy_bias if args.copy_bias is None else args.copy_bias
     runs = []
     for n in (8, 16):
         real = real_windows(chunked, split["test"], n, 400, seed=0)
         steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
-        for temperature in args.temperatures:
+        for temperature in temperatures:
             for seed in args.seeds:
-                toks, wins, _ = sample_like(composer, real, n, temperature, seed, 0.0, 0.9)
+                toks, wins, _ = sample_like(composer, real, n, temperature, seed, bias)
                 s = score_set(toks, steps, bars, wins, real, train_keys)
                 runs.append(
                     {
                         "chunks": n,
                         "T": temperature,
+                        "copy_bias": bias,
                         "seed": seed,
                         "auc": s["two_sample"]["auc"],
                         "repeat": s["structure"]["repeat_share"],
@@ -65,7 +69,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     }
                 )
                 print(runs[-1], flush=True)
-    report = {"prior": args.prior, "windows": "real_windows(test, n, 400, seed=0)", "runs": runs}
+    report = {
+        "prior": args.prior,
+        "windows": "real_windows(test, n, 400, seed=0)",
+        "top_p": composer.default_top_p,
+        "runs": runs,
+    }
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return runs

@@ -408,19 +408,27 @@ class LatentPrior(nn.Module):
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
         prev_last: torch.Tensor | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
-        fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins)."""
+        fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins). `exclude` [B, m]: codes
+        a row may not draw (-1: none), the tune's earlier chunks."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
+        d = h.shape[1]
         for m in meter.unique().tolist():
             rows = meter == m
-            sub = self.meter_codes(m)
-            extra = [] if prev_last is None else [prev_last[rows, None].to(h.dtype)]
+            sub, position = self._meter_index(m)
+            extra = [t[rows].reshape(int(rows.sum()), -1).to(h.dtype) for t in (prev_last, exclude) if t is not None]
             # states alike to the bit (every tune's first chunk, tunes that began alike) are scored once
             key, take = torch.unique(torch.cat([h[rows], *extra], 1), dim=0, return_inverse=True)
-            last = key[:, -1].long() if extra else None
-            logits = self.code_logits(key[:, : h.shape[1]], m, last)
+            last = key[:, d].long() if prev_last is not None else None
+            logits = self.code_logits(key[:, :d], m, last)
+            if exclude is not None and exclude.shape[1]:
+                codes = key[:, -exclude.shape[1] :].long()
+                pos = torch.where(codes >= 0, position[codes.clamp(min=0)], -1)
+                hit = pos >= 0
+                logits[torch.nonzero(hit)[:, 0], pos[hit]] = float("-inf")
             out[rows] = sub[sample_codes(logits, temperature, top_p, generator, take)]
         return out
 
@@ -581,11 +589,16 @@ class LatentPrior(nn.Module):
         source = torch.full((B, n), -2, dtype=torch.long, device=dev)
         tau = float(temperature)
         boundary = bool(self.cfg.codebook and self.cfg.boundary_bins)
-        # every chunk's last pitch, known ones' now, drawn ones' as they are drawn
+        # every chunk's last pitch (boundary term) and code (-1: a known chunk no code is), known ones'
+        # now, drawn ones' as they are drawn
         last = torch.full(known.shape, -1, dtype=torch.long, device=dev) if boundary else None
-        if last is not None and known.any():
-            given = windows[known].to(dev) if windows is not None else self.code_windows[self.nearest_code(z[known])]
-            last[known] = edge_pitches(given)[1]
+        code = torch.full(known.shape, -1, dtype=torch.long, device=dev)
+        if self.cfg.codebook and known.any():
+            near = self.nearest_code(z[known])
+            given = windows[known].to(dev) if windows is not None else self.code_windows[near]
+            code[known] = torch.where((self.code_windows[near].long() == given.long()).all(-1), near, -1)
+            if last is not None:
+                last[known] = edge_pitches(given)[1]
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
         states = []  # the state at every position so far, from the layers' cached keys and values
         for i in range(n):
@@ -604,7 +617,10 @@ class LatentPrior(nn.Module):
             if self.cfg.codebook:
                 p = self.cfg.top_p if top_p is None else top_p
                 prev = None if last is None else (last[:, i - 1] if i else torch.full_like(last[:, 0], -1))
-                drawn = self.draw_codes(hi, meter, tau, p, generator, prev)
+                # a new chunk is never one of the tune's earlier chunks: the model was trained to say
+                # those with the pointer, and its code head, never taught otherwise, drew them anyway
+                # (16-bar samples repeated the chunk just before 0.61 times a tune, real tunes 0.04)
+                drawn = self.draw_codes(hi, meter, tau, p, generator, prev, code[:, :i])
                 new = self.code_latents()[drawn]
             else:
                 out = self.heads(hi)
@@ -618,7 +634,9 @@ class LatentPrior(nn.Module):
             z[todo, i] = zi[todo]
             ties[todo, i] = tie[todo] & (i > 0)
             source[todo, i] = (choice - 1)[todo]
-            if last is not None:
-                own = torch.where(choice > 0, last[rows, (choice - 1).clamp(min=0)], self.code_edges()[1][drawn])
-                last[todo, i] = own[todo]
+            if self.cfg.codebook:
+                src, copy = (choice - 1).clamp(min=0), choice > 0
+                code[todo, i] = torch.where(copy, code[rows, src], drawn)[todo]
+                if last is not None:
+                    last[todo, i] = torch.where(copy, last[rows, src], self.code_edges()[1][drawn])[todo]
         return z, ties, source

@@ -14,7 +14,7 @@ from generation.vae.checkpoint import CheckpointError, load_model, load_prior, s
 from generation.vae.config import MEL_TINY
 from generation.vae.longform import LatentTune, LongformComposer
 from generation.vae.model import MusicVAE
-from generation.vae.prior import PRIOR_TINY, LatentPrior, copy_targets
+from generation.vae.prior import PRIOR_TINY, LatentPrior, copy_targets, meter_index
 from generation.vae.representation import FIRST_NOTE
 
 from .conftest import write_melody
@@ -253,6 +253,28 @@ def test_draws_that_share_a_row_each_draw_from_their_own_row(top_p):
     drawn = sample_codes(logits, 1.0, top_p, torch.Generator().manual_seed(0), take)
     assert drawn.shape == take.shape
     assert set(drawn[take == 0].tolist()) == {0, 1} and set(drawn[take == 1].tolist()) == {3, 4}
+
+
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_a_new_chunk_is_never_an_earlier_chunk_of_its_tune(composer):
+    """Repeats are the pointer's: a chunk drawn as new is none of the tune's earlier chunks, drawn or
+    given (with twelve codes and six chunks a free draw would repeat one in almost every tune)."""
+    tunes = composer.sample(6, seed=0, count=40, copy_bias=-50.0)  # the pointer (almost) never copies
+    for t in tunes:
+        assert (t.source == -1).all()
+        assert len(torch.unique(t.z, dim=0)) == t.n_chunks
+    prior = composer.prior
+    given = prior.code_latents()[[3, 5]]
+    z = torch.zeros(40, 6, given.shape[1])
+    z[:, :2] = given
+    known = torch.zeros(40, 6, dtype=torch.bool)
+    known[:, :2] = True
+    meter = torch.full((40,), meter_index((4, 4)))
+    out, _, source = prior.fill(
+        z, torch.zeros(40, 6, dtype=torch.bool), known, meter, torch.ones(40, dtype=torch.bool), copy_bias=-50.0
+    )
+    codes = prior.nearest_code(out[:, 2:])
+    assert (source[:, 2:] == -1).all() and not ((codes == 3) | (codes == 5)).any()
 
 
 @pytest.mark.parametrize("composer", ["codebook"], indirect=True)
