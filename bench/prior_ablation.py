@@ -33,11 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generation.vae.attributes import notes_of  # noqa: E402
-from generation.vae.chunks import melody_chunks  # noqa: E402
-from generation.vae.data import DEFAULT_CACHE_DIR, load_melodies  # noqa: E402
-from generation.vae.dedup import content_split  # noqa: E402
 from generation.vae.longform import LongformComposer  # noqa: E402
-from generation.vae.prior_evaluate import real_windows, sample_like  # noqa: E402
+from generation.vae.prior_evaluate import held_out_tunes, real_windows, sample_like  # noqa: E402
 from generation.vae.two_sample import feature_matrix, two_sample_auc  # noqa: E402
 
 
@@ -73,9 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "prior_ablation.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    melodies = load_melodies(args.data, DEFAULT_CACHE_DIR)
-    split, _ = content_split(melodies)
-    chunked = {k: melody_chunks(melodies[k]) for k in split["valid"]}
+    _, chunked, split, _ = held_out_tunes(args.data)
     real = real_windows(chunked, split["valid"], 8, args.windows, seed=1)
     steps = [r["steps"] for r in real]
     groups = np.array([r["name"] for r in real])

@@ -20,11 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generation.vae.chunks import melody_chunks  # noqa: E402
-from generation.vae.data import DEFAULT_CACHE_DIR, load_melodies  # noqa: E402
-from generation.vae.dedup import content_split  # noqa: E402
 from generation.vae.longform import DEFAULT_PRIOR, LongformComposer  # noqa: E402
-from generation.vae.prior_evaluate import real_windows, sample_like, score_set, training_spans  # noqa: E402
+from generation.vae.prior_evaluate import held_out_tunes, real_windows, sample_like, score_set, training_spans  # noqa: E402
 from generation.vae.representation import steps_per_bar  # noqa: E402
 
 
@@ -39,9 +36,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "prior_test_draws.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    melodies = load_melodies(args.data, DEFAULT_CACHE_DIR)
-    split, _ = content_split(melodies)
-    chunked = {k: melody_chunks(m) for k, m in melodies.items()}
+    _, chunked, split, _ = held_out_tunes(args.data)
     train_keys = training_spans(chunked, split["train"])
     composer = LongformComposer.load(args.prior, bf16_decode=True)
     temperatures = args.temperatures or [composer.default_temperature]

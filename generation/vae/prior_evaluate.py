@@ -46,6 +46,14 @@ from .two_sample import feature_matrix, real_vs_real, two_sample_auc
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "mel_16bar.pt"
 
 
+def held_out_tunes(data: str | Path, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> tuple[dict, dict, dict, dict]:
+    """(the corpus folder's melodies by name; the same chunked; the content split; its report): what
+    every evaluation of the long-form composer starts from."""
+    melodies = load_melodies(data, Path(cache_dir))
+    split, split_info = content_split(melodies)
+    return melodies, {n: melody_chunks(m) for n, m in melodies.items()}, split, split_info
+
+
 def real_windows(chunked: dict[str, TuneChunks], names: list[str], n: int, limit: int, seed: int = 0) -> list[dict]:
     """Non-overlapping windows of n chunks from each tune (offsets 0, n, 2n...), up to `limit`."""
     out = []
@@ -204,10 +212,8 @@ def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    melodies = load_melodies(args.data, Path(args.cache_dir))
-    split, split_info = content_split(melodies)
+    melodies, chunked, split, split_info = held_out_tunes(args.data, args.cache_dir)
     composer = LongformComposer.load(args.prior, bf16_decode=args.bf16_decode)
-    chunked = {n: melody_chunks(m) for n, m in melodies.items()}
     train_keys = training_spans(chunked, split["train"])
     report: dict[str, Any] = {"prior": str(args.prior), "split": split_info}
 
