@@ -5,6 +5,10 @@ meter) and, where bars matter, its bar length in steps.
 
   repeat_share            share of chunks 2..n equal to an earlier chunk of the same tune
   repeat_share_transposed the same, up to transposition (pitches relative to the chunk's first note)
+  self_similarity         for lags of 1, 2, 4 and 8 chunks: how alike each chunk is to the chunk that
+                          many back (the share of its steps with the same token), the diagonals of
+                          the tune's chunk self-similarity matrix; real folk tunes answer 2 and 4
+                          chunks back (a phrase, a half) far more than 1
   phrase_end_long         share of 4-bar (8-bar) boundaries whose last note before the boundary
                           lasts at least a quarter note or is followed by a rest
   degenerate              one note held >= 2 bars, or > 4 bars of silence after the first note, or a
@@ -37,6 +41,20 @@ def repeat_share(tokens: np.ndarray, steps: int, transposed: bool = False) -> fl
             hits += 1
         seen.add(h)
     return hits / (len(spans) - 1)
+
+
+SIMILARITY_LAGS = (1, 2, 4, 8)
+
+
+def self_similarity(tokens: np.ndarray, steps: int, lags: tuple[int, ...] = SIMILARITY_LAGS) -> dict[int, float]:
+    """{lag: mean over chunks i >= lag of the share of steps where chunk i and chunk i - lag hold the
+    same token}, for the lags the tune is long enough for."""
+    spans = chunk_spans(tokens, steps)
+    return {
+        lag: float(np.mean([np.mean(spans[i] == spans[i - lag]) for i in range(lag, len(spans))]))
+        for lag in lags
+        if len(spans) > lag
+    }
 
 
 def phrase_end_long(tokens: np.ndarray, bar: int, every_bars: int = 4, long_steps: int = 4) -> float | None:
@@ -94,13 +112,18 @@ def degenerate(tokens: np.ndarray, bar: int) -> dict[str, bool]:
     return flags
 
 
-def structure_stats(tunes: list[np.ndarray], steps: list[int], bars: list[int]) -> dict[str, float]:
+def structure_stats(tunes: list[np.ndarray], steps: list[int], bars: list[int]) -> dict[str, float | None]:
     """Means over a set of tunes (each with its chunk and bar lengths)."""
     from .metrics import scale_consistency
 
     deg = [degenerate(t, b) for t, b in zip(tunes, bars)]
     p4 = [phrase_end_long(t, b, 4) for t, b in zip(tunes, bars)]
     p8 = [phrase_end_long(t, b, 8) for t, b in zip(tunes, bars)]
+    sims = [self_similarity(t, s) for t, s in zip(tunes, steps)]
+    lag_means = {
+        f"self_similarity_lag{lag}": float(np.mean(v)) if (v := [x[lag] for x in sims if lag in x]) else None
+        for lag in SIMILARITY_LAGS
+    }
     return {
         "n": len(tunes),
         "repeat_share": float(np.mean([repeat_share(t, s) for t, s in zip(tunes, steps)])),
@@ -113,4 +136,5 @@ def structure_stats(tunes: list[np.ndarray], steps: list[int], bars: list[int]) 
         "silence_4_bars": float(np.mean([d["silence_4_bars"] for d in deg])),
         "span_over_3_octaves": float(np.mean([d["span_over_3_octaves"] for d in deg])),
         "notes_per_tune": float(np.mean([len(notes_of(t)) for t in tunes])),
+        **lag_means,
     }

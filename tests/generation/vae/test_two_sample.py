@@ -7,7 +7,7 @@ import pytest
 
 from generation.vae.dedup import content_groups, split_groups
 from generation.vae.representation import FIRST_NOTE, OFF, extract_melody
-from generation.vae.structure import degenerate, phrase_end_long, repeat_share
+from generation.vae.structure import degenerate, phrase_end_long, repeat_share, self_similarity
 from generation.vae.two_sample import feature_matrix, real_vs_real, two_sample_auc
 
 from .conftest import write_melody
@@ -80,6 +80,16 @@ def test_repeat_share_counts_exact_and_transposed_repeats():
     up[64:96] = np.where(up[64:96] >= FIRST_NOTE, up[64:96] + 2, up[64:96])  # 3rd chunk transposed
     assert repeat_share(up, 32) == pytest.approx(3 / 7)
     assert repeat_share(up, 32, transposed=True) == pytest.approx(4 / 7)
+
+
+def test_self_similarity_reads_how_far_back_a_tune_answers_itself():
+    a, b = np.full(32, FIRST_NOTE + 10), np.full(32, FIRST_NOTE + 20)
+    half = a.copy()
+    half[16:] = b[16:]
+    abab = np.concatenate([a, b, a, b])
+    assert self_similarity(abab, 32) == {1: 0.0, 2: 1.0}  # no lag of 4 or 8 in four chunks
+    aabb_half = np.concatenate([a, a, b, b, half])
+    assert self_similarity(aabb_half, 32) == pytest.approx({1: (1 + 0 + 1 + 0.5) / 4, 2: (0 + 0 + 0.5) / 3, 4: 0.5})
 
 
 def test_degenerate_flags_and_phrase_endings():
