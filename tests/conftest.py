@@ -262,7 +262,10 @@ def model_version(db, tiny_checkpoint):
 def longform_checkpoint(tmp_path_factory):
     """A tiny long-form model: a 2-bar VAE and a codebook latent prior beside it, the kind served
     (untrained; the decoder's output bias leans a little towards one note, so that greedy decoding
-    writes notes and distinct latents still give distinct tunes)."""
+    writes notes; the codes lie far enough apart that 17 of the 24 sound different, and the head
+    draws them about evenly. At the prior's usual spread the untrained decoder rendered all 24 as one
+    chunk, and spread out with the head left as initialized, 15 % of two-tune 6/8 jobs drew the same
+    tune twice, which the catalog then stores once)."""
     import dataclasses
 
     import torch
@@ -286,7 +289,9 @@ def longform_checkpoint(tmp_path_factory):
     )
     prior.z_std.fill_(1.0)
     with torch.no_grad():
-        prior.code_coords.normal_()
+        prior.code_coords.normal_().mul_(10.0)
+        prior.code_query.weight.zero_()  # scores the coordinates: at this spread, a few codes took all
+        prior.code_query.bias.zero_()
         prior.code_windows.copy_(vae.generate(prior.code_latents(), greedy=True).to(torch.int8))
     return save_prior(folder / "prior.pt", prior, vae="mel_tiny_2bar.pt", metrics={"served_temperature": 0.9})
 
