@@ -4,8 +4,8 @@
 
 For 8 and 16 chunks (16 and 32 bars of 4/4) and each --temperatures, draws one sample per real test
 window (same meter and "ends the tune" flag) with each of --seeds, at the served copy bias and nucleus
-(or --copy-bias), and scores it as prior_evaluate does (two-sample AUC, repeat share, degenerate share, lowest overlap
-area, in-scale ratio, copies of training windows). Writes JSON.
+(or --copy-bias), and scores it as prior_evaluate does (two-sample AUC, repeat share, degenerate
+share, lowest overlap area, in-scale ratio, copies of training windows). Writes JSON.
 """
 
 from __future__ import annotations

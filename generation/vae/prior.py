@@ -455,8 +455,9 @@ class LatentPrior(nn.Module):
         return logits
 
     def _code_table(self, meter: int | None) -> tuple[torch.Tensor, ...]:
-        """([coordinates | embedding], bias, first-pitch column) of all codes or a meter's. While sampling (no gradients) a meter's rows are gathered once and kept until any of
-        them changes: gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
+        """([coordinates | embedding], bias, first-pitch column) of all codes or a meter's. While
+        sampling (no gradients) a meter's rows are gathered once and kept until any of them changes:
+        gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
         params = (self.code_coords, self.code_embed.weight, self.code_bias)
 
         def table(codes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -575,8 +576,8 @@ class LatentPrior(nn.Module):
         `copy_bias` is added to every "copy" logit (nats): on its own generated context the model
         repeats less than real tunes do, and the evaluation calibrates this on validation tunes.
         `top_p` (codebook priors): nucleus sampling of codes, by default the config's.
-        `windows` [B, n, steps] (boundary_bins): the known chunks' steps, for their last pitches; by
-        default their nearest codes'.
+        `windows` [B, n, steps]: the known chunks' steps, for their last pitches (boundary_bins) and
+        for which of them are codes a new chunk may not repeat; by default their nearest codes'.
         Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
         B, n, _ = z.shape
         if n > self.cfg.max_chunks:
