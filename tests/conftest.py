@@ -261,7 +261,7 @@ def model_version(db, tiny_checkpoint):
 @pytest.fixture(scope="session")
 def longform_checkpoint(tmp_path_factory):
     """A tiny long-form model: a 2-bar VAE and a codebook latent prior beside it, the kind served
-    (untrained; the decoder's output bias leans a little towards one note, so that greedy decoding
+    (its terms and a small table of forms; untrained; the decoder's output bias leans a little towards one note, so that greedy decoding
     writes notes; the codes lie far enough apart that 17 of the 24 sound different, and the head
     draws them about evenly. At the prior's usual spread the untrained decoder rendered all 24 as one
     chunk, and spread out with the head left as initialized, 15 % of two-tune 6/8 jobs drew the same
@@ -285,7 +285,15 @@ def longform_checkpoint(tmp_path_factory):
     vectors = torch.randn(len(ATTRIBUTES), MEL_TINY.z_dim)
     save_checkpoint(folder / "mel_tiny_2bar.pt", vae, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
     prior = LatentPrior(
-        dataclasses.replace(PRIOR_TINY, codebook=24, code_embed_dim=4, meter_softmax=True, boundary_bins=3)
+        dataclasses.replace(
+            PRIOR_TINY,
+            codebook=24,
+            code_embed_dim=4,
+            meter_softmax=True,
+            boundary_bins=3,
+            context_terms=True,
+            similar_lags=2,
+        )
     )
     prior.z_std.fill_(1.0)
     with torch.no_grad():
@@ -293,7 +301,14 @@ def longform_checkpoint(tmp_path_factory):
         prior.code_query.weight.zero_()  # scores the coordinates: at this spread, a few codes took all
         prior.code_query.bias.zero_()
         prior.code_windows.copy_(vae.generate(prior.code_latents(), greedy=True).to(torch.int8))
-    return save_prior(folder / "prior.pt", prior, vae="mel_tiny_2bar.pt", metrics={"served_temperature": 0.9})
+    # repeat structures for new 4/4 tunes of 4 chunks (AABA) or more (ABAC...); other meters' are the pointer's
+    forms = {
+        "meters": [[4, 4], [4, 4]],
+        "lengths": [4, 8],
+        "pointers": [[-1, 0, -1, 0], [-1, -1, 0, -1, -1, -1, 0, -1]],
+    }
+    metrics = {"served_temperature": 0.9, "forms": forms}
+    return save_prior(folder / "prior.pt", prior, vae="mel_tiny_2bar.pt", metrics=metrics)
 
 
 @pytest.fixture

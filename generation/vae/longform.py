@@ -100,6 +100,11 @@ class LongformComposer:
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
         # {"low": pitch of row 0, "counts": [registers, 12]}: training tunes' keys by their register in C
         self.key_shifts_by_register: dict | None = metrics.get("key_shifts_by_register")
+        # {"meters", "lengths", "pointers"}: the training tunes' forms (prior_train.tune_forms), from which
+        # new tunes' repeat structures are drawn (`draw_forms`); `use_forms` False leaves them to the pointer
+        self.forms: dict | None = metrics.get("forms")
+        self.use_forms = True
+        self._forms_by_meter: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] | None = None
         self.vae_attributes: dict | None = None  # set by load(): the VAE checkpoint's attribute vectors
         self._code_index: dict[bytes, int] = {}  # a codebook prior's drawn latents -> their codes
         self._code_index_version = -1
@@ -200,7 +205,7 @@ class LongformComposer:
         return self.prior
 
     def _fill(
-        self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None, top_p=None
+        self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None, top_p=None, form=None
     ) -> list[LatentTune]:
         prior = self._prior()
         temperature = self.default_temperature if temperature is None else temperature
@@ -216,6 +221,7 @@ class LongformComposer:
             self.default_copy_bias if copy_bias is None else copy_bias,
             self.default_top_p if top_p is None else top_p,
             self._known_windows(z, known),
+            form,
         )
         if shifts is None:
             shifts = self._draw_keys(z, meters, seed)
@@ -223,9 +229,10 @@ class LongformComposer:
 
     def _known_windows(self, z: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:
         """The steps of the known chunks (zeros elsewhere) for a prior that scores the pitches at chunk
-        boundaries; None for one that does not, or when nothing is known."""
+        boundaries or the tune's pitches (its scale and range); None for one that does neither, or when
+        nothing is known."""
         prior = self._prior()
-        if not (prior.cfg.codebook and prior.cfg.boundary_bins) or not known.any():
+        if not (prior.cfg.codebook and (prior.cfg.boundary_bins or prior.cfg.context_terms)) or not known.any():
             return None
         windows = torch.zeros(*known.shape, WINDOW, dtype=torch.long)
         windows[known] = torch.from_numpy(self.decode_chunks(z[known].float()))
@@ -284,13 +291,50 @@ class LongformComposer:
         seed=None,
         copy_bias: float | None = None,
         top_p: float | None = None,
+        forms: bool | None = None,
     ) -> list[LatentTune]:
-        """One tune per (meter, ends) pair, all of n_chunks chunks, in one batch."""
+        """One tune per (meter, ends) pair, all of n_chunks chunks, in one batch. `forms` (default
+        `use_forms`): each tune's repeat structure drawn from the training tunes' (`draw_forms`) instead
+        of by the pointer (`copy_bias` then only matters where no training tune is long enough)."""
         B, Z = len(meters), self.vae.cfg.z_dim
         zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
+        use = self.use_forms if forms is None else forms
+        form = self.draw_forms(n_chunks, meters, ends, seed) if use else None
         return self._fill(
-            torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias, top_p
+            torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias, top_p, form
         )
+
+    def draw_forms(
+        self, n_chunks: int, meters: list[tuple[int, int]], ends: list[bool], seed: int | None = None
+    ) -> torch.Tensor | None:
+        """[B, n_chunks]: each new tune's repeat structure, for chunk i the chunk it repeats (-1: a new
+        chunk): the first n_chunks chunks of a training tune of its meter, drawn at random among those of
+        exactly n_chunks chunks for a tune that ends there (`ends`), of more for one that does not, and
+        of at least n_chunks when there are none such; -2 (the pointer decides) where no training tune
+        of its meter is that long. None for a prior without the table.
+
+        Why: left to the pointer, on its own samples, 16 bars of 4/4 repeated their chunk 2 back 1.5
+        times a tune and their chunk 4 back 0.65 times; real tunes 1.0 and 1.4 times (a strain played
+        twice): a 4-chunk repeat hangs on one early decision the pointer takes from the chunks it drew."""
+        if not self.forms:
+            return None
+        if self._forms_by_meter is None:
+            by: dict[tuple[int, ...], list[int]] = {}
+            for k, m in enumerate(self.forms["meters"]):
+                by.setdefault(tuple(m), []).append(k)
+            lengths = np.asarray(self.forms["lengths"])
+            self._forms_by_meter = {m: (np.asarray(ks), lengths[ks]) for m, ks in by.items()}
+        g = _generator(None if seed is None else seed + 11)
+        out = torch.full((len(meters), n_chunks), -2, dtype=torch.long)
+        for b, (meter, end) in enumerate(zip(meters, ends)):
+            tunes, lengths = self._forms_by_meter.get(tuple(meter), (np.zeros(0, int), np.zeros(0, int)))
+            pool = tunes[lengths == n_chunks] if end else tunes[lengths > n_chunks]
+            if not len(pool):
+                pool = tunes[lengths >= n_chunks]
+            if len(pool):
+                pick = int(pool[int(torch.randint(len(pool), (1,), generator=g))])
+                out[b] = torch.tensor(self.forms["pointers"][pick][:n_chunks])
+        return out
 
     def continue_from(
         self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True

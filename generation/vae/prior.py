@@ -11,7 +11,15 @@ sequence ends the tune), the model gives
     the standardized latent;
   - the chunk's tie flag (its first note continues the previous chunk's last note; chunks.py).
 The likelihood is exact for these mixed events: a repeat scores log p(copy of any equal earlier
-chunk), a new chunk log p(new) + log p(code) (or + log GMM(z)).
+chunk), a new chunk log p(new) + log p(code) (or + log GMM(z)), the code's softmax taken over the
+codes no earlier chunk of the tune is (the sampler never draws those: a repeat is the pointer's).
+
+Beside the state's dot products, a codebook prior's head can score how a code relates to the tune
+so far, which a dot product does not express: the interval into it from the previous chunk
+(`boundary_bins`), the pitch classes it adds outside the tune's scale and how far it widens the
+tune's range (`context_terms`), and its distance to each of the last few chunks (`similar_lags`, a
+pull towards variations of them). Each is zero when untrained, so it is trained on its own on top
+of a trained prior.
 
 Why a codebook of real chunks: the mixture's draws fall where the 2-bar decoder renders jumpy,
 scattered bars (a classifier told its tunes from real ones with AUC 0.98), while a drawn code is a
@@ -20,7 +28,8 @@ held-out tunes through their clusters alone was told apart with AUC 0.85-0.92, s
 the sequence model, were the limit; with every distinct chunk as a code the same test gave 0.68.
 
 sample / continue_ / infill all run one loop: positions are filled left to right, fixed chunks are
-kept as given (bit for bit), free ones drawn. infill draws `candidates` completions per request and
+kept as given (bit for bit), free ones drawn; a `form` can say which chunks repeat which instead of
+the pointer (longform.draw_forms). infill draws `candidates` completions per request and
 keeps one with probability proportional to the full-sequence likelihood, so the chunks after a gap
 (which a left-to-right model cannot see while drawing it) still decide which fill is kept.
 """
@@ -78,6 +87,13 @@ class PriorConfig:
     # codebook priors, > 0: a new chunk's logit also scores the interval from the previous chunk's last
     # note to its first (a learned function of the state over -R..R semitones, clipped, and "no note")
     boundary_bins: int = 0
+    # codebook priors: a new chunk's logit also scores how it fits the tune so far (`scale_bins`, `span_bins`): by
+    # how many pitch classes it adds outside the tune's diatonic scale, and by how far it widens the
+    # tune's range (a learned function of the state per bin)
+    context_terms: bool = False
+    # codebook priors, > 0: a new chunk's logit also has -w_l(h) * (mean squared distance from its coordinates
+    # to those of the chunk l back), l = 1..similar_lags: a learned pull towards variations of earlier chunks
+    similar_lags: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,6 +197,83 @@ def interval_bins(first: torch.Tensor, prev_last: torch.Tensor, bins: int) -> to
     return torch.where(none, 2 * bins + 1, (first - prev_last).clamp(-bins, bins) + bins)
 
 
+DIATONIC = (0, 2, 4, 5, 7, 9, 11)
+SPAN_EDGES = (1, 3, 5, 8, 13)  # semitones a chunk widens the tune's range by: 0, 1-2, 3-4, 5-7, 8-12, 13+
+SCALE_BINS, SPAN_BINS = 3, len(SPAN_EDGES) + 2  # the last span bin: no note before
+
+
+def outside_scale() -> torch.Tensor:
+    """[4096]: for every set of pitch classes (a 12-bit mask), how many lie outside the diatonic scale
+    that holds the most of them."""
+    masks = torch.arange(4096)
+    counts = []
+    for k in range(12):
+        scale = sum(1 << ((p + k) % 12) for p in DIATONIC)
+        out = masks & ~scale & 0xFFF
+        counts.append(sum((out >> b) & 1 for b in range(12)))
+    return torch.stack(counts).min(0).values
+
+
+def chunk_context(windows: torch.Tensor) -> torch.Tensor:
+    """[..., 3] of windows [..., steps]: the pitch classes of its notes (a 12-bit mask), its lowest and
+    its highest MIDI pitch (128 and -1 without notes)."""
+    w = windows.long()
+    on = w >= FIRST_NOTE
+    pitch = w - FIRST_NOTE + MIN_PITCH
+    mask = sum((on & (pitch % 12 == k)).any(-1).long() << k for k in range(12))
+    lo = torch.where(on, pitch, 128).min(-1).values
+    hi = torch.where(on, pitch, -1).max(-1).values
+    return torch.stack([torch.as_tensor(mask), lo, hi], -1)
+
+
+def widen(context: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+    """The tune's context [..., 3] (chunk_context's fields over its chunks so far) with a chunk's added."""
+    return torch.stack(
+        [
+            context[..., 0] | chunk[..., 0],
+            torch.minimum(context[..., 1], chunk[..., 1]),
+            torch.maximum(context[..., 2], chunk[..., 2]),
+        ],
+        -1,
+    )
+
+
+def tune_contexts(chunks: torch.Tensor) -> torch.Tensor:
+    """[B, n, 3]: at position i, the context of chunks 0..i-1 (chunk_context [B, n, 3] of each chunk)."""
+    so_far = torch.tensor([0, 128, -1], device=chunks.device).expand(chunks.shape[0], 3)
+    out = []
+    for i in range(chunks.shape[1]):
+        out.append(so_far)
+        so_far = widen(so_far, chunks[:, i])
+    return torch.stack(out, 1)
+
+
+def scale_bins(tune_pcs: torch.Tensor, chunk_pcs: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """[N, K]: how many pitch classes each of K chunks (their 12-bit masks [K]) adds outside the best
+    diatonic scale of each of N tunes' pitch classes so far [N]: 0, 1, or 2 for 2 or more (`table`:
+    outside_scale())."""
+    return (table[tune_pcs[:, None] | chunk_pcs[None]] - table[tune_pcs][:, None]).clamp(0, SCALE_BINS - 1)
+
+
+def span_bins(tune_range: torch.Tensor, chunk_range: torch.Tensor) -> torch.Tensor:
+    """[N, K]: the bin (SPAN_EDGES) of how far each of K chunks (lowest and highest pitch [K, 2]; 128, -1
+    without notes) widens each of N tunes' range so far [N, 2]; SPAN_BINS - 1 where a tune has no note
+    yet. A chunk without notes widens nothing."""
+    lo, hi = tune_range[:, :1], tune_range[:, 1:]
+    wider = (chunk_range[None, :, 1] - hi).clamp(min=0) + (lo - chunk_range[None, :, 0]).clamp(min=0)
+    wider = torch.where(chunk_range[None, :, 1] < 0, 0, wider)
+    span = torch.bucketize(wider, torch.tensor(SPAN_EDGES, device=wider.device), right=True)
+    return torch.where(hi < 0, SPAN_BINS - 1, span)
+
+
+def recent_coords(zn: torch.Tensor, lags: int) -> torch.Tensor:
+    """[B, n, lags, Z]: at position i, the coordinates zn [B, n, Z] of the chunks i-1 ... i-lags (zeros
+    before the first)."""
+    padded = torch.cat([zn.new_zeros(zn.shape[0], lags, zn.shape[2]), zn], 1)
+    n = zn.shape[1]
+    return torch.stack([padded[:, lags - lag : lags - lag + n] for lag in range(1, lags + 1)], 2)
+
+
 class LatentPrior(nn.Module):
     # buffers of a codebook prior (declared for type checkers; registered in __init__)
     code_coords: torch.Tensor
@@ -241,6 +334,18 @@ class LatentPrior(nn.Module):
                 self.boundary = nn.Linear(d, 2 * cfg.boundary_bins + 2)
                 nn.init.zeros_(self.boundary.weight)
                 nn.init.zeros_(self.boundary.bias)
+            if cfg.similar_lags:
+                self.similar = nn.Linear(d, cfg.similar_lags)
+                nn.init.zeros_(self.similar.weight)
+                nn.init.zeros_(self.similar.bias)
+            if cfg.context_terms:
+                # teacher-forced on validation tunes the head gave 0.106 of its mass to chunks that add a
+                # pitch class outside the tune's scale (0.044 of the chunks do) and 0.124 to chunks that
+                # widen its range by 5 semitones or more (0.071): a chunk's fit is a property of a set
+                # of pitches, which a dot product with the state does not express. Zero at the start.
+                self.context = nn.Linear(d, SCALE_BINS + SPAN_BINS)
+                nn.init.zeros_(self.context.weight)
+                nn.init.zeros_(self.context.bias)
             # what is derived from the codebook (its latents, pitches, per-meter sets and rows), by key:
             # (the versions of the tensors it was derived from, the value); see _derived
             self._derived_cache: dict[object, tuple[object, Any]] = {}
@@ -372,6 +477,8 @@ class LatentPrior(nn.Module):
         meter: torch.Tensor,
         need: torch.Tensor,
         prev_last: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        recent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log p(code) [B, n] at the positions `need` [B, n] (0 elsewhere), from states [B, n, d].
 
@@ -379,7 +486,9 @@ class LatentPrior(nn.Module):
         sampler draws from); a code outside its meter's set (a chunk of a tune the codebook does not
         hold) is scored as the meter's code nearest to it. Only the needed positions are scored: the
         66,000-way logits are most of a training step. `prev_last` [B, n]: the previous chunk's last
-        pitch at each position (boundary_bins)."""
+        pitch at each position (boundary_bins). `context` [B, n, 3]: the tune's context before each position
+        (context_terms, `tune_contexts`). `recent` [B, n, lags, Z]: the coordinates of the chunks before
+        each position (similar_lags; zeros before the first)."""
         out = torch.zeros(codes.shape, device=h.device)
         for m in meter.unique().tolist():
             rows = (meter == m)[:, None] & need
@@ -387,6 +496,8 @@ class LatentPrior(nn.Module):
                 continue
             target = codes[rows].long()
             last = None if prev_last is None else prev_last[rows]
+            ctx = None if context is None else context[rows]
+            near_by = None if recent is None else recent[rows]
             if self.cfg.meter_softmax:
                 sub, position = self._meter_index(m)
                 pos = position[target]
@@ -394,9 +505,19 @@ class LatentPrior(nn.Module):
                 if outside.any():
                     near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
                     pos[outside] = near.argmin(-1)
-                logits = self.code_logits(h[rows], m, last)
+                logits = self.code_logits(h[rows], m, last, ctx, near_by)
             else:
-                pos, logits = target, self.code_logits(h[rows], None, last)
+                pos, logits = target, self.code_logits(h[rows], None, last, ctx, near_by)
+            # as when sampling, a new chunk is none of the codes of the chunks before it (those are said
+            # with the pointer), so their logits are left out, all but the target's (a chunk the
+            # codebook does not hold may be scored as the code an earlier chunk is)
+            r, i = torch.nonzero(rows, as_tuple=True)
+            prior_codes = codes[r].long()  # [N, n]: every chunk of the row's tune
+            before_i = torch.arange(codes.shape[1], device=h.device)[None] < i[:, None]
+            at = self._meter_index(m)[1][prior_codes] if self.cfg.meter_softmax else prior_codes
+            drop = before_i & (at >= 0) & (at != pos[:, None])
+            row, col = torch.nonzero(drop, as_tuple=True)
+            logits = logits.index_put((row, at[row, col]), torch.tensor(float("-inf"), device=h.device))
             out[rows] = logits.log_softmax(-1).gather(-1, pos[:, None])[:, 0]
         return out
 
@@ -409,23 +530,42 @@ class LatentPrior(nn.Module):
         generator: torch.Generator | None = None,
         prev_last: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        recent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
         fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins). `exclude` [B, m]: codes
-        a row may not draw (-1: none), the tune's earlier chunks."""
+        a row may not draw (-1: none), the tune's earlier chunks. `context` [B, 3]: the tune's so far (context_terms).
+        `recent` [B, lags, Z]: the coordinates of the chunks 1..lags back (similar_lags)."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
-        d = h.shape[1]
         for m in meter.unique().tolist():
             rows = meter == m
             sub, position = self._meter_index(m)
-            extra = [t[rows].reshape(int(rows.sum()), -1).to(h.dtype) for t in (prev_last, exclude) if t is not None]
-            # states alike to the bit (every tune's first chunk, tunes that began alike) are scored once
-            key, take = torch.unique(torch.cat([h[rows], *extra], 1), dim=0, return_inverse=True)
-            last = key[:, d].long() if prev_last is not None else None
-            logits = self.code_logits(key[:, :d], m, last)
-            if exclude is not None and exclude.shape[1]:
-                codes = key[:, -exclude.shape[1] :].long()
+            # states alike to the bit (every tune's first chunk, tunes that began alike) with the same
+            # context are scored once: the rows' [state | last pitch | tune context | recent
+            # chunks' coordinates | excluded codes]
+            # made unique (small integers are exact in floats)
+            parts, spans, at = [h[rows]], {}, h.shape[1]
+            named = (
+                ("last", prev_last),
+                ("context", context),
+                ("recent", recent),
+                ("exclude", exclude),
+            )
+            for name, t in named:
+                if t is not None:
+                    flat = t[rows].reshape(int(rows.sum()), -1)
+                    spans[name] = slice(at, at + flat.shape[1])
+                    at += flat.shape[1]
+                    parts.append(flat.to(h.dtype))
+            key, take = torch.unique(torch.cat(parts, 1), dim=0, return_inverse=True)
+            last, ctx, codes = (key[:, spans[n]].long() if n in spans else None for n in ("last", "context", "exclude"))
+            near_by = None
+            if recent is not None:
+                near_by = key[:, spans["recent"]].view(len(key), *recent.shape[1:])
+            logits = self.code_logits(key[:, : h.shape[1]], m, None if last is None else last[:, 0], ctx, near_by)
+            if codes is not None and codes.shape[1]:
                 pos = torch.where(codes >= 0, position[codes.clamp(min=0)], -1)
                 hit = pos >= 0
                 logits[torch.nonzero(hit)[:, 0], pos[hit]] = float("-inf")
@@ -437,13 +577,29 @@ class LatentPrior(nn.Module):
         h: torch.Tensor,
         meter: int | None = None,
         prev_last: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        recent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [N, K] of every code (or of the meter's codes, `meter_codes`) from states [N, d]:
         q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
-        the previous chunk's last pitch `prev_last` [N] to code k's first]."""
+        the previous chunk's last pitch `prev_last` [N] to code k's first], plus
+        (context_terms) c(h)[scale bin] + c(h)[span bin] of each code after the tune's `context` [N, 3]
+        (`scale_bins`, `span_bins`), minus (similar_lags) w_l(h) |coords_k - recent_l|^2 / Z for the coordinates of the
+        chunks 1..lags back `recent` [N, lags, Z] (all zeros: none)."""
         table, bias, first_col = self._code_table(meter)
+        query = self.code_query(h)
+        pull = None
+        if self.cfg.similar_lags and recent is not None:
+            # -w |c_k - r|^2 = 2 w r . c_k - w |c_k|^2 - w |r|^2: the first joins the query, the second is
+            # one column per code, the third is the same for every code
+            # per coordinate: the mean squared distance (a weight of 1 is about 1 nat per unit of it)
+            w = self.similar(h)[:, : recent.shape[1]] * (recent != 0).any(-1) / recent.shape[-1]
+            query = query + 2 * (w[..., None] * recent).sum(1)
+            pull = w.sum(1)
         # one product with the codes' [coordinates | embedding] rows: two took 2.7 times as long
-        logits = torch.addmm(bias, torch.cat([self.code_query(h), self.code_embed_query(h)], -1), table.T)
+        logits = torch.addmm(bias, torch.cat([query, self.code_embed_query(h)], -1), table.T)
+        if pull is not None:
+            logits = logits - pull[:, None] * table[:, : query.shape[1]].pow(2).sum(-1)[None]
         if self.cfg.boundary_bins and prev_last is not None:
             # the term for every possible first pitch (column 0: no note, p + 1: pitch p), then one
             # column per code: an [N, 129] gather instead of binning N x 17,000 intervals
@@ -452,7 +608,34 @@ class LatentPrior(nn.Module):
                 -1, interval_bins(pitches[None], prev_last[:, None], self.cfg.boundary_bins)
             )
             logits = logits + per_pitch.index_select(-1, first_col)
+        if self.cfg.context_terms and context is not None:
+            # the bins depend on a code only through its pitch classes and its range, which far fewer
+            # distinct values than codes have: binned per distinct value, then spread to the codes
+            pcs, pcs_of, ranges, range_of = self._context_groups(meter)
+            w = self.context(h)
+            scale = w[:, :SCALE_BINS].gather(-1, scale_bins(context[:, 0], pcs, self._outside_scale()))
+            span = w[:, SCALE_BINS:].gather(-1, span_bins(context[:, 1:], ranges))
+            logits = logits + scale.index_select(-1, pcs_of) + span.index_select(-1, range_of)
         return logits
+
+    def _outside_scale(self) -> torch.Tensor:
+        return self._derived("outside_scale", (), outside_scale)
+
+    def code_contexts(self) -> torch.Tensor:
+        """[codebook, 3] every code's chunk_context."""
+        return self._derived("contexts", (self.code_windows,), lambda: chunk_context(self.code_windows))
+
+    def _context_groups(self, meter: int | None) -> tuple[torch.Tensor, ...]:
+        """The codes' (of all or of a meter's) distinct pitch-class masks, each code's among them, their
+        distinct (lowest, highest) pitches and each code's among them."""
+
+        def build() -> tuple[torch.Tensor, ...]:
+            ctx = self.code_contexts() if meter is None else self.code_contexts()[self.meter_codes(meter)]
+            pcs, pcs_of = torch.unique(ctx[:, 0], return_inverse=True)
+            ranges, range_of = torch.unique(ctx[:, 1:], dim=0, return_inverse=True)
+            return pcs, pcs_of, ranges, range_of
+
+        return self._derived(("contexts", meter), (self.code_windows, self.code_meters), build)
 
     def _code_table(self, meter: int | None) -> tuple[torch.Tensor, ...]:
         """([coordinates | embedding], bias, first-pitch column) of all codes or a meter's. While
@@ -519,8 +702,8 @@ class LatentPrior(nn.Module):
 
         `copies` [B, n, n]: chunk i repeats chunk j; by default bit-identical latents. `codes` [B, n]
         (codebook priors): each chunk's code; by default the nearest code to its latent. `windows`
-        [B, n, steps] (boundary_bins): the chunks' steps, for the pitches at their boundaries; by
-        default their nearest codes'."""
+        [B, n, steps] (boundary_bins, context_terms): the chunks' steps, for their pitches; by default
+        their nearest codes'."""
         zn = self.standardize(z.float())
         h = self.hidden(zn, ties, meter, length, ends)
         out = {"pointer": self.pointer(h), "tie": self.tie_out(h)[..., 0]}
@@ -535,7 +718,14 @@ class LatentPrior(nn.Module):
             if self.cfg.boundary_bins:
                 last = self.code_edges()[1][codes] if windows is None else edge_pitches(windows.to(z.device))[1]
                 prev_last = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], 1)
-            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last)
+            context = None
+            if self.cfg.context_terms:
+                chunk = self.code_contexts()[codes] if windows is None else chunk_context(windows.to(z.device))
+                context = tune_contexts(chunk)
+            recent = None
+            if self.cfg.similar_lags:
+                recent = recent_coords(zn, self.cfg.similar_lags)
+            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last, context, recent)
         else:
             out.update(self.heads(h))
             comp = (
@@ -570,14 +760,18 @@ class LatentPrior(nn.Module):
         copy_bias: float = 0.0,
         top_p: float | None = None,
         windows: torch.Tensor | None = None,
+        form: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left to right, draw every chunk where `known` [B, n] is False; known chunks stay as given.
 
         `copy_bias` is added to every "copy" logit (nats): on its own generated context the model
         repeats less than real tunes do, and the evaluation calibrates this on validation tunes.
         `top_p` (codebook priors): nucleus sampling of codes, by default the config's.
-        `windows` [B, n, steps]: the known chunks' steps, for their last pitches (boundary_bins) and
-        for which of them are codes a new chunk may not repeat; by default their nearest codes'.
+        `windows` [B, n, steps]: the known chunks' steps, for their last pitches (boundary_bins), their
+        pitches (context_terms) and for which of them are codes a new chunk may not repeat; by default
+        their nearest codes'.
+        `form` [B, n]: where >= -1, what chunk i is instead of the pointer's draw (-1: new, j: a copy of
+        chunk j < i); -2: the pointer draws.
         Returns (z [B, n, Z], ties [B, n], source [B, n]: -2 given, -1 new, j = copy of chunk j)."""
         B, n, _ = z.shape
         if n > self.cfg.max_chunks:
@@ -594,12 +788,16 @@ class LatentPrior(nn.Module):
         # now, drawn ones' as they are drawn
         last = torch.full(known.shape, -1, dtype=torch.long, device=dev) if boundary else None
         code = torch.full(known.shape, -1, dtype=torch.long, device=dev)
+        # and (context terms) every chunk's pitch classes and range
+        contexts = torch.zeros(*known.shape, 3, dtype=torch.long, device=dev) if self.cfg.context_terms else None
         if self.cfg.codebook and known.any():
             near = self.nearest_code(z[known])
             given = windows[known].to(dev) if windows is not None else self.code_windows[near]
             code[known] = torch.where((self.code_windows[near].long() == given.long()).all(-1), near, -1)
             if last is not None:
                 last[known] = edge_pitches(given)[1]
+            if contexts is not None:
+                contexts[known] = chunk_context(given)
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
         states = []  # the state at every position so far, from the layers' cached keys and values
         for i in range(n):
@@ -615,6 +813,8 @@ class LatentPrior(nn.Module):
             # the temperature shapes the mixture only: the pointer is sampled as trained, since a
             # cooler pointer mostly picks "new" (its most likely single choice) and repeats vanish
             choice = torch.multinomial(F.softmax(ptr, -1), 1, generator=generator)[:, 0]
+            if form is not None:
+                choice = torch.where(form[:, i] >= -1, form[:, i].to(dev) + 1, choice)
             if self.cfg.codebook:
                 p = self.cfg.top_p if top_p is None else top_p
                 prev = None if last is None else (last[:, i - 1] if i else torch.full_like(last[:, 0], -1))
@@ -627,7 +827,13 @@ class LatentPrior(nn.Module):
                 drawn = torch.zeros(B, dtype=torch.long, device=dev)
                 if fresh.any():
                     before = None if prev is None else prev[fresh]
-                    drawn[fresh] = self.draw_codes(hi[fresh], meter[fresh], tau, p, generator, before, code[fresh, :i])
+                    so_far = None if contexts is None else tune_contexts(contexts[fresh, : i + 1])[:, i]
+                    near_by = None
+                    if self.cfg.similar_lags:
+                        near_by = recent_coords(self.standardize(z[fresh, : i + 1]), self.cfg.similar_lags)[:, i]
+                    drawn[fresh] = self.draw_codes(
+                        hi[fresh], meter[fresh], tau, p, generator, before, code[fresh, :i], so_far, near_by
+                    )
                 new = self.code_latents()[drawn]
             else:
                 out = self.heads(hi)
@@ -644,6 +850,10 @@ class LatentPrior(nn.Module):
             if self.cfg.codebook:
                 src, copy = (choice - 1).clamp(min=0), choice > 0
                 code[todo, i] = torch.where(copy, code[rows, src], drawn)[todo]
+                if contexts is not None:
+                    contexts[todo, i] = torch.where(copy[:, None], contexts[rows, src], self.code_contexts()[drawn])[
+                        todo
+                    ]
                 if last is not None:
                     last[todo, i] = torch.where(copy, last[rows, src], self.code_edges()[1][drawn])[todo]
         return z, ties, source

@@ -11,7 +11,8 @@
    1.0; the served 0.9 won on six.)
 2. Prior samples of 8 and 16 chunks (16 and 32 bars of 4/4; 3/4 and 6/8 chunks are 2 bars) against
    real held-out windows of as many chunks, one sample per real window with the same meter and the
-   same "ends the tune" flag: structure statistics (structure.py), MGEval overlap areas (metrics.py),
+   same "ends the tune" flag (repeat structures drawn from the training tunes' forms when the prior
+   has them, and, at the served temperature, left to the pointer as well): structure statistics (structure.py), MGEval overlap areas (metrics.py),
    share of samples containing a training window (8 chunks, up to transposition), and the classifier
    two-sample test (two_sample.py) with its real-vs-real control.
 3. At 8 chunks of 32 steps (2/4, 4/4, 2/2 tunes: 256 steps, what the 16-bar models make), the same
@@ -124,9 +125,10 @@ def sample_like(
     seed: int,
     bias: float,
     top_p: float | None = None,
+    forms: bool | None = None,
 ):
     meters, ends = [r["meter"] for r in real], [r["ends"] for r in real]
-    tunes = composer.sample_batch(n, meters, ends, temperature, seed, copy_bias=bias, top_p=top_p)
+    tunes = composer.sample_batch(n, meters, ends, temperature, seed, copy_bias=bias, top_p=top_p, forms=forms)
     z = torch.cat([t.z for t in tunes])
     windows = composer.decode_chunks(z).reshape(len(tunes), n, -1)
     tokens = [shift_tokens(join_chunks(w, t.ties.numpy(), t.steps), t.shift) for w, t in zip(windows, tunes)]
@@ -289,6 +291,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             print(n, temp, json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
             if temp == served:
                 examples[n] = (real, toks)
+        if composer.forms:  # the ablation: repeat structures left to the pointer
+            toks, wins, copied = sample_like(composer, real, n, served, args.seed, bias, forms=False)
+            res = score_set(
+                toks, [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real], wins, real, train_keys
+            )
+            res["copy_choices_share"] = copied
+            entry[f"prior_T{served:g}_pointer_forms"] = res
+            print(n, "pointer forms", json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
         report["test"][f"{n}_chunks"] = entry
 
     # 3. against the demo and the baselines at 16 bars of 4/4 (256 steps)

@@ -14,8 +14,14 @@ code (its count is set here), a chunk's target is its own code (a held-out chunk
 sampler draws from (a quarter of the codes for the common meters, so a step costs a third as much).
 A key-normalized cache also stores, in the checkpoint's metrics, how far training tunes were moved
 to reach C by their register (`key_shifts`): new tunes are moved back the same way.
+The checkpoint's metrics also hold the training tunes' forms (`tune_forms`: which chunk repeats
+which), from which new tunes' repeat structures are drawn.
 `--init` warm-starts from any prior, copying the weights the two share (`--set` then changes its
 config, e.g. `--init generation/checkpoints/latent_prior_gmm.pt --set codebook=1 dropout=0.25`).
+`--train-only` trains only some weights, e.g. the terms a warm start adds (the served prior:
+`--set ... boundary_bins=12 similar_lags=4 context_terms=1 --train-only boundary similar context.bias`;
+the context term's weights on the state, trained too, made the validation NLL worse, 6.999 against
+6.994 before it, where its eight biases alone made it better, 6.989).
 """
 
 from __future__ import annotations
@@ -277,6 +283,26 @@ def key_shifts(cache: dict, train_names: set[str]) -> dict:
     }
 
 
+def tune_forms(cache: dict, train_names: set[str], max_chunks: int = 32) -> dict:
+    """The training tunes' forms, for drawing new tunes' repeat structure (longform.draw_forms): per tune,
+    its meter, its length in chunks and, for each of its first `max_chunks` chunks, the earliest chunk it
+    repeats exactly (-1: none). Which chunk repeats which, not what they are."""
+    off = cache["offsets"].numpy()
+    windows = cache["windows"].numpy()
+    meters, lengths, pointers = [], [], []
+    for i, name in enumerate(cache["names"]):
+        if name not in train_names or off[i + 1] == off[i]:
+            continue
+        first: dict[bytes, int] = {}
+        form = []
+        for k, w in enumerate(windows[off[i] : min(off[i + 1], off[i] + max_chunks)]):
+            form.append(first.setdefault(w.tobytes(), k))
+        meters.append([int(x) for x in cache["meters"][i].tolist()])
+        lengths.append(int(off[i + 1] - off[i]))
+        pointers.append([j if j < k else -1 for k, j in enumerate(form)])
+    return {"forms": {"meters": meters, "lengths": lengths, "pointers": pointers}}
+
+
 def train_prior(
     cache: dict,
     split: dict[str, list[str]],
@@ -404,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict = {"key_normalized": bool(cache.get("key_normalized", False))}
     if extra["key_normalized"]:  # how far each training tune was moved to reach C: undo as often when sampling
         extra.update(key_shifts(cache, set(split["train"])))
+    extra.update(tune_forms(cache, set(split["train"])))  # new tunes' repeat structures are drawn from these
     report = train_prior(
         cache,
         split,

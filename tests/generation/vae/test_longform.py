@@ -19,8 +19,10 @@ from generation.vae.representation import FIRST_NOTE
 
 from .conftest import write_melody
 
-# the served kind: a codebook normalized per meter, with the boundary term
-PRIOR_CODES = dataclasses.replace(PRIOR_TINY, codebook=12, code_embed_dim=4, meter_softmax=True, boundary_bins=3)
+# the served kind: a codebook normalized per meter, with the boundary, context and similarity terms
+PRIOR_CODES = dataclasses.replace(
+    PRIOR_TINY, codebook=12, code_embed_dim=4, meter_softmax=True, boundary_bins=3, context_terms=True, similar_lags=2
+)
 
 
 @pytest.fixture(params=["mixture", "codebook"])

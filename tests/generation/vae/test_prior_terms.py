@@ -1,0 +1,246 @@
+"""What the codebook prior's head scores beyond the state (a chunk's fit to the tune's scale and range,
+its distance to the chunks just before) and the forms new tunes take from the training tunes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from generation.vae.config import MEL_TINY
+from generation.vae.longform import LongformComposer
+from generation.vae.model import MusicVAE
+from generation.vae.prior import (
+    SPAN_BINS,
+    LatentPrior,
+    chunk_context,
+    outside_scale,
+    scale_bins,
+    span_bins,
+)
+from generation.vae.representation import FIRST_NOTE, MIN_PITCH, OFF
+
+from .test_longform import PRIOR_CODES, synthetic_cache
+
+
+def mask(*pcs: int) -> int:
+    return sum(1 << pc for pc in {p % 12 for p in pcs})
+
+
+C_MAJOR = mask(0, 2, 4, 5, 7, 9, 11)
+
+
+def test_scale_bins_count_the_pitch_classes_a_chunk_adds_outside_the_tunes_scale():
+    table = outside_scale()
+    assert table[C_MAJOR] == 0 and table[mask(7, 9, 11, 0, 2, 4, 6)] == 0  # G major
+    assert table[C_MAJOR | mask(6)] == 1 and table[4095] == 5
+    chunks = torch.tensor([mask(0, 4, 7), mask(6), mask(6, 1), mask(6, 1, 8), 0])
+    assert scale_bins(torch.tensor([C_MAJOR]), chunks, table).tolist() == [[0, 1, 2, 2, 0]]
+    g_major = mask(7, 9, 11, 0, 2, 4, 6)  # F# is in G major's scale, F is not
+    assert scale_bins(torch.tensor([g_major]), torch.tensor([mask(6), mask(5)]), table).tolist() == [[0, 1]]
+
+
+def test_span_bins_measure_how_far_a_chunk_widens_the_tunes_range():
+    tunes = torch.tensor([[60, 72], [128, -1]])  # a tune from C4 to C5, and one with no note yet
+    chunks = torch.tensor([[62, 70], [60, 74], [55, 72], [48, 86], [128, -1]])
+    bins = span_bins(tunes, chunks)
+    assert bins[0].tolist() == [0, 1, 3, 5, 0]  # 0, 2, 5 and 12 + 14 semitones; a rest widens nothing
+    assert bins[1].tolist() == [SPAN_BINS - 1] * 5
+
+
+def test_chunk_context_reads_pitch_classes_and_range_from_the_steps():
+    w = torch.zeros(2, 32, dtype=torch.long)
+    w[0, [0, 4, 8]] = torch.tensor([60, 64, 67]) - MIN_PITCH + FIRST_NOTE
+    w[1, :] = OFF
+    assert chunk_context(w).tolist() == [[mask(0, 4, 7), 60, 67], [0, 128, -1]]
+
+
+def chromatic_prior() -> LatentPrior:
+    """Twelve codes, code k one note of pitch 60 + k: every pitch class once."""
+    torch.manual_seed(0)
+    prior = LatentPrior(PRIOR_CODES)
+    prior.z_std.fill_(1.0)
+    with torch.no_grad():
+        prior.code_coords.copy_(torch.randn(12, PRIOR_CODES.pca_dim))
+        prior.code_windows.zero_()
+        prior.code_windows[:, 0] = FIRST_NOTE + 60 + torch.arange(12) - MIN_PITCH
+        prior.code_windows[:, 8] = OFF
+    return prior.eval()
+
+
+def draw(prior: LatentPrior, tunes: int = 16, chunks: int = 6, seed: int = 1) -> torch.Tensor:
+    """The codes of `tunes` new tunes (no copies)."""
+    z, _, _ = prior.fill(
+        torch.zeros(tunes, chunks, PRIOR_CODES.z_dim),
+        torch.zeros(tunes, chunks, dtype=torch.bool),
+        torch.zeros(tunes, chunks, dtype=torch.bool),
+        torch.ones(tunes, dtype=torch.long),
+        torch.ones(tunes, dtype=torch.bool),
+        1.0,
+        torch.Generator().manual_seed(seed),
+        copy_bias=-50.0,
+    )
+    return prior.nearest_code(z)
+
+
+def test_the_scale_term_keeps_a_tune_in_one_diatonic_scale():
+    prior = chromatic_prior()
+    table = outside_scale()
+
+    def outside(codes: torch.Tensor) -> list[int]:
+        return [int(table[mask(*(60 + c for c in row.tolist()))]) for row in codes]
+
+    assert max(outside(draw(prior))) > 0  # the control: without the term, tunes wander off their scale
+    with torch.no_grad():
+        prior.context.bias[1:3] = -60.0  # adding one or more pitch classes outside the scale
+    assert outside(draw(prior)) == [0] * 16
+    # a known chunk's pitch classes count from its given steps: F#4 and C#5, a chunk no code is
+    given = torch.zeros(16, 4, 32, dtype=torch.long)
+    given[:, 0, [0, 8]] = torch.tensor([66, 73]) - MIN_PITCH + FIRST_NOTE
+    known = torch.zeros(16, 4, dtype=torch.bool)
+    known[:, 0] = True
+    z, _, _ = prior.fill(
+        torch.randn(16, 4, PRIOR_CODES.z_dim),
+        torch.zeros(16, 4, dtype=torch.bool),
+        known,
+        torch.ones(16, dtype=torch.long),
+        torch.ones(16, dtype=torch.bool),
+        1.0,
+        torch.Generator().manual_seed(2),
+        copy_bias=-50.0,
+        windows=given,
+    )
+    drawn = prior.nearest_code(z[:, 1:])
+    assert all(table[mask(6, 1, *(60 + c for c in row.tolist()))] == 0 for row in drawn)
+
+
+def test_the_span_term_keeps_each_chunk_near_the_tunes_range():
+    prior = chromatic_prior()
+
+    def widest(codes: torch.Tensor) -> int:
+        most = 0
+        for row in codes.tolist():
+            lo = hi = row[0]
+            for c in row[1:]:
+                most = max(most, c - hi, lo - c)
+                lo, hi = min(lo, c), max(hi, c)
+        return most
+
+    assert widest(draw(prior)) >= 5
+    with torch.no_grad():
+        prior.context.bias[3 + 3 : 3 + 6] = -60.0  # widening the range by 5 semitones or more
+    assert widest(draw(prior)) < 5
+
+
+def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
+    prior = chromatic_prior()
+    with torch.no_grad():
+        prior.similar.bias[0] = 1e5  # the chunk 1 back, far stronger than anything else
+    codes = draw(prior, tunes=4)
+    coords = prior.code_coords
+    for row in codes.tolist():
+        for i in range(1, len(row)):
+            # the nearest code to the chunk before, among those the tune has not used yet
+            free = [k for k in range(12) if k not in row[:i]]
+            dist = ((coords[free] - coords[row[i - 1]]) ** 2).sum(-1)
+            assert row[i] == free[int(dist.argmin())]
+
+
+def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
+    torch.manual_seed(0)
+    plain_cfg = dataclasses.replace(PRIOR_CODES, context_terms=False, similar_lags=0)
+    full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
+    full.z_std.fill_(1.0)
+    with torch.no_grad():
+        full.code_coords.copy_(torch.randn(12, PRIOR_CODES.pca_dim))
+        full.code_windows.copy_(torch.randint(0, 40, (12, 32), dtype=torch.int8))
+    plain.load_state_dict(full.state_dict(), strict=False)
+    full.eval(), plain.eval()
+    drawn = [draw(p, chunks=5) for p in (full, plain)]
+    assert torch.equal(*drawn)
+    z = full.code_latents()[drawn[0]]
+    args = (torch.zeros(16, 5, dtype=torch.bool), torch.ones(16, 5, dtype=torch.bool), torch.ones(16).long())
+    cond = (torch.full((16,), 5), torch.ones(16, dtype=torch.bool))
+    with torch.no_grad():
+        a, b = (p.log_likelihood(z, *args, *cond)["z"] for p in (full, plain))
+        torch.testing.assert_close(a, b)
+        full.context.bias[4] = 3.0
+        assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
+
+
+def test_the_likelihood_of_a_new_chunk_leaves_out_the_earlier_chunks_codes():
+    """As the sampler never draws them: the code head's softmax is over the codes no earlier chunk is."""
+    prior = chromatic_prior()
+    z = prior.code_latents()[torch.tensor([[3, 7, 3, 9]])]  # chunk 2 repeats chunk 0 (a copy)
+    ties, meter = torch.zeros(1, 4, dtype=torch.bool), torch.ones(1).long()
+    length, ends = torch.tensor([4]), torch.ones(1, dtype=torch.bool)
+    with torch.no_grad():
+        h = prior.hidden(prior.standardize(z), ties, meter, length, ends)
+        codes = torch.tensor([[3, 7, 3, 9]])
+        need = torch.tensor([[True, True, False, True]])
+        got = prior.code_log_prob(h, codes, meter, need)
+        for i, earlier in ((0, []), (1, [3]), (3, [3, 7])):
+            logits = prior.code_logits(h[0, i : i + 1], 1)[0]
+            logits[earlier] = float("-inf")
+            assert float(got[0, i]) == pytest.approx(float(logits.log_softmax(-1)[codes[0, i]]), abs=1e-5)
+
+
+def forms_cache() -> dict:
+    """Three tunes: AABA in 4/4 (4 chunks), ABAB CDCD in 4/4 (8 chunks), ABCA in 6/8 (4 chunks)."""
+    cache = synthetic_cache(3)
+    w = torch.arange(9 * 32, dtype=torch.int8).reshape(9, 32) % 50 + 2
+    forms = [[0, 0, 1, 0], [0, 1, 0, 1, 2, 3, 2, 3], [4, 5, 6, 4]]
+    windows = torch.cat([w[torch.tensor(f)] for f in forms])
+    cache.update(
+        {
+            "windows": windows,
+            "offsets": torch.tensor([0, 4, 12, 16]),
+            "meters": torch.tensor([[4, 4], [4, 4], [6, 8]]),
+            "names": ["a", "b", "c"],
+        }
+    )
+    return cache
+
+
+def test_tune_forms_say_which_earlier_chunk_each_chunk_repeats():
+    from generation.vae.prior_train import tune_forms
+
+    forms = tune_forms(forms_cache(), {"a", "b", "c"})["forms"]
+    assert forms["meters"] == [[4, 4], [4, 4], [6, 8]] and forms["lengths"] == [4, 8, 4]
+    assert forms["pointers"] == [[-1, 0, -1, 0], [-1, -1, 0, 1, -1, -1, 4, 5], [-1, -1, -1, 0]]
+    assert tune_forms(forms_cache(), {"b"}, max_chunks=6)["forms"]["pointers"] == [[-1, -1, 0, 1, -1, -1]]
+
+
+def test_new_tunes_take_their_repeat_structure_from_a_training_tune_of_their_meter():
+    from generation.vae.prior_train import tune_forms
+
+    torch.manual_seed(0)
+    vae = MusicVAE(MEL_TINY)
+    prior = chromatic_prior()
+    prior.metrics = tune_forms(forms_cache(), {"a", "b", "c"})
+    composer = LongformComposer(vae, prior, temperature=1.0)
+    meters, ends = [(4, 4), (4, 4), (6, 8), (3, 4), (4, 4)], [True, False, True, True, True]
+    form = composer.draw_forms(4, meters, ends, seed=3)
+    assert form.tolist() == [
+        [-1, 0, -1, 0],  # the 4/4 tune of exactly 4 chunks, for a tune that ends there
+        [-1, -1, 0, 1],  # the first 4 chunks of the longer one, for one that does not
+        [-1, -1, -1, 0],
+        [-2] * 4,  # no 3/4 training tune: the pointer decides
+        [-1, 0, -1, 0],
+    ]
+    assert composer.draw_forms(6, [(4, 4)], [True], seed=0).tolist() == [[-1, -1, 0, 1, -1, -1]]  # none of 6: longer
+    tunes = composer.sample_batch(4, meters, ends, seed=3, copy_bias=-50.0)
+    assert [t.source.tolist() for t in tunes[:3]] == form[:3].tolist()
+    assert tunes[3].source.tolist() == [-1] * 4  # the pointer, with repeats made unlikely
+    for t in tunes:
+        codes = prior.nearest_code(t.z).tolist()
+        for i, j in enumerate(t.source.tolist()):
+            assert codes[i] == codes[j] if j >= 0 else codes[i] not in codes[:i]
+    pointer = composer.sample_batch(4, meters, ends, seed=3, copy_bias=-50.0, forms=False)
+    assert all(t.source.tolist() == [-1] * 4 for t in pointer)
+    assert np.array_equal(
+        torch.stack([t.z for t in composer.sample_batch(4, meters, ends, seed=3, copy_bias=-50.0)]).numpy(),
+        torch.stack([t.z for t in tunes]).numpy(),
+    )  # reproducible with a seed
