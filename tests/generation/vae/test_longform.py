@@ -471,9 +471,8 @@ def test_key_table_counts_each_training_tune_by_register_and_key():
     np.testing.assert_allclose(out["key_shift_probs"], table.sum(0) / 16)
 
 
-def boundary_prior() -> LatentPrior:
-    """Twelve codes, code k one note of pitch 60 + 2k, and a boundary term that strongly favours a
-    new chunk starting 2 semitones above the previous chunk's last note."""
+def one_note_prior(step: int) -> LatentPrior:
+    """A served-kind prior of twelve codes, code k one note of pitch 60 + step * k, at random coordinates."""
     from generation.vae.representation import MIN_PITCH, OFF
 
     torch.manual_seed(0)
@@ -482,10 +481,18 @@ def boundary_prior() -> LatentPrior:
     with torch.no_grad():
         prior.code_coords.copy_(torch.randn(12, PRIOR_TINY.pca_dim))
         prior.code_windows.zero_()
-        prior.code_windows[:, 0] = FIRST_NOTE + 60 + 2 * torch.arange(12) - MIN_PITCH
+        prior.code_windows[:, 0] = FIRST_NOTE + 60 + step * torch.arange(12) - MIN_PITCH
         prior.code_windows[:, 8] = OFF
-        prior.boundary.bias[3 + 2] = 30.0  # bins -3..3 at 0..6: +2 is bin 5
     return prior.eval()
+
+
+def boundary_prior() -> LatentPrior:
+    """Code k one note of pitch 60 + 2k, and a boundary term that strongly favours a new chunk
+    starting 2 semitones above the previous chunk's last note."""
+    prior = one_note_prior(2)
+    with torch.no_grad():
+        prior.boundary.bias[3 + 2] = 30.0  # bins -3..3 at 0..6: +2 is bin 5
+    return prior
 
 
 def test_the_boundary_term_scores_the_interval_between_chunks():

@@ -22,7 +22,7 @@ from generation.vae.prior import (
 )
 from generation.vae.representation import FIRST_NOTE, MIN_PITCH, OFF
 
-from .test_longform import PRIOR_CODES, synthetic_cache
+from .test_longform import PRIOR_CODES, one_note_prior, synthetic_cache
 
 
 def mask(*pcs: int) -> int:
@@ -59,15 +59,7 @@ def test_chunk_context_reads_pitch_classes_and_range_from_the_steps():
 
 def chromatic_prior() -> LatentPrior:
     """Twelve codes, code k one note of pitch 60 + k: every pitch class once."""
-    torch.manual_seed(0)
-    prior = LatentPrior(PRIOR_CODES)
-    prior.z_std.fill_(1.0)
-    with torch.no_grad():
-        prior.code_coords.copy_(torch.randn(12, PRIOR_CODES.pca_dim))
-        prior.code_windows.zero_()
-        prior.code_windows[:, 0] = FIRST_NOTE + 60 + torch.arange(12) - MIN_PITCH
-        prior.code_windows[:, 8] = OFF
-    return prior.eval()
+    return one_note_prior(1)
 
 
 def draw(prior: LatentPrior, tunes: int = 16, chunks: int = 6, seed: int = 1) -> torch.Tensor:
