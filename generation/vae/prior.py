@@ -486,9 +486,9 @@ class LatentPrior(nn.Module):
         sampler draws from); a code outside its meter's set (a chunk of a tune the codebook does not
         hold) is scored as the meter's code nearest to it. Only the needed positions are scored: the
         66,000-way logits are most of a training step. `prev_last` [B, n]: the previous chunk's last
-        pitch at each position (boundary_bins). `context` [B, n, 3]: the tune's context before each position
-        (context_terms, `tune_contexts`). `recent` [B, n, lags, Z]: the coordinates of the chunks before
-        each position (similar_lags; zeros before the first)."""
+        pitch at each position (boundary_bins). `context` [B, n, 3]: the tune's context before each
+        position (context_terms, `tune_contexts`). `recent` [B, n, lags, Z]: the coordinates of the
+        chunks before each position (similar_lags; zeros before the first)."""
         out = torch.zeros(codes.shape, device=h.device)
         for m in meter.unique().tolist():
             rows = (meter == m)[:, None] & need
@@ -536,24 +536,18 @@ class LatentPrior(nn.Module):
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
         fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins). `exclude` [B, m]: codes
-        a row may not draw (-1: none), the tune's earlier chunks. `context` [B, 3]: the tune's so far (context_terms).
-        `recent` [B, lags, Z]: the coordinates of the chunks 1..lags back (similar_lags)."""
+        a row may not draw (-1: none), the tune's earlier chunks. `context` [B, 3]: the tune's context
+        so far (context_terms). `recent` [B, lags, Z]: the coordinates of the chunks 1..lags back
+        (similar_lags)."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
         for m in meter.unique().tolist():
             rows = meter == m
             sub, position = self._meter_index(m)
             # states alike to the bit (every tune's first chunk, tunes that began alike) with the same
-            # context are scored once: the rows' [state | last pitch | tune context | recent
-            # chunks' coordinates | excluded codes]
-            # made unique (small integers are exact in floats)
+            # context are scored once: the rows' [state | last pitch | tune context | recent chunks'
+            # coordinates | excluded codes] made unique (small integers are exact in floats)
             parts, spans, at = [h[rows]], {}, h.shape[1]
-            named = (
-                ("last", prev_last),
-                ("context", context),
-                ("recent", recent),
-                ("exclude", exclude),
-            )
-            for name, t in named:
+            for name, t in (("last", prev_last), ("context", context), ("recent", recent), ("exclude", exclude)):
                 if t is not None:
                     flat = t[rows].reshape(int(rows.sum()), -1)
                     spans[name] = slice(at, at + flat.shape[1])
@@ -582,17 +576,18 @@ class LatentPrior(nn.Module):
     ) -> torch.Tensor:
         """Logits [N, K] of every code (or of the meter's codes, `meter_codes`) from states [N, d]:
         q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
-        the previous chunk's last pitch `prev_last` [N] to code k's first], plus
-        (context_terms) c(h)[scale bin] + c(h)[span bin] of each code after the tune's `context` [N, 3]
-        (`scale_bins`, `span_bins`), minus (similar_lags) w_l(h) |coords_k - recent_l|^2 / Z for the coordinates of the
-        chunks 1..lags back `recent` [N, lags, Z] (all zeros: none)."""
+        the previous chunk's last pitch `prev_last` [N] to code k's first], plus (context_terms)
+        c(h)[scale bin] + c(h)[span bin] of each code after the tune's `context` [N, 3] (`scale_bins`,
+        `span_bins`), minus (similar_lags) w_l(h) |coords_k - recent_l|^2 / Z for the coordinates of
+        the chunks 1..lags back `recent` [N, lags, Z] (all zeros: none; a chunk's standardized
+        coordinates are never all zero)."""
         table, bias, first_col = self._code_table(meter)
         query = self.code_query(h)
         pull = None
         if self.cfg.similar_lags and recent is not None:
             # -w |c_k - r|^2 = 2 w r . c_k - w |c_k|^2 - w |r|^2: the first joins the query, the second is
-            # one column per code, the third is the same for every code
-            # per coordinate: the mean squared distance (a weight of 1 is about 1 nat per unit of it)
+            # one column per code, the third is the same for every code. Divided by Z: the weight is per
+            # unit of mean squared distance per coordinate (so Adam's steps suit it)
             w = self.similar(h)[:, : recent.shape[1]] * (recent != 0).any(-1) / recent.shape[-1]
             query = query + 2 * (w[..., None] * recent).sum(1)
             pull = w.sum(1)
