@@ -266,20 +266,14 @@ class LongformComposer:
         count: int = 1,
         ends: bool = True,
         copy_bias: float | None = None,
+        forms: bool | None = None,
     ) -> list[LatentTune]:
-        """`count` new tunes of `n_chunks` chunks (ends=True: a whole tune, with its ending)."""
+        """`count` new tunes of `n_chunks` chunks (ends=True: a whole tune, with its ending), their
+        repeat structures drawn from the training tunes' forms (`sample_batch`)."""
         if not 1 <= n_chunks <= self.max_chunks:
             raise ValueError(f"n_chunks must be in 1..{self.max_chunks}, got {n_chunks}")
-        Z = self.vae.cfg.z_dim
-        return self._fill(
-            torch.zeros(count, n_chunks, Z),
-            torch.zeros(count, n_chunks, dtype=torch.bool),
-            torch.zeros(count, n_chunks, dtype=torch.bool),
-            [tuple(meter)] * count,
-            [ends] * count,
-            temperature,
-            seed,
-            copy_bias=copy_bias,
+        return self.sample_batch(
+            n_chunks, [tuple(meter)] * count, [ends] * count, temperature, seed, copy_bias=copy_bias, forms=forms
         )
 
     def sample_batch(

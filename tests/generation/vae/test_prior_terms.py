@@ -230,6 +230,8 @@ def test_new_tunes_take_their_repeat_structure_from_a_training_tune_of_their_met
         codes = prior.nearest_code(t.z).tolist()
         for i, j in enumerate(t.source.tolist()):
             assert codes[i] == codes[j] if j >= 0 else codes[i] not in codes[:i]
+    # what a sample job calls: three 4/4 tunes of 4 chunks, each of the only such training tune's form
+    assert [t.source.tolist() for t in composer.sample(4, meter=(4, 4), seed=5, count=3)] == [[-1, 0, -1, 0]] * 3
     pointer = composer.sample_batch(4, meters, ends, seed=3, copy_bias=-50.0, forms=False)
     assert all(t.source.tolist() == [-1] * 4 for t in pointer)
     assert np.array_equal(
