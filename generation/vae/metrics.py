@@ -14,7 +14,7 @@ from .attributes import notes_of
 
 FEATURES = ("pitch_class_histogram", "pitch_range", "note_length_histogram", "inter_onset_interval", "pitch_interval")
 _NOTE_LENGTH_BINS = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 10_000])  # in 16ths: edges of 10 bins
-_DIATONIC = np.array([0, 2, 4, 5, 7, 9, 11])
+DIATONIC = (0, 2, 4, 5, 7, 9, 11)  # a major scale's pitch classes (its modes: the same set)
 
 
 def melody_features(tokens: np.ndarray) -> dict[str, np.ndarray]:
@@ -50,7 +50,7 @@ def scale_consistency(tokens: np.ndarray) -> float:
     if not notes:
         return 0.0
     pcs = np.array([p % 12 for _, _, p in notes])
-    return max(float(np.isin(pcs, (_DIATONIC + k) % 12).mean()) for k in range(12))
+    return max(float(np.isin(pcs, (np.array(DIATONIC) + k) % 12).mean()) for k in range(12))
 
 
 def _kde(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:

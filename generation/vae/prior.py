@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .chunks import WINDOW
+from .metrics import DIATONIC
 from .representation import FIRST_NOTE, MIN_PITCH
 
 # The corpus's meters, most frequent first; anything else shares the last index.
@@ -197,7 +198,6 @@ def interval_bins(first: torch.Tensor, prev_last: torch.Tensor, bins: int) -> to
     return torch.where(none, 2 * bins + 1, (first - prev_last).clamp(-bins, bins) + bins)
 
 
-DIATONIC = (0, 2, 4, 5, 7, 9, 11)
 SPAN_EDGES = (1, 3, 5, 8, 13)  # semitones a chunk widens the tune's range by: 0, 1-2, 3-4, 5-7, 8-12, 13+
 SCALE_BINS, SPAN_BINS = 3, len(SPAN_EDGES) + 2  # the last span bin: no note before
 
@@ -507,6 +507,7 @@ class LatentPrior(nn.Module):
                     pos[outside] = near.argmin(-1)
                 logits = self.code_logits(h[rows], m, last, ctx, near_by)
             else:
+                position = None  # every code is its own position
                 pos, logits = target, self.code_logits(h[rows], None, last, ctx, near_by)
             # as when sampling, a new chunk is none of the codes of the chunks before it (those are said
             # with the pointer), so their logits are left out, all but the target's (a chunk the
@@ -514,7 +515,7 @@ class LatentPrior(nn.Module):
             r, i = torch.nonzero(rows, as_tuple=True)
             prior_codes = codes[r].long()  # [N, n]: every chunk of the row's tune
             before_i = torch.arange(codes.shape[1], device=h.device)[None] < i[:, None]
-            at = self._meter_index(m)[1][prior_codes] if self.cfg.meter_softmax else prior_codes
+            at = position[prior_codes] if position is not None else prior_codes
             drop = before_i & (at >= 0) & (at != pos[:, None])
             row, col = torch.nonzero(drop, as_tuple=True)
             logits = logits.index_put((row, at[row, col]), torch.tensor(float("-inf"), device=h.device))
@@ -795,9 +796,15 @@ class LatentPrior(nn.Module):
                 contexts[known] = chunk_context(given)
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
         states = []  # the state at every position so far, from the layers' cached keys and values
+        coords = []  # every chunk's standardized coordinates so far (what the state takes in; similar_lags)
+        so_far = tune_contexts(contexts[:, :1])[:, 0] if contexts is not None else None  # nothing yet
         for i in range(n):
             prev_z = self.standardize(z[:, i - 1]) if i else None
             states.append(self.next_hidden(cache, prev_z, ties[:, i - 1] if i else None, meter, length, ends))
+            if prev_z is not None:
+                coords.append(prev_z)
+                if so_far is not None and contexts is not None:
+                    so_far = widen(so_far, contexts[:, i - 1])
             todo = ~known[:, i]
             if not todo.any():
                 continue
@@ -822,12 +829,14 @@ class LatentPrior(nn.Module):
                 drawn = torch.zeros(B, dtype=torch.long, device=dev)
                 if fresh.any():
                     before = None if prev is None else prev[fresh]
-                    so_far = None if contexts is None else tune_contexts(contexts[fresh, : i + 1])[:, i]
+                    fit = None if so_far is None else so_far[fresh]
                     near_by = None
-                    if self.cfg.similar_lags:
-                        near_by = recent_coords(self.standardize(z[fresh, : i + 1]), self.cfg.similar_lags)[:, i]
+                    if self.cfg.similar_lags:  # the chunks i-1 ... i-lags, zeros before the first
+                        none = hi.new_zeros(int(fresh.sum()), self.z_std.shape[0])
+                        lags = range(1, self.cfg.similar_lags + 1)
+                        near_by = torch.stack([coords[i - lag][fresh] if lag <= i else none for lag in lags], 1)
                     drawn[fresh] = self.draw_codes(
-                        hi[fresh], meter[fresh], tau, p, generator, before, code[fresh, :i], so_far, near_by
+                        hi[fresh], meter[fresh], tau, p, generator, before, code[fresh, :i], fit, near_by
                     )
                 new = self.code_latents()[drawn]
             else:

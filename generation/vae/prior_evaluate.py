@@ -268,37 +268,27 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     examples: dict[str, Any] = {}
     for n in (8, 16):
         real = real_windows(chunked, split["test"], n, args.samples, seed=2)
-        xr = feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real])
+        steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
+        xr = feature_matrix([r["tokens"] for r in real], steps)
         entry: dict[str, Any] = {
             "n_chunks": n,
             "real": {
-                "structure": structure_stats(
-                    [r["tokens"] for r in real], [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
-                ),
-                "copies_training_window": copies_training(
-                    [r["windows"] for r in real], [r["steps"] for r in real], train_keys
-                ),
+                "structure": structure_stats([r["tokens"] for r in real], steps, bars),
+                "copies_training_window": copies_training([r["windows"] for r in real], steps, train_keys),
                 "real_vs_real_auc": real_vs_real(xr, np.array([r["name"] for r in real])),
             },
         }
-        for temp in sorted({served, 1.0}):
-            toks, wins, copied = sample_like(composer, real, n, temp, args.seed, bias)
-            res = score_set(
-                toks, [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real], wins, real, train_keys
-            )
+        # the served temperature and 1.0, and (the ablation) the served one with repeats left to the pointer
+        runs = [(temp, None, f"prior_T{temp:g}") for temp in sorted({served, 1.0})]
+        runs += [(served, False, f"prior_T{served:g}_pointer_forms")] if composer.forms else []
+        for temp, forms, name in runs:
+            toks, wins, copied = sample_like(composer, real, n, temp, args.seed, bias, forms=forms)
+            res = score_set(toks, steps, bars, wins, real, train_keys)
             res["copy_choices_share"] = copied
-            entry[f"prior_T{temp:g}"] = res
-            print(n, temp, json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
-            if temp == served:
+            entry[name] = res
+            print(n, name, json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
+            if temp == served and forms is None:
                 examples[n] = (real, toks)
-        if composer.forms:  # the ablation: repeat structures left to the pointer
-            toks, wins, copied = sample_like(composer, real, n, served, args.seed, bias, forms=False)
-            res = score_set(
-                toks, [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real], wins, real, train_keys
-            )
-            res["copy_choices_share"] = copied
-            entry[f"prior_T{served:g}_pointer_forms"] = res
-            print(n, "pointer forms", json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
         report["test"][f"{n}_chunks"] = entry
 
     # 3. against the demo and the baselines at 16 bars of 4/4 (256 steps)
