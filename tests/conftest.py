@@ -293,6 +293,7 @@ def longform_checkpoint(tmp_path_factory):
             boundary_bins=3,
             context_terms=True,
             similar_lags=2,
+            figure_terms=True,
         )
     )
     prior.z_std.fill_(1.0)

@@ -17,9 +17,10 @@ codes no earlier chunk of the tune is (the sampler never draws those: a repeat i
 Beside the state's dot products, a codebook prior's head can score how a code relates to the tune
 so far, which a dot product does not express: the interval into it from the previous chunk
 (`boundary_bins`), the pitch classes it adds outside the tune's scale and how far it widens the
-tune's range (`context_terms`), and its distance to each of the last few chunks (`similar_lags`, a
-pull towards variations of them). Each is zero when untrained, so it is trained on its own on top
-of a trained prior.
+tune's range (`context_terms`), its distance to each of the last few chunks (`similar_lags`, a
+pull towards variations of them), and the share of its melodic figures (4-note interval patterns)
+the tune has already played (`figure_terms`: real tunes come back to their figures, transposed and
+varied). Each is zero when untrained, so it is trained on its own on top of a trained prior.
 
 Why a codebook of real chunks: the mixture's draws fall where the 2-bar decoder renders jumpy,
 scattered bars (a classifier told its tunes from real ones with AUC 0.98), while a drawn code is a
@@ -37,6 +38,7 @@ keeps one with probability proportional to the full-sequence likelihood, so the 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -95,6 +97,10 @@ class PriorConfig:
     # codebook priors, > 0: a new chunk's logit also has -w_l(h) * (mean squared distance from its coordinates
     # to those of the chunk l back), l = 1..similar_lags: a learned pull towards variations of earlier chunks
     similar_lags: int = 0
+    # codebook priors: a new chunk's logit also scores which share of its melodic figures (4-note
+    # interval patterns, `chunk_figures`) the tune has already played (`figure_bins`; a learned function
+    # of the state per bin)
+    figure_terms: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -274,6 +280,45 @@ def recent_coords(zn: torch.Tensor, lags: int) -> torch.Tensor:
     return torch.stack([padded[:, lags - lag : lags - lag + n] for lag in range(1, lags + 1)], 2)
 
 
+FIGURE_NOTES = 4  # a figure: the intervals between 4 consecutive notes of a chunk
+FIGURE_CLIP = 12  # semitones: larger intervals count as an octave
+# share of a chunk's figures the tune has played: 0, (0, 1/4], (1/4, 1/2], (1/2, 3/4], (3/4, 1), 1; the
+# last bin: the chunk has no figure (fewer than 4 notes), or the tune has none yet
+FIGURE_EDGES = (1e-6, 0.25 + 1e-6, 0.5 + 1e-6, 0.75 + 1e-6, 1 - 1e-6)
+FIGURE_BINS = len(FIGURE_EDGES) + 2
+FIGURE_COUNTS = WINDOW - FIGURE_NOTES + 2  # 0 .. the most figures a chunk can have
+
+
+def chunk_figures(windows: torch.Tensor) -> torch.Tensor:
+    """[..., steps - 3]: the ids of the figures of windows [..., steps], one per run of 4 consecutive
+    notes (its 3 intervals, each clipped to +-FIGURE_CLIP, in base 2 * FIGURE_CLIP + 1), -1 where
+    there is none. A repeated figure has its id more than once."""
+    w = windows.long()
+    shape = w.shape
+    w = w.reshape(-1, shape[-1])
+    on = w >= FIRST_NOTE
+    # the note-ons moved to the front, in order (a stable sort of "is not a note-on")
+    order = torch.sort((~on).byte(), dim=-1, stable=True).indices
+    pitch = w.gather(-1, order)
+    count = on.sum(-1, keepdim=True)
+    base = 2 * FIGURE_CLIP + 1
+    iv = (pitch[:, 1:] - pitch[:, :-1]).clamp(-FIGURE_CLIP, FIGURE_CLIP) + FIGURE_CLIP
+    k = FIGURE_NOTES - 1
+    ids = sum(iv[:, j : iv.shape[1] - k + 1 + j] * base ** (k - 1 - j) for j in range(k))
+    last = torch.arange(ids.shape[1], device=w.device)[None] + k  # the figure's last note
+    ids = torch.where(last < count, ids, -1)
+    return ids.reshape(*shape[:-1], ids.shape[-1])
+
+
+def figure_bins(played: torch.Tensor, figures: torch.Tensor, tune_has: torch.Tensor) -> torch.Tensor:
+    """[N, K]: the bin (FIGURE_EDGES) of the share of each of K chunks' distinct figures (`figures` [K]
+    of them) that each of N tunes has played (`played` [N, K] of them); the last bin where a chunk has
+    none or a tune has none yet (`tune_has` [N])."""
+    share = played / figures.clamp(min=1)[None]
+    b = torch.bucketize(share.contiguous(), torch.tensor(FIGURE_EDGES, device=share.device, dtype=share.dtype))
+    return torch.where((figures[None] == 0) | ~tune_has[:, None], FIGURE_BINS - 1, b)
+
+
 class LatentPrior(nn.Module):
     # buffers of a codebook prior (declared for type checkers; registered in __init__)
     code_coords: torch.Tensor
@@ -346,6 +391,14 @@ class LatentPrior(nn.Module):
                 self.context = nn.Linear(d, SCALE_BINS + SPAN_BINS)
                 nn.init.zeros_(self.context.weight)
                 nn.init.zeros_(self.context.bias)
+            if cfg.figure_terms:
+                # teacher-forced on validation tunes the head gave 0.53 of its mass to chunks none of whose
+                # figures the tune has played (real chunks: 0.33) and 0.08 to chunks that share more than
+                # a third of them (0.33): real tunes come back to their figures, transposed and varied,
+                # which a dot product with the state does not see. Zero at the start.
+                self.figure = nn.Linear(d, FIGURE_BINS)
+                nn.init.zeros_(self.figure.weight)
+                nn.init.zeros_(self.figure.bias)
             # what is derived from the codebook (its latents, pitches, per-meter sets and rows), by key:
             # (the versions of the tensors it was derived from, the value); see _derived
             self._derived_cache: dict[object, tuple[object, Any]] = {}
@@ -479,6 +532,7 @@ class LatentPrior(nn.Module):
         prev_last: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         recent: torch.Tensor | None = None,
+        figures: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log p(code) [B, n] at the positions `need` [B, n] (0 elsewhere), from states [B, n, d].
 
@@ -488,7 +542,8 @@ class LatentPrior(nn.Module):
         66,000-way logits are most of a training step. `prev_last` [B, n]: the previous chunk's last
         pitch at each position (boundary_bins). `context` [B, n, 3]: the tune's context before each
         position (context_terms, `tune_contexts`). `recent` [B, n, lags, Z]: the coordinates of the
-        chunks before each position (similar_lags; zeros before the first)."""
+        chunks before each position (similar_lags; zeros before the first). `figures` [B, n, V]: the
+        figures the tune has played before each position (figure_terms, `figure_hot`)."""
         out = torch.zeros(codes.shape, device=h.device)
         for m in meter.unique().tolist():
             rows = (meter == m)[:, None] & need
@@ -498,6 +553,7 @@ class LatentPrior(nn.Module):
             last = None if prev_last is None else prev_last[rows]
             ctx = None if context is None else context[rows]
             near_by = None if recent is None else recent[rows]
+            played = None if figures is None else figures[rows]
             if self.cfg.meter_softmax:
                 sub, position = self._meter_index(m)
                 pos = position[target]
@@ -505,10 +561,10 @@ class LatentPrior(nn.Module):
                 if outside.any():
                     near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
                     pos[outside] = near.argmin(-1)
-                logits = self.code_logits(h[rows], m, last, ctx, near_by)
+                logits = self.code_logits(h[rows], m, last, ctx, near_by, played)
             else:
                 position = None  # every code is its own position
-                pos, logits = target, self.code_logits(h[rows], None, last, ctx, near_by)
+                pos, logits = target, self.code_logits(h[rows], None, last, ctx, near_by, played)
             # as when sampling, a new chunk is none of the codes of the chunks before it (those are said
             # with the pointer), so their logits are left out, all but the target's (a chunk the
             # codebook does not hold may be scored as the code an earlier chunk is)
@@ -533,13 +589,14 @@ class LatentPrior(nn.Module):
         exclude: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         recent: torch.Tensor | None = None,
+        figures: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
         fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins). `exclude` [B, m]: codes
         a row may not draw (-1: none), the tune's earlier chunks. `context` [B, 3]: the tune's context
         so far (context_terms). `recent` [B, lags, Z]: the coordinates of the chunks 1..lags back
-        (similar_lags)."""
+        (similar_lags). `figures` [B, V]: the figures the tune has played (figure_terms)."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
         for m in meter.unique().tolist():
             rows = meter == m
@@ -548,7 +605,19 @@ class LatentPrior(nn.Module):
             # context are scored once: the rows' [state | last pitch | tune context | recent chunks'
             # coordinates | excluded codes] made unique (small integers are exact in floats)
             parts, spans, at = [h[rows]], {}, h.shape[1]
-            for name, t in (("last", prev_last), ("context", context), ("recent", recent), ("exclude", exclude)):
+            # the figures played enter the key as a fingerprint (how many, and a weighted sum), not
+            # their thousands of columns: rows alike in all else came from the same chunks
+            played = None
+            if figures is not None:
+                weights = torch.arange(1, figures.shape[1] + 1, device=figures.device, dtype=figures.dtype)
+                played = torch.stack([figures.sum(-1), figures @ weights.sqrt()], -1)
+            for name, t in (
+                ("last", prev_last),
+                ("context", context),
+                ("recent", recent),
+                ("exclude", exclude),
+                ("played", played),
+            ):
                 if t is not None:
                     flat = t[rows].reshape(int(rows.sum()), -1)
                     spans[name] = slice(at, at + flat.shape[1])
@@ -559,7 +628,12 @@ class LatentPrior(nn.Module):
             near_by = None
             if recent is not None:
                 near_by = key[:, spans["recent"]].view(len(key), *recent.shape[1:])
-            logits = self.code_logits(key[:, : h.shape[1]], m, None if last is None else last[:, 0], ctx, near_by)
+            figs = None
+            if figures is not None:  # one row of figures per distinct key: any of its rows'
+                first = torch.zeros(len(key), dtype=torch.long, device=h.device)
+                first[take] = torch.arange(len(take), device=h.device)
+                figs = figures[rows][first]
+            logits = self.code_logits(key[:, : h.shape[1]], m, None if last is None else last[:, 0], ctx, near_by, figs)
             if codes is not None and codes.shape[1]:
                 pos = torch.where(codes >= 0, position[codes.clamp(min=0)], -1)
                 hit = pos >= 0
@@ -574,6 +648,7 @@ class LatentPrior(nn.Module):
         prev_last: torch.Tensor | None = None,
         context: torch.Tensor | None = None,
         recent: torch.Tensor | None = None,
+        figures: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [N, K] of every code (or of the meter's codes, `meter_codes`) from states [N, d]:
         q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
@@ -581,7 +656,9 @@ class LatentPrior(nn.Module):
         c(h)[scale bin] + c(h)[span bin] of each code after the tune's `context` [N, 3] (`scale_bins`,
         `span_bins`), minus (similar_lags) w_l(h) |coords_k - recent_l|^2 / Z for the coordinates of
         the chunks 1..lags back `recent` [N, lags, Z] (all zeros: none; a chunk's standardized
-        coordinates are never all zero)."""
+        coordinates are never all zero), plus (figure_terms) f(h)[bin of the share of code k's figures
+        the tune has played (`figure_bins`), from the figures it has played, `figures` [N, V]
+        (`figure_hot`)]."""
         table, bias, first_col = self._code_table(meter)
         query = self.code_query(h)
         pull = None
@@ -612,7 +689,75 @@ class LatentPrior(nn.Module):
             scale = w[:, :SCALE_BINS].gather(-1, scale_bins(context[:, 0], pcs, self._outside_scale()))
             span = w[:, SCALE_BINS:].gather(-1, span_bins(context[:, 1:], ranges))
             logits = logits + scale.index_select(-1, pcs_of) + span.index_select(-1, range_of)
+        if self.cfg.figure_terms and figures is not None:
+            # a bin depends only on (c: how many figures a code has, o: how many of them the tune has
+            # played), at most 30 x 30 pairs: the weights per pair, then one gather at c * 30 + o
+            # (binning N x 17,000 shares took 4 times as long as the rest of the logits). The table's
+            # last column holds c * 30, so one sparse product gives c * 30 + o for every code
+            table = self._figure_table(meter)
+            w = self.figure(h)
+            per_pair = w[:, self._figure_pairs()]
+            per_pair = torch.where(figures.sum(-1, keepdim=True) > 0, per_pair, w[:, -1:])
+            played = torch.cat([figures, figures.new_ones(len(figures), 1)], 1).to(table.dtype)
+            at = (table @ played.T).to(torch.int32).T.contiguous().long()  # [N, K]; the int32 copy is the fast one
+            logits = logits + per_pair.gather(-1, at)
         return logits
+
+    def figure_vocab(self) -> torch.Tensor:
+        """The sorted ids of the figures the codes have (a tune's other figures match no code)."""
+
+        def build() -> torch.Tensor:
+            ids = chunk_figures(self.code_windows)
+            return torch.unique(ids[ids >= 0])
+
+        return self._derived("figure_vocab", (self.code_windows,), build)
+
+    def _figure_columns(self, windows: torch.Tensor) -> torch.Tensor:
+        """[..., steps - 3]: the vocabulary column of each figure of windows [..., steps], V for none."""
+        vocab = self.figure_vocab()
+        ids = chunk_figures(windows.to(vocab.device))
+        if not len(vocab):  # no code has a figure
+            return torch.zeros_like(ids)
+        at = torch.searchsorted(vocab, ids.clamp(min=0)).clamp(max=len(vocab) - 1)
+        return torch.where((ids >= 0) & (vocab[at] == ids), at, len(vocab))
+
+    def figure_hot(self, windows: torch.Tensor) -> torch.Tensor:
+        """[..., V] float: which of the vocabulary's figures each window [..., steps] has."""
+        at = self._figure_columns(windows)
+        hot = torch.zeros(*at.shape[:-1], len(self.figure_vocab()) + 1, device=at.device)
+        return hot.scatter_(-1, at, 1.0)[..., :-1]
+
+    def _figure_table(self, meter: int | None) -> torch.Tensor:
+        """Sparse CSR [K, V + 1]: 1 at each figure each of all or a meter's codes has, and in the last
+        column how many distinct it has, times FIGURE_COUNTS (code_logits' lookup)."""
+
+        def build() -> torch.Tensor:
+            windows = self.code_windows if meter is None else self.code_windows[self.meter_codes(meter)]
+            at = self._figure_columns(windows)
+            V = len(self.figure_vocab())
+            row, col = torch.nonzero(at < V, as_tuple=True)
+            pairs = torch.unique(torch.stack([row, at[row, col]]), dim=1)  # a figure twice in a chunk counts once
+            ones = torch.ones(pairs.shape[1], device=at.device)
+            count = torch.zeros(len(at), device=at.device).index_add_(0, pairs[0], ones)
+            every = torch.arange(len(at), device=at.device)
+            pairs = torch.cat([pairs, torch.stack([every, torch.full_like(every, V)])], 1)
+            values = torch.cat([ones, count * FIGURE_COUNTS])
+            table = torch.sparse_coo_tensor(pairs, values, (len(at), V + 1), check_invariants=True).coalesce()
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+                return table.to_sparse_csr()
+
+        return self._derived(("figures", meter), (self.code_windows, self.code_meters), build)
+
+    def _figure_pairs(self) -> torch.Tensor:
+        """[FIGURE_COUNTS ** 2]: the bin of (a code has c figures, the tune has played o of them) at
+        c * FIGURE_COUNTS + o."""
+
+        def build() -> torch.Tensor:
+            c, o = torch.meshgrid(torch.arange(FIGURE_COUNTS), torch.arange(FIGURE_COUNTS), indexing="ij")
+            return figure_bins(o.reshape(1, -1).float(), c.reshape(-1), torch.ones(1, dtype=torch.bool))[0]
+
+        return self._derived("figure_pairs", (), build).to(self.z_mean.device)
 
     def _outside_scale(self) -> torch.Tensor:
         return self._derived("outside_scale", (), outside_scale)
@@ -721,7 +866,13 @@ class LatentPrior(nn.Module):
             recent = None
             if self.cfg.similar_lags:
                 recent = recent_coords(zn, self.cfg.similar_lags)
-            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last, context, recent)
+            played = None
+            if self.cfg.figure_terms:
+                hot = self.figure_hot(self.code_windows[codes] if windows is None else windows.to(z.device))
+                hot = hot * valid[..., None]
+                # before position i: the figures of chunks 0..i-1
+                played = (hot.cumsum(1) - hot).clamp(max=1)
+            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last, context, recent, played)
         else:
             out.update(self.heads(h))
             comp = (
@@ -798,6 +949,13 @@ class LatentPrior(nn.Module):
         states = []  # the state at every position so far, from the layers' cached keys and values
         coords = []  # every chunk's standardized coordinates so far (what the state takes in; similar_lags)
         so_far = tune_contexts(contexts[:, :1])[:, 0] if contexts is not None else None  # nothing yet
+        # (figure terms) the figures of every known chunk, and those the tune has played so far
+        figure_terms = bool(self.cfg.codebook and self.cfg.figure_terms)
+        if figure_terms:
+            given_hot = torch.zeros(B, n, len(self.figure_vocab()), dtype=torch.bool, device=dev)
+            if known.any():
+                given_hot[known] = self.figure_hot(given) > 0
+            played = torch.zeros(B, given_hot.shape[-1], dtype=torch.bool, device=dev)
         for i in range(n):
             prev_z = self.standardize(z[:, i - 1]) if i else None
             states.append(self.next_hidden(cache, prev_z, ties[:, i - 1] if i else None, meter, length, ends))
@@ -805,6 +963,8 @@ class LatentPrior(nn.Module):
                 coords.append(prev_z)
                 if so_far is not None and contexts is not None:
                     so_far = widen(so_far, contexts[:, i - 1])
+                if figure_terms:
+                    played |= given_hot[:, i - 1]
             todo = ~known[:, i]
             if not todo.any():
                 continue
@@ -836,7 +996,16 @@ class LatentPrior(nn.Module):
                         lags = range(1, self.cfg.similar_lags + 1)
                         near_by = torch.stack([coords[i - lag][fresh] if lag <= i else none for lag in lags], 1)
                     drawn[fresh] = self.draw_codes(
-                        hi[fresh], meter[fresh], tau, p, generator, before, code[fresh, :i], fit, near_by
+                        hi[fresh],
+                        meter[fresh],
+                        tau,
+                        p,
+                        generator,
+                        before,
+                        code[fresh, :i],
+                        fit,
+                        near_by,
+                        played[fresh].float() if figure_terms else None,
                     )
                 new = self.code_latents()[drawn]
             else:
@@ -860,4 +1029,6 @@ class LatentPrior(nn.Module):
                     ]
                 if last is not None:
                     last[todo, i] = torch.where(copy, last[rows, src], self.code_edges()[1][drawn])[todo]
+                if figure_terms:  # a copy's figures are already played; a drawn code's are added
+                    given_hot[todo & ~copy, i] = self.figure_hot(self.code_windows[drawn[todo & ~copy]]) > 0
         return z, ties, source

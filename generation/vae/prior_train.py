@@ -327,7 +327,12 @@ def train_prior(
     rng = random.Random(cfg.seed)
     train = latent_set(cache, set(split["train"]))
     valid = latent_set(cache, set(split["valid"]), originals_only=True)
-    wants_codes = bool(init_overrides.get("codebook") if init is not None and init_overrides else cfg.codebook)
+    wants_codes = bool(cfg.codebook)
+    if init is not None:  # the init's kind, unless --set says otherwise
+        from .checkpoint import load_prior
+
+        init_cfg = load_prior(init)[0].cfg
+        wants_codes = bool((init_overrides or {}).get("codebook", init_cfg.codebook))
     rows, counts = distinct_chunks(train) if wants_codes else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     if init is not None:
         prior = warm_start(init, {**(init_overrides or {}), **({"codebook": len(rows)} if wants_codes else {})})

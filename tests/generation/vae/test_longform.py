@@ -21,7 +21,14 @@ from .conftest import write_melody
 
 # the served kind: a codebook normalized per meter, with the boundary, context and similarity terms
 PRIOR_CODES = dataclasses.replace(
-    PRIOR_TINY, codebook=12, code_embed_dim=4, meter_softmax=True, boundary_bins=3, context_terms=True, similar_lags=2
+    PRIOR_TINY,
+    codebook=12,
+    code_embed_dim=4,
+    meter_softmax=True,
+    boundary_bins=3,
+    context_terms=True,
+    similar_lags=2,
+    figure_terms=True,
 )
 
 

@@ -1,5 +1,6 @@
 """What the codebook prior's head scores beyond the state (a chunk's fit to the tune's scale and range,
-its distance to the chunks just before) and the forms new tunes take from the training tunes."""
+its distance to the chunks just before, how many of its figures the tune has played) and the forms
+new tunes take from the training tunes."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from generation.vae.config import MEL_TINY
 from generation.vae.longform import LongformComposer
 from generation.vae.model import MusicVAE
 from generation.vae.prior import (
+    FIGURE_BINS,
     SPAN_BINS,
     LatentPrior,
     chunk_context,
+    chunk_figures,
+    figure_bins,
     outside_scale,
     scale_bins,
     span_bins,
@@ -142,7 +146,7 @@ def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
 
 def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     torch.manual_seed(0)
-    plain_cfg = dataclasses.replace(PRIOR_CODES, context_terms=False, similar_lags=0)
+    plain_cfg = dataclasses.replace(PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False)
     full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
     full.z_std.fill_(1.0)
     with torch.no_grad():
@@ -159,6 +163,9 @@ def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
         a, b = (p.log_likelihood(z, *args, *cond)["z"] for p in (full, plain))
         torch.testing.assert_close(a, b)
         full.context.bias[4] = 3.0
+        assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
+        full.context.bias[4] = 0.0
+        full.figure.bias[0] = 3.0
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
 
 
@@ -177,6 +184,90 @@ def test_the_likelihood_of_a_new_chunk_leaves_out_the_earlier_chunks_codes():
             logits = prior.code_logits(h[0, i : i + 1], 1)[0]
             logits[earlier] = float("-inf")
             assert float(got[0, i]) == pytest.approx(float(logits.log_softmax(-1)[codes[0, i]]), abs=1e-5)
+
+
+def notes(*pitches: int, every: int = 4) -> torch.Tensor:
+    """A 32-step window of these notes, one every `every` steps, then silence."""
+    w = torch.zeros(32, dtype=torch.long)
+    for k, p in enumerate(pitches):
+        w[k * every] = p - MIN_PITCH + FIRST_NOTE
+    w[len(pitches) * every] = OFF
+    return w
+
+
+def figure_id(*intervals: int) -> int:
+    return sum((iv + 12) * 25 ** (2 - j) for j, iv in enumerate(intervals))
+
+
+def test_chunk_figures_are_the_interval_patterns_of_four_consecutive_notes():
+    windows = torch.stack([notes(60, 62, 64, 62, 79), notes(60, 62, 64), notes(72, 71, 69, 67, every=2)])
+    ids = chunk_figures(windows)
+    assert ids.shape == (3, 29)
+    # 2, 2, -2, then 17 clipped to an octave; silences and holds between notes are not notes
+    assert ids[0][ids[0] >= 0].tolist() == [figure_id(2, 2, -2), figure_id(2, -2, 12)]
+    assert (ids[1] < 0).all()  # three notes: no figure
+    assert ids[2][ids[2] >= 0].tolist() == [figure_id(-1, -2, -2)]
+
+
+def test_figure_bins_bin_the_share_of_a_chunks_figures_the_tune_has_played():
+    played = torch.tensor([[0.0, 1, 2, 3, 4, 3, 0], [0, 0, 0, 0, 0, 0, 0]])
+    figures = torch.tensor([4, 4, 4, 4, 4, 5, 0])
+    bins = figure_bins(played, figures, torch.tensor([True, False]))
+    assert bins[0].tolist() == [0, 1, 2, 3, 5, 3, FIGURE_BINS - 1]  # 0, 1/4, 1/2, 3/4, all, 3/5, none
+    assert bins[1].tolist() == [FIGURE_BINS - 1] * 7  # a tune that has played no figure yet
+
+
+RISING, FALLING = (0, 2, 4, 5), (0, -1, -3, -5)  # two figures: (2, 2, 1) and (-1, -2, -2)
+
+
+def figure_prior() -> LatentPrior:
+    """Twelve codes of four notes: codes 0-5 the rising figure from 60..65, codes 6-11 the falling one."""
+    prior = one_note_prior(1)
+    with torch.no_grad():
+        for k in range(12):
+            shape = RISING if k < 6 else FALLING
+            prior.code_windows[k] = notes(*(60 + k % 6 + step for step in shape))
+    return prior
+
+
+def test_the_figure_term_makes_a_tune_come_back_to_its_figures():
+    prior = figure_prior()
+
+    def families(codes: torch.Tensor) -> list[set[bool]]:
+        return [{c < 6 for c in row.tolist()} for row in codes]
+
+    assert any(len(f) == 2 for f in families(draw(prior)))  # the control: tunes mix the two figures
+    with torch.no_grad():
+        prior.figure.bias[0] = -60.0  # a chunk none of whose figures the tune has played
+    assert all(len(f) == 1 for f in families(draw(prior)))
+    # a known chunk's figures count from its given steps: the falling figure from 70, a chunk no code is
+    given = torch.zeros(16, 4, 32, dtype=torch.long)
+    given[:, 0] = notes(*(70 + step for step in FALLING))
+    known = torch.zeros(16, 4, dtype=torch.bool)
+    known[:, 0] = True
+    z, _, _ = prior.fill(
+        torch.randn(16, 4, PRIOR_CODES.z_dim),
+        torch.zeros(16, 4, dtype=torch.bool),
+        known,
+        torch.ones(16, dtype=torch.long),
+        torch.ones(16, dtype=torch.bool),
+        1.0,
+        torch.Generator().manual_seed(2),
+        copy_bias=-50.0,
+        windows=given,
+    )
+    assert (prior.nearest_code(z[:, 1:]) >= 6).all()
+
+
+def test_the_figure_terms_likelihood_counts_only_the_chunks_before():
+    prior = figure_prior()
+    with torch.no_grad():
+        prior.figure.bias[0] = -30.0
+    ties, valid, meter = torch.zeros(2, 2, dtype=torch.bool), torch.ones(2, 2, dtype=torch.bool), torch.ones(2).long()
+    z = prior.code_latents()[torch.tensor([[0, 1], [0, 7]])]  # rising then rising; rising then falling
+    with torch.no_grad():
+        ll = prior.log_likelihood(z, ties, valid, meter, torch.full((2,), 2), torch.ones(2, dtype=torch.bool))["z"]
+    assert float(ll[1]) < float(ll[0]) - 20  # the falling chunk shares no figure with the chunk before it
 
 
 def forms_cache() -> dict:
