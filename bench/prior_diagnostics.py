@@ -7,7 +7,9 @@
 Per prior (NAME=PATH):
   - teacher-forced head mass (`head`): at every new chunk after the first of the validation tunes,
     the mass the code head gives to chunks that add a pitch class outside the tune's diatonic scale
-    so far, and to chunks that widen its range by 5 semitones or more, beside how often real chunks do;
+    so far, to chunks that widen its range by 5 semitones or more, and to chunks by the share of their
+    melodic figures the tune has played (prior.figure_bins; any prior is measured, whether or not it
+    scores figures), beside how often real chunks do;
   - samples (`samples`): --draws draws of one tune per validation window of 8 chunks (meter and
     "ends" as the window's), at --temperature / copy bias / top-p, with drawn forms and with the
     pointer's: the mean two-sample AUC and its standard error, the share of wholly diatonic tunes,
@@ -32,9 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from generation.vae.longform import LongformComposer  # noqa: E402
 from generation.vae.prior import (  # noqa: E402
+    FIGURE_BINS,
     SPAN_EDGES,
     chunk_context,
     edge_pitches,
+    figure_bins,
     outside_scale,
     recent_coords,
     tune_contexts,
@@ -58,6 +62,36 @@ def widens(tune: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
     return (wider >= WIDE) & (chunks[..., 2] >= 0) & (tune[:, 2:3] >= 0)
 
 
+FIGURE_LABELS = ("0", "(0,1/4]", "(1/4,1/2]", "(1/2,3/4]", "(3/4,1)", "1", "no figure")
+assert len(FIGURE_LABELS) == FIGURE_BINS
+
+
+_CODE_FIGURES: dict = {}
+
+
+def code_figures(prior, meter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sparse [K, V]: which figures each of the meter's codes has, [K]: how many), built in slices."""
+    key = (id(prior), meter)
+    if key not in _CODE_FIGURES:
+        windows = prior.code_windows[prior.meter_codes(meter)]
+        parts = [prior.figure_hot(windows[i : i + 2048]).to_sparse() for i in range(0, len(windows), 2048)]
+        hot = torch.cat(parts).coalesce()
+        _CODE_FIGURES[key] = (hot, torch.sparse.sum(hot, 1).to_dense())
+    return _CODE_FIGURES[key]
+
+
+def figure_mass(prior, played: torch.Tensor, meter: int, p: torch.Tensor, real: torch.Tensor) -> tuple:
+    """[FIGURE_BINS] head mass and real counts by the share of a chunk's figures the tunes [N] have
+    `played` [N, V] (the meter's codes with probabilities p [N, K]; real chunks' steps [N, steps])."""
+    code_hot, code_count = code_figures(prior, meter)
+    has = played.sum(-1) > 0
+    bins = figure_bins(torch.sparse.mm(code_hot, played.T).T, code_count, has)
+    real_hot = prior.figure_hot(real)
+    real_bins = figure_bins((played * real_hot).sum(-1, keepdim=True), real_hot.sum(-1), has)[:, 0]
+    head = torch.zeros(len(p), FIGURE_BINS).scatter_add_(1, bins, p).sum(0)
+    return head, torch.bincount(real_bins, minlength=FIGURE_BINS).float()
+
+
 @torch.no_grad()
 def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
     table = outside_scale()
@@ -67,6 +101,7 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
     valid.codes = chunk_codes(prior, cache, rows)
     codes = chunk_context(prior.code_windows)
     sums = {"outside_scale_head": 0.0, "outside_scale_real": 0.0, "widens_5_head": 0.0, "widens_5_real": 0.0}
+    figures_head, figures_real = torch.zeros(FIGURE_BINS), torch.zeros(FIGURE_BINS)
     count = 0
     for i in range(0, len(valid.lengths), 128):
         b = make_batch(valid, list(range(i, min(i + 128, len(valid.lengths)))), prior.cfg.max_chunks, None)
@@ -77,6 +112,8 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
         chunks = chunk_context(b["windows"])
         context = tune_contexts(chunks)
         recent = recent_coords(zn, prior.cfg.similar_lags) if prior.cfg.similar_lags else None
+        hot = prior.figure_hot(b["windows"]) * b["valid"][..., None]
+        played = (hot.cumsum(1) - hot).clamp(max=1)  # the figures of the chunks before each position
         new = b["valid"] & ~b["copies"].any(-1)
         new[:, 0] = False
         for m in b["meter"].unique().tolist():
@@ -85,7 +122,8 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
                 continue
             ctx = context[bi, pi]
             near = None if recent is None else recent[bi, pi]
-            p = prior.code_logits(h[bi, pi], m, prev_last[bi, pi], ctx, near).softmax(-1)
+            figures = played[bi, pi] if prior.cfg.figure_terms else None
+            p = prior.code_logits(h[bi, pi], m, prev_last[bi, pi], ctx, near, figures).softmax(-1)
             sub = codes[prior.meter_codes(m)]
 
             real = chunks[bi, pi][:, None]
@@ -93,8 +131,16 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
             sums["outside_scale_real"] += float(breaks(ctx, real, table).sum())
             sums["widens_5_head"] += float((p * widens(ctx, sub[None])).sum())
             sums["widens_5_real"] += float(widens(ctx, real).sum())
+            head, real_count = figure_mass(prior, played[bi, pi], m, p, b["windows"][bi, pi])
+            figures_head += head
+            figures_real += real_count
             count += len(bi)
-    return {k: v / max(1, count) for k, v in sums.items()} | {"new_chunks": count}
+    share = lambda t: dict(zip(FIGURE_LABELS, (t / max(1, count)).round(decimals=3).tolist()))  # noqa: E731
+    return (
+        {k: v / max(1, count) for k, v in sums.items()}
+        | {"figures_played_share_head": share(figures_head), "figures_played_share_real": share(figures_real)}
+        | {"new_chunks": count}
+    )
 
 
 def structure(windows: list[np.ndarray]) -> dict[str, list[float]]:

@@ -4,7 +4,7 @@
 
 For 8 and 16 chunks (16 and 32 bars of 4/4) and each --temperatures, draws one sample per real test
 window (same meter and "ends the tune" flag) with each of --seeds, at the served copy bias and nucleus
-(or --copy-bias), and scores it as prior_evaluate does (two-sample AUC, repeat share, degenerate
+(or --copy-bias), and scores it as prior_evaluate does (two-sample AUCs, repeat share, degenerate
 share, lowest overlap area, in-scale ratio, copies of training windows). Writes JSON.
 """
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "copy_bias": bias,
                         "seed": seed,
                         "auc": s["two_sample"]["auc"],
+                        "auc_wide": s["two_sample_wide"]["auc"],
                         "repeat": s["structure"]["repeat_share"],
                         "degenerate": s["structure"]["degenerate"],
                         "oa_min": s["overlap"]["min"],

@@ -4,7 +4,8 @@
         --out generation/checkpoints/latent_prior_eval.json --threads 2
 
 1. The served temperature, copy bias and nucleus are chosen on the VALIDATION split: the lowest
-   two-sample AUC, averaged over --selection-seeds draws at 8 and at 16 chunks, among --temperatures x
+   two-sample AUC (the mean of the 46-feature and the wide test's), averaged over --selection-seeds
+   draws at 8 and at 16 chunks, among --temperatures x
    --copy-biases x --top-ps whose repeat share at 8 chunks lies in 0.2-0.4; then everything below runs
    on the TEST split at that setting and at temperature 1.0. (One draw's AUC moves by up to 0.05:
    one draw at 8 chunks chose temperature 0.8 in session 5, and three draws could not tell 0.9 from
@@ -14,7 +15,8 @@
    same "ends the tune" flag (repeat structures drawn from the training tunes' forms when the prior
    has them, and, at the served temperature, left to the pointer as well): structure statistics (structure.py), MGEval overlap areas (metrics.py),
    share of samples containing a training window (8 chunks, up to transposition), and the classifier
-   two-sample test (two_sample.py) with its real-vs-real control.
+   two-sample tests (two_sample.py: 46 features, and the wide set of 140) with their real-vs-real
+   controls.
 3. At 8 chunks of 32 steps (2/4, 4/4, 2/2 tunes: 256 steps, what the 16-bar models make), the same
    against the demo 16-bar VAE (mel_16bar.pt, at its served temperature 0.5) and the n-gram and
    LSTM-LM baselines (baselines.py, trained here on the content split's training tunes).
@@ -43,7 +45,7 @@ from .longform import LongformComposer, shift_tokens
 from .metrics import FEATURES, compare_sets
 from .representation import steps_per_bar
 from .structure import structure_stats
-from .two_sample import feature_matrix, real_vs_real, two_sample_auc
+from .two_sample import feature_matrix, real_vs_real, two_sample_auc, wide_feature_matrix
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "mel_16bar.pt"
 
@@ -111,9 +113,14 @@ def score_set(
     oa = compare_sets(tokens, [r["tokens"] for r in real])
     out["overlap"] = {k: v for k, v in oa.items() if k.startswith("oa_")}
     out["overlap"]["min"] = min(oa[f"oa_{f}"] for f in FEATURES)
+    groups = np.array([r["name"] for r in real])
     xr = feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real])
     xf = feature_matrix(tokens, steps)
-    out["two_sample"] = two_sample_auc(xr, xf, np.array([r["name"] for r in real]), fake_groups, bootstrap=bootstrap)
+    out["two_sample"] = two_sample_auc(xr, xf, groups, fake_groups, bootstrap=bootstrap)
+    real_bars = [steps_per_bar(*r["meter"]) for r in real]
+    xr = wide_feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real], real_bars)
+    xf = wide_feature_matrix(tokens, steps, bars)
+    out["two_sample_wide"] = two_sample_auc(xr, xf, groups, fake_groups, bootstrap=bootstrap)
     return out
 
 
@@ -242,9 +249,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "temperature": temp,
                 "copy_bias": bias,
                 "top_p": top_p,
-                "auc": float(np.mean([s["two_sample"]["auc"] for n in runs for s in runs[n]])),
+                # the mean of both tests' AUCs (46 features, and the wide set's 140)
+                "auc": float(
+                    np.mean([s[k]["auc"] for n in runs for s in runs[n] for k in ("two_sample", "two_sample_wide")])
+                ),
                 "auc_8": [s["two_sample"]["auc"] for s in runs[8]],
                 "auc_16": [s["two_sample"]["auc"] for s in runs[16]],
+                "auc_wide_8": [s["two_sample_wide"]["auc"] for s in runs[8]],
+                "auc_wide_16": [s["two_sample_wide"]["auc"] for s in runs[16]],
                 "repeat_share": float(np.mean([s["structure"]["repeat_share"] for s in at8])),
                 "degenerate": float(np.mean([s["structure"]["degenerate"] for s in at8])),
                 "oa_min": float(np.mean([s["overlap"]["min"] for s in at8])),
@@ -276,6 +288,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "structure": structure_stats([r["tokens"] for r in real], steps, bars),
                 "copies_training_window": copies_training([r["windows"] for r in real], steps, train_keys),
                 "real_vs_real_auc": real_vs_real(xr, np.array([r["name"] for r in real])),
+                "real_vs_real_auc_wide": real_vs_real(
+                    wide_feature_matrix([r["tokens"] for r in real], steps, bars), np.array([r["name"] for r in real])
+                ),
             },
         }
         # the served temperature and 1.0, and (the ablation) the served one with repeats left to the pointer
@@ -326,7 +341,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     comp["lstm_lm"]["training"] = lm_info
     report["vs_demo_and_baselines_16bar"] = comp
     for k in ("prior_served", "demo_mel_16bar_T0.5", "ngram", "lstm_lm"):
-        print("16bar", k, comp[k]["two_sample"], comp[k]["structure"]["repeat_share"], flush=True)
+        print(
+            "16bar",
+            k,
+            comp[k]["two_sample"],
+            comp[k]["two_sample_wide"],
+            comp[k]["structure"]["repeat_share"],
+            flush=True,
+        )
 
     # 4. reconstruction through the chunk path
     composer.bf16_decode = False  # reconstruction accuracy in fp32, as the VAE's own figures

@@ -5,6 +5,10 @@ a HistGradientBoostingClassifier is cross-validated with folds grouped by tune (
 tune, or one generated tune, never sit on both sides of a fold), and the out-of-fold ROC AUC is
 reported with a bootstrap interval over groups. 0.5: indistinguishable; 1.0: told apart perfectly.
 Run real against real (two disjoint sets of tunes) as the control: it should come out near 0.5.
+
+`wide_features` adds about 80 more (bar-aware rhythm, motif reuse, contour, the key's scale degrees,
+interval and onset-position histograms), closer to the hundred or so an independent test uses: with
+them the served prior's 16-bar samples were told apart with AUC 0.84 where the 46 gave 0.78.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 
 from .attributes import notes_of
 from .metrics import scale_consistency
-from .structure import longest_silence, repeat_share
+from .structure import SIMILARITY_LAGS, longest_silence, phrase_end_long, repeat_share, self_similarity
 
 _DUR_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 10_000])
 _INT_EDGES = np.array([-100, -8, -5, -3, -1, 0, 1, 3, 5, 8, 100])  # bins of the signed interval
@@ -71,6 +75,99 @@ N_FEATURES = 22 + 10 + 10 + 4
 
 def feature_matrix(tunes: list[np.ndarray], steps: list[int]) -> np.ndarray:
     return np.stack([features(t, s) for t, s in zip(tunes, steps)]) if tunes else np.zeros((0, N_FEATURES))
+
+
+_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
+
+
+def _distinct_share(seq: np.ndarray, k: int) -> float:
+    pats = {tuple(seq[i : i + k]) for i in range(len(seq) - k + 1)}
+    return len(pats) / max(1, len(seq) - k + 1)
+
+
+def _autocorrelation(x: np.ndarray, lag: int) -> float:
+    a, b = x[:-lag], x[lag:]
+    return float(np.corrcoef(a, b)[0, 1]) if len(a) > 2 and a.std() > 0 and b.std() > 0 else 0.0
+
+
+def wide_extra(tokens: np.ndarray, steps: int, bar: int) -> np.ndarray:
+    """The features `wide_features` adds to `features`; `bar`: steps per bar."""
+    t = np.asarray(tokens, dtype=np.int64)
+    notes = notes_of(t)
+    if len(notes) < 3:
+        return np.zeros(N_WIDE_EXTRA)
+    on = np.array([n[0] for n in notes])
+    du = np.array([n[1] for n in notes])
+    pi = np.array([n[2] for n in notes])
+    iv = np.diff(pi)
+    n_bars = max(1, len(t) // bar)
+    # the key: the major scale holding the most sounding time; degrees relative to its tonic
+    weight = np.bincount(pi % 12, weights=du, minlength=12)
+    root = int(np.argmax([weight[(_MAJOR + r) % 12].sum() for r in range(12)]))
+    degree = (pi - root) % 12
+    degree_hist = np.bincount(degree, weights=du, minlength=12) / du.sum()
+    interval_hist = np.bincount(np.clip(iv, -12, 12) + 12, minlength=25) / len(iv)
+    position_hist = np.bincount((on % bar) * 16 // bar, minlength=16) / len(on)
+    per_bar = np.bincount(np.minimum(on // bar, n_bars - 1), minlength=n_bars)
+    bar_rhythms = [tuple((on[on // bar == b] % bar).tolist()) for b in range(n_bars)]
+    downbeat = degree[on % bar == 0]
+    leaps = np.abs(iv) >= 5
+    recovered = [np.sign(iv[i + 1]) == -np.sign(iv[i]) for i in range(len(iv) - 1) if leaps[i]]
+    chunk_of = on // steps
+    chunk_means = [pi[chunk_of == c].mean() for c in np.unique(chunk_of)]
+    chunk_ranges = [np.ptp(pi[chunk_of == c]) for c in np.unique(chunk_of)]
+    similarity = self_similarity(t, steps)
+    ends4, ends8 = phrase_end_long(t, bar, 4), phrase_end_long(t, bar, 8)
+    half = len(pi) // 2
+    vec = [
+        per_bar.mean(),
+        per_bar.std(),
+        per_bar.min(),
+        per_bar.max(),
+        np.mean([bar_rhythms[i] in bar_rhythms[:i] for i in range(1, n_bars)]) if n_bars > 1 else 0.0,
+        len(set(bar_rhythms)) / n_bars,
+        _distinct_share(iv, 2),
+        _distinct_share(iv, 3),
+        _distinct_share(iv, 4),
+        np.mean(du[1:] == du[:-1]),
+        np.mean(np.isin(downbeat, [0, 4, 7])) if len(downbeat) else 0.0,
+        np.mean(np.isin(downbeat, [9, 0, 4])) if len(downbeat) else 0.0,
+        np.mean(np.abs(iv) <= 2),
+        leaps.mean(),
+        np.mean(recovered) if recovered else 0.0,
+        np.sum((pi[1:-1] > pi[:-2]) & (pi[1:-1] >= pi[2:])) / n_bars,
+        np.mean(iv > 0),
+        np.mean(iv < 0),
+        *[similarity.get(lag, 0.0) for lag in SIMILARITY_LAGS],
+        -1.0 if ends4 is None else ends4,
+        -1.0 if ends8 is None else ends8,
+        np.std(chunk_means),
+        np.mean(chunk_ranges),
+        np.std(chunk_ranges),
+        np.polyfit(on, pi, 1)[0] * len(t) if len(set(on.tolist())) > 1 else 0.0,
+        *[_autocorrelation(pi, lag) for lag in (2, 4, 8)],
+        degree[0] in (0, 4, 7),
+        degree[-1] in (0, 9),
+        degree[-1] == 0,
+        pi[:half].mean() - pi[half:].mean(),
+        np.argmax(pi) / len(pi),
+        du[-1] >= 4,
+        np.mean(du >= 8),
+        np.mean(du == 1),
+        len(set(pi.tolist())),
+        np.mean(np.abs(iv) == 12),
+    ]
+    return np.nan_to_num(np.concatenate([np.asarray(vec, dtype=float), degree_hist, interval_hist, position_hist]))
+
+
+N_WIDE_EXTRA = 41 + 12 + 25 + 16
+
+
+def wide_feature_matrix(tunes: list[np.ndarray], steps: list[int], bars: list[int]) -> np.ndarray:
+    """`features` and `wide_extra` side by side (one row per tune; `bars`: each tune's steps per bar)."""
+    if not tunes:
+        return np.zeros((0, N_FEATURES + N_WIDE_EXTRA))
+    return np.stack([np.concatenate([features(t, s), wide_extra(t, s, b)]) for t, s, b in zip(tunes, steps, bars)])
 
 
 def two_sample_auc(

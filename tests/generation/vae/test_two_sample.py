@@ -8,7 +8,7 @@ import pytest
 from generation.vae.dedup import content_groups, split_groups
 from generation.vae.representation import FIRST_NOTE, OFF, extract_melody
 from generation.vae.structure import degenerate, phrase_end_long, repeat_share, self_similarity
-from generation.vae.two_sample import feature_matrix, real_vs_real, two_sample_auc
+from generation.vae.two_sample import feature_matrix, real_vs_real, two_sample_auc, wide_feature_matrix
 
 from .conftest import write_melody
 
@@ -46,14 +46,17 @@ def shuffled(notes: list[tuple[int, int]], rng: np.random.Generator) -> list[tup
     return [(p, d) for p, (_, d) in zip(pitches, notes)]
 
 
-@pytest.fixture(scope="module")
-def fixture_sets():
+@pytest.fixture(scope="module", params=["features", "wide_features"])
+def fixture_sets(request):
     rng = np.random.default_rng(0)
     real = [folk_like(rng) for _ in range(240)]
     fake = [shuffled(n, rng) for n in [folk_like(rng) for _ in range(120)]]
 
     def to_x(tunes):
-        return feature_matrix([_notes_to_tokens(n)[:256] for n in tunes], [32] * len(tunes))
+        tokens = [_notes_to_tokens(n)[:256] for n in tunes]
+        if request.param == "wide_features":
+            return wide_feature_matrix(tokens, [32] * len(tunes), [16] * len(tunes))
+        return feature_matrix(tokens, [32] * len(tunes))
 
     return to_x(real), to_x(fake)
 
