@@ -229,10 +229,11 @@ class LongformComposer:
 
     def _known_windows(self, z: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:
         """The steps of the known chunks (zeros elsewhere) for a prior that scores the pitches at chunk
-        boundaries or the tune's pitches (its scale and range); None for one that does neither, or when
-        nothing is known."""
+        boundaries or the tune's pitches (its scale, range and figures); None for one that does none of
+        these, or when nothing is known."""
         prior = self._prior()
-        if not (prior.cfg.codebook and (prior.cfg.boundary_bins or prior.cfg.context_terms)) or not known.any():
+        scores_pitches = prior.cfg.boundary_bins or prior.cfg.context_terms or prior.cfg.figure_terms
+        if not (prior.cfg.codebook and scores_pitches) or not known.any():
             return None
         windows = torch.zeros(*known.shape, WINDOW, dtype=torch.long)
         windows[known] = torch.from_numpy(self.decode_chunks(z[known].float()))
@@ -299,13 +300,20 @@ class LongformComposer:
         )
 
     def draw_forms(
-        self, n_chunks: int, meters: list[tuple[int, int]], ends: list[bool], seed: int | None = None
+        self,
+        n_chunks: int,
+        meters: list[tuple[int, int]],
+        ends: list[bool],
+        seed: int | None = None,
+        prefixes: list[list[int]] | None = None,
     ) -> torch.Tensor | None:
         """[B, n_chunks]: each new tune's repeat structure, for chunk i the chunk it repeats (-1: a new
         chunk): the first n_chunks chunks of a training tune of its meter, drawn at random among those of
         exactly n_chunks chunks for a tune that ends there (`ends`), of more for one that does not, and
         of at least n_chunks when there are none such; -2 (the pointer decides) where no training tune
-        of its meter is that long. None for a prior without the table.
+        of its meter is that long. `prefixes` (a continuation's): each tune's form must begin as this
+        one does (its prompt's repeat structure, `repeat_structure`), or the pointer decides. None for a
+        prior without the table.
 
         Why: left to the pointer, on its own samples, 16 bars of 4/4 repeated their chunk 2 back 1.5
         times a tune and their chunk 4 back 0.65 times; real tunes 1.0 and 1.4 times (a strain played
@@ -320,20 +328,37 @@ class LongformComposer:
             self._forms_by_meter = {m: (np.asarray(ks), lengths[ks]) for m, ks in by.items()}
         g = _generator(None if seed is None else seed + 11)
         out = torch.full((len(meters), n_chunks), -2, dtype=torch.long)
+        pointers = self.forms["pointers"]
         for b, (meter, end) in enumerate(zip(meters, ends)):
             tunes, lengths = self._forms_by_meter.get(tuple(meter), (np.zeros(0, int), np.zeros(0, int)))
+            if prefixes is not None:
+                head = list(prefixes[b])
+                fits = np.array([pointers[k][: len(head)] == head for k in tunes], dtype=bool)
+                tunes, lengths = tunes[fits], lengths[fits]
             pool = tunes[lengths == n_chunks] if end else tunes[lengths > n_chunks]
             if not len(pool):
                 pool = tunes[lengths >= n_chunks]
             if len(pool):
                 pick = int(pool[int(torch.randint(len(pool), (1,), generator=g))])
-                out[b] = torch.tensor(self.forms["pointers"][pick][:n_chunks])
+                out[b] = torch.tensor(pointers[pick][:n_chunks])
+        return out
+
+    @staticmethod
+    def repeat_structure(z: torch.Tensor) -> list[int]:
+        """A tune's form as the training forms say it: for each chunk of z [n, Z] the first earlier chunk
+        it repeats bit for bit, -1 for none."""
+        out = []
+        for i in range(len(z)):
+            same = [j for j in range(i) if torch.equal(z[j], z[i])]
+            out.append(same[0] if same else -1)
         return out
 
     def continue_from(
         self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True
     ) -> LatentTune:
-        """The prompt's chunks (kept bit for bit) followed by new ones, n_total chunks in all."""
+        """The prompt's chunks (kept bit for bit) followed by new ones, n_total chunks in all. Where the
+        prior has forms (`use_forms`), which new chunk repeats which chunk comes from a training tune
+        whose form begins as the prompt's does (`draw_forms`), else from the pointer."""
         n = prompt.n_chunks
         if not n <= n_total <= self.max_chunks:
             raise ValueError(f"n_total must be in {n}..{self.max_chunks}, got {n_total}")
@@ -344,7 +369,10 @@ class LongformComposer:
         ties[0, :n] = prompt.ties
         known = torch.zeros(1, n_total, dtype=torch.bool)
         known[0, :n] = True
-        return self._fill(z, ties, known, [prompt.meter], [ends], temperature, seed, [prompt.shift])[0]
+        form = None
+        if self.use_forms:
+            form = self.draw_forms(n_total, [prompt.meter], [ends], seed, [self.repeat_structure(prompt.z)])
+        return self._fill(z, ties, known, [prompt.meter], [ends], temperature, seed, [prompt.shift], form=form)[0]
 
     @torch.no_grad()
     def infill(

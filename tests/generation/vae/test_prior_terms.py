@@ -329,3 +329,31 @@ def test_new_tunes_take_their_repeat_structure_from_a_training_tune_of_their_met
         torch.stack([t.z for t in composer.sample_batch(4, meters, ends, seed=3, copy_bias=-50.0)]).numpy(),
         torch.stack([t.z for t in tunes]).numpy(),
     )  # reproducible with a seed
+
+
+def test_a_continuation_takes_a_form_that_begins_as_its_prompt_does():
+    from generation.vae.longform import LatentTune
+    from generation.vae.prior_train import tune_forms
+
+    torch.manual_seed(0)
+    prior = chromatic_prior()
+    prior.metrics = tune_forms(forms_cache(), {"a", "b", "c"})
+    composer = LongformComposer(MusicVAE(MEL_TINY), prior, temperature=1.0)
+    codes = prior.code_latents()
+
+    def prompt(*k: int) -> LatentTune:
+        return LatentTune(codes[list(k)], torch.zeros(len(k), dtype=torch.bool), (4, 4), torch.full((len(k),), -2))
+
+    # two different chunks: the 4-chunk AABA form does not begin so, the first 4 of ABAB CDCD does
+    assert composer.repeat_structure(prompt(3, 5).z) == [-1, -1]
+    for seed in range(3):
+        tune = composer.continue_from(prompt(3, 5), 4, seed=seed)
+        assert tune.source.tolist() == [-2, -2, 0, 1]
+        assert torch.equal(tune.z[2], codes[3]) and torch.equal(tune.z[3], codes[5])
+    # the same chunk twice: AABA begins so
+    assert composer.continue_from(prompt(3, 3), 4, seed=0).source.tolist() == [-2, -2, -1, 0]
+    # no form begins as A B B does: the pointer decides (repeats made unlikely)
+    composer.default_copy_bias = -50.0
+    assert composer.continue_from(prompt(3, 5, 5), 4, seed=0).source.tolist() == [-2, -2, -2, -1]
+    composer.use_forms = False
+    assert composer.continue_from(prompt(3, 5), 4, seed=0).source.tolist() == [-2, -2, -1, -1]
