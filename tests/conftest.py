@@ -274,7 +274,7 @@ def longform_checkpoint(tmp_path_factory):
     from generation.vae.checkpoint import save_checkpoint, save_prior
     from generation.vae.config import MEL_TINY
     from generation.vae.model import MusicVAE
-    from generation.vae.prior import PRIOR_TINY, LatentPrior
+    from generation.vae.prior import PRIOR_TINY_CODES, LatentPrior
     from generation.vae.representation import FIRST_NOTE, MIN_PITCH
 
     torch.manual_seed(11)
@@ -284,18 +284,7 @@ def longform_checkpoint(tmp_path_factory):
         vae.out.bias[FIRST_NOTE + 67 - MIN_PITCH] += 0.5
     vectors = torch.randn(len(ATTRIBUTES), MEL_TINY.z_dim)
     save_checkpoint(folder / "mel_tiny_2bar.pt", vae, attributes={"names": list(ATTRIBUTES), "vectors": vectors})
-    prior = LatentPrior(
-        dataclasses.replace(
-            PRIOR_TINY,
-            codebook=24,
-            code_embed_dim=4,
-            meter_softmax=True,
-            boundary_bins=3,
-            context_terms=True,
-            similar_lags=2,
-            figure_terms=True,
-        )
-    )
+    prior = LatentPrior(dataclasses.replace(PRIOR_TINY_CODES, codebook=24))
     prior.z_std.fill_(1.0)
     with torch.no_grad():
         prior.code_coords.normal_().mul_(10.0)

@@ -114,6 +114,24 @@ class PriorConfig:
 PRIOR_TINY = PriorConfig(
     name="prior_tiny", z_dim=16, d_model=32, n_layers=1, n_heads=2, ff_dim=64, mixtures=2, pca_dim=8
 )
+# the served kind (a codebook head with every term), as small: for tests and smoke runs
+PRIOR_TINY_CODES = PriorConfig(
+    name="prior_tiny_codes",
+    z_dim=16,
+    d_model=32,
+    n_layers=1,
+    n_heads=2,
+    ff_dim=64,
+    mixtures=2,
+    pca_dim=8,
+    codebook=12,
+    code_embed_dim=4,
+    meter_softmax=True,
+    boundary_bins=3,
+    context_terms=True,
+    similar_lags=2,
+    figure_terms=True,
+)
 
 
 def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -23,16 +23,19 @@ _DUR_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 10_000])
 _INT_EDGES = np.array([-100, -8, -5, -3, -1, 0, 1, 3, 5, 8, 100])  # bins of the signed interval
 
 
+def _note_arrays(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(onset steps, durations, MIDI pitches) of a token sequence's notes."""
+    notes = np.array(notes_of(tokens), dtype=np.int64).reshape(-1, 3)
+    return notes[:, 0], notes[:, 1], notes[:, 2]
+
+
 def features(tokens: np.ndarray, steps: int) -> np.ndarray:
     """A fixed-length feature vector; `steps` is the tune's chunk length (bar structure)."""
     t = np.asarray(tokens, dtype=np.int64)
-    notes = notes_of(t)
     T = max(1, len(t))
-    if len(notes) < 2:
+    on, du, pi = _note_arrays(t)
+    if len(on) < 2:
         return np.zeros(N_FEATURES)
-    on = np.array([n[0] for n in notes])
-    du = np.array([n[1] for n in notes])
-    pi = np.array([n[2] for n in notes])
     iv = np.diff(pi)
     dur_h = np.histogram(du, _DUR_EDGES)[0] / len(du)
     int_h = np.histogram(iv, _INT_EDGES)[0] / len(iv)
@@ -44,7 +47,7 @@ def features(tokens: np.ndarray, steps: int) -> np.ndarray:
     contour_changes = np.mean(np.sign(iv[1:]) != np.sign(iv[:-1])) if len(iv) > 1 else 0.0
     chunks = [tuple(t[s : s + steps]) for s in range(0, T - steps + 1, steps)]
     vec = [
-        len(notes) / T * 16,  # notes per 16 steps
+        len(on) / T * 16,  # notes per 16 steps
         pi.mean(),
         pi.std(),
         pi.max() - pi.min(),
@@ -93,12 +96,9 @@ def _autocorrelation(x: np.ndarray, lag: int) -> float:
 def wide_extra(tokens: np.ndarray, steps: int, bar: int) -> np.ndarray:
     """The features `wide_features` adds to `features`; `bar`: steps per bar."""
     t = np.asarray(tokens, dtype=np.int64)
-    notes = notes_of(t)
-    if len(notes) < 3:
+    on, du, pi = _note_arrays(t)
+    if len(on) < 3:
         return np.zeros(N_WIDE_EXTRA)
-    on = np.array([n[0] for n in notes])
-    du = np.array([n[1] for n in notes])
-    pi = np.array([n[2] for n in notes])
     iv = np.diff(pi)
     n_bars = max(1, len(t) // bar)
     # the key: the major scale holding the most sounding time; degrees relative to its tonic

@@ -14,22 +14,13 @@ from generation.vae.checkpoint import CheckpointError, load_model, load_prior, s
 from generation.vae.config import MEL_TINY
 from generation.vae.longform import LatentTune, LongformComposer
 from generation.vae.model import MusicVAE
-from generation.vae.prior import PRIOR_TINY, LatentPrior, copy_targets, meter_index
+from generation.vae.prior import PRIOR_TINY, PRIOR_TINY_CODES, LatentPrior, copy_targets, meter_index
 from generation.vae.representation import FIRST_NOTE
 
 from .conftest import write_melody
 
 # the served kind: a codebook normalized per meter, with the boundary, context and similarity terms
-PRIOR_CODES = dataclasses.replace(
-    PRIOR_TINY,
-    codebook=12,
-    code_embed_dim=4,
-    meter_softmax=True,
-    boundary_bins=3,
-    context_terms=True,
-    similar_lags=2,
-    figure_terms=True,
-)
+PRIOR_CODES = PRIOR_TINY_CODES
 
 
 @pytest.fixture(params=["mixture", "codebook"])

@@ -81,6 +81,26 @@ def draw(prior: LatentPrior, tunes: int = 16, chunks: int = 6, seed: int = 1) ->
     return prior.nearest_code(z)
 
 
+def after_prompt(prior: LatentPrior, first: torch.Tensor, tunes: int = 16) -> torch.Tensor:
+    """The codes of 3 new chunks after a given first chunk of steps `first` [32] (no copies)."""
+    given = torch.zeros(tunes, 4, 32, dtype=torch.long)
+    given[:, 0] = first
+    known = torch.zeros(tunes, 4, dtype=torch.bool)
+    known[:, 0] = True
+    z, _, _ = prior.fill(
+        torch.randn(tunes, 4, PRIOR_CODES.z_dim),
+        torch.zeros(tunes, 4, dtype=torch.bool),
+        known,
+        torch.ones(tunes, dtype=torch.long),
+        torch.ones(tunes, dtype=torch.bool),
+        1.0,
+        torch.Generator().manual_seed(2),
+        copy_bias=-50.0,
+        windows=given,
+    )
+    return prior.nearest_code(z[:, 1:])
+
+
 def test_the_scale_term_keeps_a_tune_in_one_diatonic_scale():
     prior = chromatic_prior()
     table = outside_scale()
@@ -93,22 +113,9 @@ def test_the_scale_term_keeps_a_tune_in_one_diatonic_scale():
         prior.context.bias[1:3] = -60.0  # adding one or more pitch classes outside the scale
     assert outside(draw(prior)) == [0] * 16
     # a known chunk's pitch classes count from its given steps: F#4 and C#5, a chunk no code is
-    given = torch.zeros(16, 4, 32, dtype=torch.long)
-    given[:, 0, [0, 8]] = torch.tensor([66, 73]) - MIN_PITCH + FIRST_NOTE
-    known = torch.zeros(16, 4, dtype=torch.bool)
-    known[:, 0] = True
-    z, _, _ = prior.fill(
-        torch.randn(16, 4, PRIOR_CODES.z_dim),
-        torch.zeros(16, 4, dtype=torch.bool),
-        known,
-        torch.ones(16, dtype=torch.long),
-        torch.ones(16, dtype=torch.bool),
-        1.0,
-        torch.Generator().manual_seed(2),
-        copy_bias=-50.0,
-        windows=given,
-    )
-    drawn = prior.nearest_code(z[:, 1:])
+    first = torch.zeros(32, dtype=torch.long)
+    first[[0, 8]] = torch.tensor([66, 73]) - MIN_PITCH + FIRST_NOTE
+    drawn = after_prompt(prior, first)
     assert all(table[mask(6, 1, *(60 + c for c in row.tolist()))] == 0 for row in drawn)
 
 
@@ -241,22 +248,7 @@ def test_the_figure_term_makes_a_tune_come_back_to_its_figures():
         prior.figure.bias[0] = -60.0  # a chunk none of whose figures the tune has played
     assert all(len(f) == 1 for f in families(draw(prior)))
     # a known chunk's figures count from its given steps: the falling figure from 70, a chunk no code is
-    given = torch.zeros(16, 4, 32, dtype=torch.long)
-    given[:, 0] = notes(*(70 + step for step in FALLING))
-    known = torch.zeros(16, 4, dtype=torch.bool)
-    known[:, 0] = True
-    z, _, _ = prior.fill(
-        torch.randn(16, 4, PRIOR_CODES.z_dim),
-        torch.zeros(16, 4, dtype=torch.bool),
-        known,
-        torch.ones(16, dtype=torch.long),
-        torch.ones(16, dtype=torch.bool),
-        1.0,
-        torch.Generator().manual_seed(2),
-        copy_bias=-50.0,
-        windows=given,
-    )
-    assert (prior.nearest_code(z[:, 1:]) >= 6).all()
+    assert (after_prompt(prior, notes(*(70 + step for step in FALLING))) >= 6).all()
 
 
 def test_the_figure_terms_likelihood_counts_only_the_chunks_before():
