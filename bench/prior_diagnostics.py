@@ -37,11 +37,8 @@ from generation.vae.prior import (  # noqa: E402
     FIGURE_BINS,
     SPAN_EDGES,
     chunk_context,
-    edge_pitches,
     figure_bins,
     outside_scale,
-    recent_coords,
-    tune_contexts,
 )
 from generation.vae.prior_evaluate import held_out_tunes, real_windows, sample_like  # noqa: E402
 from generation.vae.prior_train import chunk_codes, distinct_chunks, latent_set, make_batch  # noqa: E402
@@ -66,26 +63,13 @@ FIGURE_LABELS = ("0", "(0,1/4]", "(1/4,1/2]", "(1/2,3/4]", "(3/4,1)", "1", "no f
 assert len(FIGURE_LABELS) == FIGURE_BINS
 
 
-_CODE_FIGURES: dict = {}
-
-
-def code_figures(prior, meter: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sparse [K, V]: which figures each of the meter's codes has, [K]: how many), built in slices."""
-    key = (id(prior), meter)
-    if key not in _CODE_FIGURES:
-        windows = prior.code_windows[prior.meter_codes(meter)]
-        parts = [prior.figure_hot(windows[i : i + 2048]).to_sparse() for i in range(0, len(windows), 2048)]
-        hot = torch.cat(parts).coalesce()
-        _CODE_FIGURES[key] = (hot, torch.sparse.sum(hot, 1).to_dense())
-    return _CODE_FIGURES[key]
-
-
 def figure_mass(prior, played: torch.Tensor, meter: int, p: torch.Tensor, real: torch.Tensor) -> tuple:
     """[FIGURE_BINS] head mass and real counts by the share of a chunk's figures the tunes [N] have
-    `played` [N, V] (the meter's codes with probabilities p [N, K]; real chunks' steps [N, steps])."""
-    code_hot, code_count = code_figures(prior, meter)
+    `played` [N, V] (the meter's codes with probabilities p [N, K]; real chunks' steps [N, steps]),
+    binned as the prior's figure term bins them (for any codebook prior, whether it has the term)."""
     has = played.sum(-1) > 0
-    bins = figure_bins(torch.sparse.mm(code_hot, played.T).T, code_count, has)
+    bins = prior.figure_pair_bins()[prior.figure_pairs_played(meter, played)]
+    bins = torch.where(has[:, None], bins, FIGURE_BINS - 1)
     real_hot = prior.figure_hot(real)
     real_bins = figure_bins((played * real_hot).sum(-1, keepdim=True), real_hot.sum(-1), has)[:, 0]
     head = torch.zeros(len(p), FIGURE_BINS).scatter_add_(1, bins, p).sum(0)
@@ -107,23 +91,17 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
         b = make_batch(valid, list(range(i, min(i + 128, len(valid.lengths)))), prior.cfg.max_chunks, None)
         zn = prior.standardize(b["z"])
         h = prior.hidden(zn, b["ties"], b["meter"], b["length"], b["ends"])
-        last = edge_pitches(b["windows"])[1]
-        prev_last = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], 1)
+        tune = prior.tune_so_far(zn, b["windows"], b["valid"], every=True)
         chunks = chunk_context(b["windows"])
-        context = tune_contexts(chunks)
-        recent = recent_coords(zn, prior.cfg.similar_lags) if prior.cfg.similar_lags else None
-        hot = prior.figure_hot(b["windows"]) * b["valid"][..., None]
-        played = (hot.cumsum(1) - hot).clamp(max=1)  # the figures of the chunks before each position
         new = b["valid"] & ~b["copies"].any(-1)
         new[:, 0] = False
         for m in b["meter"].unique().tolist():
             bi, pi = torch.nonzero((b["meter"] == m)[:, None] & new, as_tuple=True)
             if not len(bi):
                 continue
-            ctx = context[bi, pi]
-            near = None if recent is None else recent[bi, pi]
-            figures = played[bi, pi] if prior.cfg.figure_terms else None
-            p = prior.code_logits(h[bi, pi], m, prev_last[bi, pi], ctx, near, figures).softmax(-1)
+            here = tune[bi, pi]
+            ctx = here.context
+            p = prior.code_logits(h[bi, pi], m, here).softmax(-1)
             sub = codes[prior.meter_codes(m)]
 
             real = chunks[bi, pi][:, None]
@@ -131,7 +109,7 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
             sums["outside_scale_real"] += float(breaks(ctx, real, table).sum())
             sums["widens_5_head"] += float((p * widens(ctx, sub[None])).sum())
             sums["widens_5_real"] += float(widens(ctx, real).sum())
-            head, real_count = figure_mass(prior, played[bi, pi], m, p, b["windows"][bi, pi])
+            head, real_count = figure_mass(prior, here.figures, m, p, b["windows"][bi, pi])
             figures_head += head
             figures_real += real_count
             count += len(bi)

@@ -337,6 +337,25 @@ def figure_bins(played: torch.Tensor, figures: torch.Tensor, tune_has: torch.Ten
     return torch.where((figures[None] == 0) | ~tune_has[:, None], FIGURE_BINS - 1, b)
 
 
+@dataclass(frozen=True)
+class TuneSoFar:
+    """What a codebook head scores a new chunk against beside the state, for rows [...] (None where
+    the prior has no such term): the previous chunk's last pitch `last` [...] (boundary_bins), the
+    tune's context `context` [..., 3] (context_terms, `tune_contexts`), the coordinates of the chunks
+    1..lags back `recent` [..., lags, Z] (similar_lags; zeros before the first), and the figures the
+    tune has played `figures` [..., V] (figure_terms, `LatentPrior.figure_hot`)."""
+
+    last: torch.Tensor | None = None
+    context: torch.Tensor | None = None
+    recent: torch.Tensor | None = None
+    figures: torch.Tensor | None = None
+
+    def __getitem__(self, index: Any) -> TuneSoFar:
+        return TuneSoFar(
+            *(None if t is None else t[index] for t in (self.last, self.context, self.recent, self.figures))
+        )
+
+
 class LatentPrior(nn.Module):
     # buffers of a codebook prior (declared for type checkers; registered in __init__)
     code_coords: torch.Tensor
@@ -547,31 +566,22 @@ class LatentPrior(nn.Module):
         codes: torch.Tensor,
         meter: torch.Tensor,
         need: torch.Tensor,
-        prev_last: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        recent: torch.Tensor | None = None,
-        figures: torch.Tensor | None = None,
+        tune: TuneSoFar | None = None,
     ) -> torch.Tensor:
         """log p(code) [B, n] at the positions `need` [B, n] (0 elsewhere), from states [B, n, d].
 
         Normalized over the tune's meter's codes when the config says so (`meter_softmax`, what the
         sampler draws from); a code outside its meter's set (a chunk of a tune the codebook does not
         hold) is scored as the meter's code nearest to it. Only the needed positions are scored: the
-        66,000-way logits are most of a training step. `prev_last` [B, n]: the previous chunk's last
-        pitch at each position (boundary_bins). `context` [B, n, 3]: the tune's context before each
-        position (context_terms, `tune_contexts`). `recent` [B, n, lags, Z]: the coordinates of the
-        chunks before each position (similar_lags; zeros before the first). `figures` [B, n, V]: the
-        figures the tune has played before each position (figure_terms, `figure_hot`)."""
+        66,000-way logits are most of a training step. `tune` [B, n]: what the tune was before each
+        position (`tune_so_far`)."""
         out = torch.zeros(codes.shape, device=h.device)
         for m in meter.unique().tolist():
             rows = (meter == m)[:, None] & need
             if not rows.any():
                 continue
             target = codes[rows].long()
-            last = None if prev_last is None else prev_last[rows]
-            ctx = None if context is None else context[rows]
-            near_by = None if recent is None else recent[rows]
-            played = None if figures is None else figures[rows]
+            so_far = None if tune is None else tune[rows]
             if self.cfg.meter_softmax:
                 sub, position = self._meter_index(m)
                 pos = position[target]
@@ -579,10 +589,10 @@ class LatentPrior(nn.Module):
                 if outside.any():
                     near = torch.cdist(self.code_coords[target[outside]].float(), self.code_coords[sub].float())
                     pos[outside] = near.argmin(-1)
-                logits = self.code_logits(h[rows], m, last, ctx, near_by, played)
+                logits = self.code_logits(h[rows], m, so_far)
             else:
                 position = None  # every code is its own position
-                pos, logits = target, self.code_logits(h[rows], None, last, ctx, near_by, played)
+                pos, logits = target, self.code_logits(h[rows], None, so_far)
             # as when sampling, a new chunk is none of the codes of the chunks before it (those are said
             # with the pointer), so their logits are left out, all but the target's (a chunk the
             # codebook does not hold may be scored as the code an earlier chunk is)
@@ -603,56 +613,36 @@ class LatentPrior(nn.Module):
         temperature: float,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
-        prev_last: torch.Tensor | None = None,
         exclude: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        recent: torch.Tensor | None = None,
-        figures: torch.Tensor | None = None,
+        tune: TuneSoFar | None = None,
     ) -> torch.Tensor:
         """One code per state [B, d], each among its meter's codes: the head's logits are computed for
         those codes only (a meter has 1,000-17,000 of the 66,000), which is also what makes a batch
-        fast. `prev_last` [B]: the previous chunk's last pitch (boundary_bins). `exclude` [B, m]: codes
-        a row may not draw (-1: none), the tune's earlier chunks. `context` [B, 3]: the tune's context
-        so far (context_terms). `recent` [B, lags, Z]: the coordinates of the chunks 1..lags back
-        (similar_lags). `figures` [B, V]: the figures the tune has played (figure_terms)."""
+        fast. `exclude` [B, m]: codes a row may not draw (-1: none), the tune's earlier chunks. `tune`
+        [B]: what each tune is so far (`TuneSoFar`)."""
         out = torch.empty(len(h), dtype=torch.long, device=h.device)
+        tune = TuneSoFar() if tune is None else tune
         for m in meter.unique().tolist():
             rows = meter == m
             sub, position = self._meter_index(m)
-            # states alike to the bit (every tune's first chunk, tunes that began alike) with the same
-            # context are scored once: the rows' [state | last pitch | tune context | recent chunks'
-            # coordinates | excluded codes] made unique (small integers are exact in floats)
-            parts, spans, at = [h[rows]], {}, h.shape[1]
-            # the figures played enter the key as a fingerprint (how many, and a weighted sum), not
-            # their thousands of columns: rows alike in all else came from the same chunks
-            played = None
-            if figures is not None:
-                weights = torch.arange(1, figures.shape[1] + 1, device=figures.device, dtype=figures.dtype)
-                played = torch.stack([figures.sum(-1), figures @ weights.sqrt()], -1)
-            for name, t in (
-                ("last", prev_last),
-                ("context", context),
-                ("recent", recent),
-                ("exclude", exclude),
-                ("played", played),
-            ):
-                if t is not None:
-                    flat = t[rows].reshape(int(rows.sum()), -1)
-                    spans[name] = slice(at, at + flat.shape[1])
-                    at += flat.shape[1]
-                    parts.append(flat.to(h.dtype))
-            key, take = torch.unique(torch.cat(parts, 1), dim=0, return_inverse=True)
-            last, ctx, codes = (key[:, spans[n]].long() if n in spans else None for n in ("last", "context", "exclude"))
-            near_by = None
-            if recent is not None:
-                near_by = key[:, spans["recent"]].view(len(key), *recent.shape[1:])
-            figs = None
-            if figures is not None:  # one row of figures per distinct key: any of its rows'
-                first = torch.zeros(len(key), dtype=torch.long, device=h.device)
-                first[take] = torch.arange(len(take), device=h.device)
-                figs = figures[rows][first]
-            logits = self.code_logits(key[:, : h.shape[1]], m, None if last is None else last[:, 0], ctx, near_by, figs)
-            if codes is not None and codes.shape[1]:
+            here, barred = tune[rows], None if exclude is None else exclude[rows]
+            # rows alike to the bit in state, tune so far and excluded codes (every tune's first chunk,
+            # tunes that began alike) are scored and cut to their nucleus once, from one of them: the
+            # rows made unique (small integers are exact in floats). The figures played enter as a
+            # fingerprint (how many, and a weighted sum), not their thousands of columns: rows alike in
+            # all else came from the same chunks
+            fingerprint = None
+            if here.figures is not None:
+                weights = torch.arange(1, here.figures.shape[1] + 1, device=h.device, dtype=here.figures.dtype).sqrt()
+                fingerprint = torch.stack([here.figures.sum(-1), here.figures @ weights], -1)
+            parts = (h[rows], here.last, here.context, here.recent, barred, fingerprint)
+            flat = [t.reshape(int(rows.sum()), -1).to(h.dtype) for t in parts if t is not None]
+            key, take = torch.unique(torch.cat(flat, 1), dim=0, return_inverse=True)
+            first = torch.zeros(len(key), dtype=torch.long, device=h.device)
+            first[take] = torch.arange(len(take), device=h.device)  # one row of each
+            logits = self.code_logits(h[rows][first], m, here[first])
+            if barred is not None and barred.shape[1]:
+                codes = barred[first]
                 pos = torch.where(codes >= 0, position[codes.clamp(min=0)], -1)
                 hit = pos >= 0
                 logits[torch.nonzero(hit)[:, 0], pos[hit]] = float("-inf")
@@ -663,20 +653,26 @@ class LatentPrior(nn.Module):
         self,
         h: torch.Tensor,
         meter: int | None = None,
-        prev_last: torch.Tensor | None = None,
-        context: torch.Tensor | None = None,
-        recent: torch.Tensor | None = None,
-        figures: torch.Tensor | None = None,
+        tune: TuneSoFar | None = None,
     ) -> torch.Tensor:
         """Logits [N, K] of every code (or of the meter's codes, `meter_codes`) from states [N, d]:
-        q(h) . coords_k + r(h) . embed_k + bias_k, plus (boundary_bins) s(h)[bin of the interval from
-        the previous chunk's last pitch `prev_last` [N] to code k's first], plus (context_terms)
-        c(h)[scale bin] + c(h)[span bin] of each code after the tune's `context` [N, 3] (`scale_bins`,
-        `span_bins`), minus (similar_lags) w_l(h) |coords_k - recent_l|^2 / Z for the coordinates of
-        the chunks 1..lags back `recent` [N, lags, Z] (all zeros: none; a chunk's standardized
-        coordinates are never all zero), plus (figure_terms) f(h)[bin of the share of code k's figures
-        the tune has played (`figure_bins`), from the figures it has played, `figures` [N, V]
-        (`figure_hot`)]."""
+        q(h) . coords_k + r(h) . embed_k + bias_k, and, from what each tune is so far (`tune` [N],
+        `TuneSoFar`): plus (boundary_bins) s(h)[bin of the interval from the previous chunk's last
+        pitch to code k's first], plus (context_terms) c(h)[scale bin] + c(h)[span bin] of each code
+        after the tune's context (`scale_bins`, `span_bins`), minus (similar_lags) w_l(h) |coords_k -
+        recent_l|^2 / Z for the coordinates of the chunks 1..lags back (all zeros: none; a chunk's
+        standardized coordinates are never all zero), plus (figure_terms) f(h)[bin of the share of
+        code k's figures the tune has played (`figure_bins`)]."""
+        prev_last, context, recent, figures = (
+            (None, None, None, None)
+            if tune is None
+            else (
+                tune.last,
+                tune.context,
+                tune.recent,
+                tune.figures,
+            )
+        )
         table, bias, first_col = self._code_table(meter)
         query = self.code_query(h)
         pull = None
@@ -710,16 +706,20 @@ class LatentPrior(nn.Module):
         if self.cfg.figure_terms and figures is not None:
             # a bin depends only on (c: how many figures a code has, o: how many of them the tune has
             # played), at most 30 x 30 pairs: the weights per pair, then one gather at c * 30 + o
-            # (binning N x 17,000 shares took 4 times as long as the rest of the logits). The table's
-            # last column holds c * 30, so one sparse product gives c * 30 + o for every code
-            table = self._figure_table(meter)
+            # (binning N x 17,000 shares took 4 times as long as the rest of the logits)
             w = self.figure(h)
-            per_pair = w[:, self._figure_pairs()]
+            per_pair = w[:, self.figure_pair_bins()]
             per_pair = torch.where(figures.sum(-1, keepdim=True) > 0, per_pair, w[:, -1:])
-            played = torch.cat([figures, figures.new_ones(len(figures), 1)], 1).to(table.dtype)
-            at = (table @ played.T).to(torch.int32).T.contiguous().long()  # [N, K]; the int32 copy is the fast one
-            logits = logits + per_pair.gather(-1, at)
+            logits = logits + per_pair.gather(-1, self.figure_pairs_played(meter, figures))
         return logits
+
+    def figure_pairs_played(self, meter: int | None, figures: torch.Tensor) -> torch.Tensor:
+        """[N, K] long: c * FIGURE_COUNTS + o for each of all or a meter's codes, c its count of distinct
+        figures and o how many of them each of N tunes has played (`figures` [N, V], `figure_hot`): one
+        sparse product, the table's last column holding c * FIGURE_COUNTS."""
+        table = self._figure_table(meter)
+        played = torch.cat([figures, figures.new_ones(len(figures), 1)], 1).to(table.dtype)
+        return (table @ played.T).to(torch.int32).T.contiguous().long()  # the int32 copy is the fast one
 
     def figure_vocab(self) -> torch.Tensor:
         """The sorted ids of the figures the codes have (a tune's other figures match no code)."""
@@ -767,7 +767,7 @@ class LatentPrior(nn.Module):
 
         return self._derived(("figures", meter), (self.code_windows, self.code_meters), build)
 
-    def _figure_pairs(self) -> torch.Tensor:
+    def figure_pair_bins(self) -> torch.Tensor:
         """[FIGURE_COUNTS ** 2]: the bin of (a code has c figures, the tune has played o of them) at
         c * FIGURE_COUNTS + o."""
 
@@ -844,6 +844,26 @@ class LatentPrior(nn.Module):
             self.z_basis.copy_(v[:P].T)
         self.z_std.copy_((zc @ self.z_basis).std(0).clamp(min=1e-3))
 
+    def tune_so_far(
+        self, zn: torch.Tensor, windows: torch.Tensor, valid: torch.Tensor, every: bool = False
+    ) -> TuneSoFar:
+        """[B, n]: before each position of tunes of chunks with coordinates zn [B, n, Z] and steps
+        `windows` [B, n, steps] (`valid` [B, n]), what the tune was (teacher forcing: from its own
+        chunks), for the terms this prior has (`every`: also the pitch, context and figure parts of
+        those it has not, for measuring them; code_logits leaves those out)."""
+        last = context = recent = played = None
+        if self.cfg.boundary_bins or every:
+            pitch = edge_pitches(windows)[1]
+            last = torch.cat([torch.full_like(pitch[:, :1], -1), pitch[:, :-1]], 1)
+        if self.cfg.context_terms or every:
+            context = tune_contexts(chunk_context(windows))
+        if self.cfg.similar_lags:
+            recent = recent_coords(zn, self.cfg.similar_lags)
+        if self.cfg.figure_terms or every:
+            hot = self.figure_hot(windows) * valid[..., None]
+            played = (hot.cumsum(1) - hot).clamp(max=1)  # the figures of chunks 0..i-1
+        return TuneSoFar(last, context, recent, played)
+
     # ---- likelihood ----------------------------------------------------------------------------
     def log_likelihood(
         self,
@@ -873,24 +893,8 @@ class LatentPrior(nn.Module):
         lp_copy = torch.logsumexp(logp_ptr[..., 1:].masked_fill(~copies, -1e9), -1)
         if self.cfg.codebook:
             codes = self.nearest_code(z) if codes is None else codes.clamp(min=0)
-            prev_last = None
-            if self.cfg.boundary_bins:
-                last = self.code_edges()[1][codes] if windows is None else edge_pitches(windows.to(z.device))[1]
-                prev_last = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], 1)
-            context = None
-            if self.cfg.context_terms:
-                chunk = self.code_contexts()[codes] if windows is None else chunk_context(windows.to(z.device))
-                context = tune_contexts(chunk)
-            recent = None
-            if self.cfg.similar_lags:
-                recent = recent_coords(zn, self.cfg.similar_lags)
-            played = None
-            if self.cfg.figure_terms:
-                hot = self.figure_hot(self.code_windows[codes] if windows is None else windows.to(z.device))
-                hot = hot * valid[..., None]
-                # before position i: the figures of chunks 0..i-1
-                played = (hot.cumsum(1) - hot).clamp(max=1)
-            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, prev_last, context, recent, played)
+            steps = self.code_windows[codes] if windows is None else windows.to(z.device)
+            lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, self.tune_so_far(zn, steps, valid))
         else:
             out.update(self.heads(h))
             comp = (
@@ -1006,25 +1010,18 @@ class LatentPrior(nn.Module):
                 fresh = todo & (choice == 0)
                 drawn = torch.zeros(B, dtype=torch.long, device=dev)
                 if fresh.any():
-                    before = None if prev is None else prev[fresh]
-                    fit = None if so_far is None else so_far[fresh]
                     near_by = None
                     if self.cfg.similar_lags:  # the chunks i-1 ... i-lags, zeros before the first
                         none = hi.new_zeros(int(fresh.sum()), self.z_std.shape[0])
                         lags = range(1, self.cfg.similar_lags + 1)
                         near_by = torch.stack([coords[i - lag][fresh] if lag <= i else none for lag in lags], 1)
-                    drawn[fresh] = self.draw_codes(
-                        hi[fresh],
-                        meter[fresh],
-                        tau,
-                        p,
-                        generator,
-                        before,
-                        code[fresh, :i],
-                        fit,
+                    tune = TuneSoFar(
+                        None if prev is None else prev[fresh],
+                        None if so_far is None else so_far[fresh],
                         near_by,
                         played[fresh].float() if figure_terms else None,
                     )
+                    drawn[fresh] = self.draw_codes(hi[fresh], meter[fresh], tau, p, generator, code[fresh, :i], tune)
                 new = self.code_latents()[drawn]
             else:
                 out = self.heads(hi)
