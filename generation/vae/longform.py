@@ -30,7 +30,7 @@ import torch
 from .checkpoint import load_model, load_prior
 from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody, tune_register
 from .model import MusicVAE
-from .prior import LatentPrior, meter_index
+from .prior import LatentPrior, first_repeats, meter_index
 from .representation import FIRST_NOTE, VOCAB_SIZE, Melody, MelodyError, extract_melody, tokens_to_midi_bytes
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -347,11 +347,7 @@ class LongformComposer:
     def repeat_structure(z: torch.Tensor) -> list[int]:
         """A tune's form as the training forms say it: for each chunk of z [n, Z] the first earlier chunk
         it repeats bit for bit, -1 for none."""
-        out = []
-        for i in range(len(z)):
-            same = [j for j in range(i) if torch.equal(z[j], z[i])]
-            out.append(same[0] if same else -1)
-        return out
+        return first_repeats([chunk.numpy().tobytes() for chunk in z.detach().cpu()])
 
     def continue_from(
         self, prompt: LatentTune, n_total: int, temperature: float | None = None, seed: int | None = None, ends=True

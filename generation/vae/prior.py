@@ -141,6 +141,13 @@ def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return eq & causal & valid[:, :, None] & valid[:, None, :]
 
 
+def first_repeats(chunks: list[bytes]) -> list[int]:
+    """A tune's form from its chunks (any keys that are equal where the chunks are): for each chunk
+    the first earlier chunk it repeats exactly, -1 for none."""
+    first: dict[bytes, int] = {}
+    return [j if j < k else -1 for k, j in enumerate(first.setdefault(c, k) for k, c in enumerate(chunks))]
+
+
 NUCLEUS_LADDER = (2048, 4096)
 
 

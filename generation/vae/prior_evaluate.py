@@ -45,7 +45,15 @@ from .longform import LongformComposer, shift_tokens
 from .metrics import FEATURES, compare_sets
 from .representation import steps_per_bar
 from .structure import structure_stats
-from .two_sample import feature_matrix, real_vs_real, two_sample_auc, wide_feature_matrix
+from .two_sample import (
+    N_FEATURES,
+    N_WIDE_EXTRA,
+    features,
+    real_vs_real,
+    two_sample_auc,
+    wide_extra,
+    wide_feature_matrix,
+)
 
 DEMO = Path(__file__).resolve().parents[1] / "checkpoints" / "mel_16bar.pt"
 
@@ -82,6 +90,20 @@ def real_windows(chunked: dict[str, TuneChunks], names: list[str], n: int, limit
     return out
 
 
+def window_features(real: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sample features of real windows (`two_sample.features`, and the wide set's), computed
+    once per window and kept in it: every generated set is scored against the same windows."""
+    for r in real:
+        if "features" not in r:
+            r["features"] = features(r["tokens"], r["steps"])
+            r["wide_features"] = np.concatenate(
+                [r["features"], wide_extra(r["tokens"], r["steps"], steps_per_bar(*r["meter"]))]
+            )
+    if not real:
+        return np.zeros((0, N_FEATURES)), np.zeros((0, N_FEATURES + N_WIDE_EXTRA))
+    return np.stack([r["features"] for r in real]), np.stack([r["wide_features"] for r in real])
+
+
 def _span_key(windows: np.ndarray, steps: int) -> bytes:
     return hashlib.blake2b(normalized(np.concatenate([w[:steps] for w in windows])), digest_size=12).digest()
 
@@ -114,13 +136,10 @@ def score_set(
     out["overlap"] = {k: v for k, v in oa.items() if k.startswith("oa_")}
     out["overlap"]["min"] = min(oa[f"oa_{f}"] for f in FEATURES)
     groups = np.array([r["name"] for r in real])
-    xr = feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real])
-    xf = feature_matrix(tokens, steps)
-    out["two_sample"] = two_sample_auc(xr, xf, groups, fake_groups, bootstrap=bootstrap)
-    real_bars = [steps_per_bar(*r["meter"]) for r in real]
-    xr = wide_feature_matrix([r["tokens"] for r in real], [r["steps"] for r in real], real_bars)
-    xf = wide_feature_matrix(tokens, steps, bars)
-    out["two_sample_wide"] = two_sample_auc(xr, xf, groups, fake_groups, bootstrap=bootstrap)
+    xr, xr_wide = window_features(real)
+    xf = wide_feature_matrix(tokens, steps, bars)  # its first N_FEATURES columns are `features`'
+    out["two_sample"] = two_sample_auc(xr, xf[:, :N_FEATURES], groups, fake_groups, bootstrap=bootstrap)
+    out["two_sample_wide"] = two_sample_auc(xr_wide, xf, groups, fake_groups, bootstrap=bootstrap)
     return out
 
 
@@ -281,16 +300,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for n in (8, 16):
         real = real_windows(chunked, split["test"], n, args.samples, seed=2)
         steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
-        xr = feature_matrix([r["tokens"] for r in real], steps)
+        xr, xr_wide = window_features(real)
+        names = np.array([r["name"] for r in real])
         entry: dict[str, Any] = {
             "n_chunks": n,
             "real": {
                 "structure": structure_stats([r["tokens"] for r in real], steps, bars),
                 "copies_training_window": copies_training([r["windows"] for r in real], steps, train_keys),
-                "real_vs_real_auc": real_vs_real(xr, np.array([r["name"] for r in real])),
-                "real_vs_real_auc_wide": real_vs_real(
-                    wide_feature_matrix([r["tokens"] for r in real], steps, bars), np.array([r["name"] for r in real])
-                ),
+                "real_vs_real_auc": real_vs_real(xr, names),
+                "real_vs_real_auc_wide": real_vs_real(xr_wide, names),
             },
         }
         # the served temperature and 1.0, and (the ablation) the served one with repeats left to the pointer

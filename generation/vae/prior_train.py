@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from .checkpoint import save_prior
 from .chunks import tune_register
-from .prior import METERS, LatentPrior, PriorConfig, meter_index
+from .prior import METERS, LatentPrior, PriorConfig, first_repeats, meter_index
 
 
 @dataclass
@@ -172,13 +172,13 @@ def evaluate_nll(prior: LatentPrior, data: LatentSet, batch_size: int = 256) -> 
     return {"nll_per_chunk": -tot / max(1, n), "copy_nll": -copy_tot / max(1, n_copy), "copy_share": n_copy / max(1, n)}
 
 
-def warm_start(init: Path, overrides: dict | None = None) -> LatentPrior:
+def warm_start(init: Path | LatentPrior, overrides: dict | None = None) -> LatentPrior:
     """A prior with `init`'s architecture and coordinates (its config with `overrides`, e.g. a
-    codebook, dropout or learning rate), every weight whose name and shape match copied from `init`,
-    the rest new."""
+    codebook, dropout or learning rate), every weight whose name and shape match copied from `init`
+    (a prior, or the path of its checkpoint), the rest new."""
     from .checkpoint import load_prior
 
-    old, _ = load_prior(init)
+    old = load_prior(init)[0] if isinstance(init, Path) else init
     new_cfg = PriorConfig.from_dict({**old.cfg.to_dict(), **(overrides or {})})
     prior = LatentPrior(new_cfg)
     own = prior.state_dict()
@@ -293,13 +293,9 @@ def tune_forms(cache: dict, train_names: set[str], max_chunks: int = 32) -> dict
     for i, name in enumerate(cache["names"]):
         if name not in train_names or off[i + 1] == off[i]:
             continue
-        first: dict[bytes, int] = {}
-        form = []
-        for k, w in enumerate(windows[off[i] : min(off[i + 1], off[i] + max_chunks)]):
-            form.append(first.setdefault(w.tobytes(), k))
         meters.append([int(x) for x in cache["meters"][i].tolist()])
         lengths.append(int(off[i + 1] - off[i]))
-        pointers.append([j if j < k else -1 for k, j in enumerate(form)])
+        pointers.append(first_repeats([w.tobytes() for w in windows[off[i] : min(off[i + 1], off[i] + max_chunks)]]))
     return {"forms": {"meters": meters, "lengths": lengths, "pointers": pointers}}
 
 
@@ -328,14 +324,15 @@ def train_prior(
     train = latent_set(cache, set(split["train"]))
     valid = latent_set(cache, set(split["valid"]), originals_only=True)
     wants_codes = bool(cfg.codebook)
+    start = None
     if init is not None:  # the init's kind, unless --set says otherwise
         from .checkpoint import load_prior
 
-        init_cfg = load_prior(init)[0].cfg
-        wants_codes = bool((init_overrides or {}).get("codebook", init_cfg.codebook))
+        start = load_prior(init)[0]
+        wants_codes = bool((init_overrides or {}).get("codebook", start.cfg.codebook))
     rows, counts = distinct_chunks(train) if wants_codes else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if init is not None:
-        prior = warm_start(init, {**(init_overrides or {}), **({"codebook": len(rows)} if wants_codes else {})})
+    if start is not None:
+        prior = warm_start(start, {**(init_overrides or {}), **({"codebook": len(rows)} if wants_codes else {})})
         cfg = prior.cfg
     else:
         cfg = dataclasses.replace(cfg, codebook=len(rows))
