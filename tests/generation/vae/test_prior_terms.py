@@ -14,11 +14,13 @@ from generation.vae.config import MEL_TINY
 from generation.vae.longform import LongformComposer
 from generation.vae.model import MusicVAE
 from generation.vae.prior import (
+    EDGE_BINS,
     FIGURE_BINS,
     SPAN_BINS,
     LatentPrior,
     chunk_context,
     chunk_figures,
+    edge_bins,
     figure_bins,
     outside_scale,
     scale_bins,
@@ -153,7 +155,9 @@ def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
 
 def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     torch.manual_seed(0)
-    plain_cfg = dataclasses.replace(PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False)
+    plain_cfg = dataclasses.replace(
+        PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False, edge_terms=False
+    )
     full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
     full.z_std.fill_(1.0)
     with torch.no_grad():
@@ -173,6 +177,9 @@ def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
         full.context.bias[4] = 0.0
         full.figure.bias[0] = 3.0
+        assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
+        full.figure.bias[0] = 0.0
+        full.edge.bias[EDGE_BINS + 3] = 3.0
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
 
 
@@ -260,6 +267,26 @@ def test_the_figure_terms_likelihood_counts_only_the_chunks_before():
     with torch.no_grad():
         ll = prior.log_likelihood(z, ties, valid, meter, torch.full((2,), 2), torch.ones(2, dtype=torch.bool))["z"]
     assert float(ll[1]) < float(ll[0]) - 20  # the falling chunk shares no figure with the chunk before it
+
+
+def test_edge_bins_are_pitch_classes_and_no_note():
+    assert edge_bins(torch.tensor([60, 69, 71, 0, -1])).tolist() == [0, 9, 11, 0, EDGE_BINS - 1]
+
+
+def test_the_edge_term_scores_a_chunks_first_and_last_note_apart():
+    """Rising codes 0-5 run from 60 + k to 65 + k, falling codes 6-11 from 60 + k % 6 down to 55 + k % 6:
+    a weight on a last pitch class picks the codes that end there, one on a first pitch class those
+    that begin there."""
+    prior = figure_prior()
+    first_chunks = lambda: draw(prior, chunks=2)[:, 0].tolist()  # noqa: E731
+    assert len(set(first_chunks())) > 2  # the control: the first chunks vary
+    with torch.no_grad():
+        prior.edge.bias[EDGE_BINS + 5] = 60.0  # ends on F: only the rising code from C
+    assert first_chunks() == [0] * 16
+    with torch.no_grad():
+        prior.edge.bias.zero_()
+        prior.edge.bias[2] = 60.0  # begins on D: the rising and the falling code from D
+    assert set(first_chunks()) <= {2, 8}
 
 
 def forms_cache() -> dict:
