@@ -13,6 +13,8 @@ meter) and, where bars matter, its bar length in steps.
                           lasts at least a quarter note or is followed by a rest
   degenerate              one note held >= 2 bars, or > 4 bars of silence after the first note, or a
                           span over 3 octaves (36 semitones)
+  ends_on_tonic           the last note is the tonic of the tune's key (`key_degrees`: the major
+                          scale holding the most sounding time) or of its relative minor
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from .attributes import notes_of
 from .dedup import normalized
+from .metrics import DIATONIC
 from .representation import FIRST_NOTE
 
 
@@ -96,6 +99,22 @@ def longest_silence(tokens: np.ndarray) -> int:
     return best
 
 
+def key_degrees(pitches: np.ndarray, durations: np.ndarray) -> np.ndarray:
+    """Each note's degree (semitones above the tonic, 0..11) in the major key whose scale holds the
+    most sounding time (a minor tune: its relative major)."""
+    weight = np.bincount(pitches % 12, weights=durations, minlength=12)
+    root = int(np.argmax([weight[(np.array(DIATONIC) + r) % 12].sum() for r in range(12)]))
+    return (pitches - root) % 12
+
+
+def ends_on_tonic(tokens: np.ndarray) -> bool:
+    notes = notes_of(tokens)
+    if not notes:
+        return False
+    _, du, pi = (np.array(x) for x in zip(*notes))
+    return int(key_degrees(pi, du)[-1]) in (0, 9)
+
+
 def pitch_span(tokens: np.ndarray) -> int:
     t = np.asarray(tokens)
     p = t[t >= FIRST_NOTE]
@@ -136,5 +155,6 @@ def structure_stats(tunes: list[np.ndarray], steps: list[int], bars: list[int]) 
         "silence_4_bars": float(np.mean([d["silence_4_bars"] for d in deg])),
         "span_over_3_octaves": float(np.mean([d["span_over_3_octaves"] for d in deg])),
         "notes_per_tune": float(np.mean([len(notes_of(t)) for t in tunes])),
+        "ends_on_tonic": float(np.mean([ends_on_tonic(t) for t in tunes])),
         **lag_means,
     }

@@ -17,7 +17,14 @@ import numpy as np
 
 from .attributes import notes_of
 from .metrics import scale_consistency
-from .structure import SIMILARITY_LAGS, longest_silence, phrase_end_long, repeat_share, self_similarity
+from .structure import (
+    SIMILARITY_LAGS,
+    key_degrees,
+    longest_silence,
+    phrase_end_long,
+    repeat_share,
+    self_similarity,
+)
 
 _DUR_EDGES = np.array([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 10_000])
 _INT_EDGES = np.array([-100, -8, -5, -3, -1, 0, 1, 3, 5, 8, 100])  # bins of the signed interval
@@ -80,9 +87,6 @@ def feature_matrix(tunes: list[np.ndarray], steps: list[int]) -> np.ndarray:
     return np.stack([features(t, s) for t, s in zip(tunes, steps)]) if tunes else np.zeros((0, N_FEATURES))
 
 
-_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
-
-
 def _distinct_share(seq: np.ndarray, k: int) -> float:
     pats = {tuple(seq[i : i + k]) for i in range(len(seq) - k + 1)}
     return len(pats) / max(1, len(seq) - k + 1)
@@ -101,10 +105,7 @@ def wide_extra(tokens: np.ndarray, steps: int, bar: int) -> np.ndarray:
         return np.zeros(N_WIDE_EXTRA)
     iv = np.diff(pi)
     n_bars = max(1, len(t) // bar)
-    # the key: the major scale holding the most sounding time; degrees relative to its tonic
-    weight = np.bincount(pi % 12, weights=du, minlength=12)
-    root = int(np.argmax([weight[(_MAJOR + r) % 12].sum() for r in range(12)]))
-    degree = (pi - root) % 12
+    degree = key_degrees(pi, du)
     degree_hist = np.bincount(degree, weights=du, minlength=12) / du.sum()
     interval_hist = np.bincount(np.clip(iv, -12, 12) + 12, minlength=25) / len(iv)
     position_hist = np.bincount((on % bar) * 16 // bar, minlength=16) / len(on)

@@ -20,6 +20,8 @@ from generation.vae.prior import (
     LatentPrior,
     chunk_context,
     chunk_figures,
+    closing_chunks,
+    copy_targets,
     edge_bins,
     figure_bins,
     outside_scale,
@@ -287,6 +289,47 @@ def test_the_edge_term_scores_a_chunks_first_and_last_note_apart():
         prior.edge.bias.zero_()
         prior.edge.bias[2] = 60.0  # begins on D: the rising and the falling code from D
     assert set(first_chunks()) <= {2, 8}
+
+
+def test_closing_chunks_are_where_the_last_chunk_of_an_ending_tune_first_was():
+    z = torch.tensor([[1, 2, 1, 2], [1, 2, 3, 1], [1, 2, 3, 4], [1, 2, 1, 0], [1, 1, 2, 1]]).float()[..., None]
+    valid = torch.ones(5, 4, dtype=torch.bool)
+    valid[3, 3] = False  # a tune of 3 chunks: its last repeats its first
+    copies = copy_targets(z, valid)
+    ends = torch.tensor([True, False, True, True, True])
+    closing = [[0, 1, 0, 0], [0] * 4, [0] * 4, [1, 0, 0, 0], [1, 0, 0, 0]]  # the last: at the first of two
+    assert closing_chunks(copies, valid, ends).long().tolist() == closing
+
+
+def test_a_chunk_the_form_repeats_last_is_drawn_to_close_the_tune():
+    """With a strong weight on ending on F, the chunk a tune's form repeats as its last is the one code
+    that ends there (the rising one from C), where the tune ends; elsewhere it varies."""
+    prior = figure_prior()
+    with torch.no_grad():
+        prior.edge_close[5] = 60.0
+
+    def first_chunks(form: list[int], ends: bool) -> set[int]:
+        z, _, _ = prior.fill(
+            torch.zeros(16, 3, PRIOR_CODES.z_dim),
+            torch.zeros(16, 3, dtype=torch.bool),
+            torch.zeros(16, 3, dtype=torch.bool),
+            torch.ones(16, dtype=torch.long),
+            torch.full((16,), ends),
+            1.0,
+            torch.Generator().manual_seed(3),
+            form=torch.tensor([form] * 16),
+        )
+        return set(prior.nearest_code(z[:, 0]).tolist())
+
+    assert first_chunks([-1, -1, 0], ends=True) == {0}
+    assert len(first_chunks([-1, -1, 0], ends=False)) > 1  # a tune that goes on: no closing chunk
+    assert len(first_chunks([-1, -1, -1], ends=True)) > 1  # the last chunk is new: it closes itself
+    # and the likelihood scores the repeated chunk so: C-to-F as the closing chunk is all but certain
+    z = prior.code_latents()[torch.tensor([[0, 7, 0], [1, 7, 1]])]
+    ties, valid, meter = torch.zeros(2, 3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool), torch.ones(2).long()
+    with torch.no_grad():
+        ll = prior.log_likelihood(z, ties, valid, meter, torch.full((2,), 3), torch.ones(2, dtype=torch.bool))["z"]
+    assert float(ll[1]) < float(ll[0]) - 30
 
 
 def forms_cache() -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from generation.vae.dedup import content_groups, split_groups
 from generation.vae.representation import FIRST_NOTE, OFF, extract_melody
-from generation.vae.structure import degenerate, phrase_end_long, repeat_share, self_similarity
+from generation.vae.structure import degenerate, ends_on_tonic, phrase_end_long, repeat_share, self_similarity
 from generation.vae.two_sample import feature_matrix, real_vs_real, two_sample_auc, wide_feature_matrix
 
 from .conftest import write_melody
@@ -108,6 +108,14 @@ def test_degenerate_flags_and_phrase_endings():
     assert phrase_end_long(phrase, 16, 4) == 1.0
     short = _notes_to_tokens([(60, 4)] * 15 + [(62, 1), (64, 1), (65, 1), (67, 1)])[:64]
     assert phrase_end_long(short, 16, 4) == 0.0
+
+
+def test_ends_on_tonic_reads_the_key_from_the_scale_that_sounds_longest():
+    g_major = [(67, 4), (71, 4), (74, 4), (72, 2), (66, 2), (69, 4)]  # F sharp: G major
+    assert ends_on_tonic(_notes_to_tokens(g_major + [(67, 8)]))
+    assert ends_on_tonic(_notes_to_tokens(g_major + [(64, 8)]))  # E: its relative minor's tonic
+    assert not ends_on_tonic(_notes_to_tokens(g_major + [(60, 8)]))  # C is in the scale, not a tonic
+    assert not ends_on_tonic(np.zeros(16, dtype=np.int64))
 
 
 def test_content_split_keeps_transposed_copies_and_variants_together(tmp_path):
