@@ -37,6 +37,7 @@ from generation.vae.prior import (  # noqa: E402
     FIGURE_BINS,
     SPAN_EDGES,
     chunk_context,
+    edge_pitches,
     figure_bins,
     outside_scale,
 )
@@ -57,6 +58,13 @@ def widens(tune: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
     """[N, K]: chunks widen the range of tunes (that have notes) by WIDE semitones or more."""
     wider = (chunks[..., 2] - tune[:, 2:3]).clamp(min=0) + (tune[:, 1:2] - chunks[..., 1]).clamp(min=0)
     return (wider >= WIDE) & (chunks[..., 2] >= 0) & (tune[:, 2:3] >= 0)
+
+
+START_PCS, END_PCS = (0, 4, 7, 9), (0, 9)  # in the key-normalized C: its major triad and A; C or A
+
+
+def pitch_class_in(pitches: torch.Tensor, pcs: tuple[int, ...]) -> torch.Tensor:
+    return (pitches >= 0) & torch.isin(pitches % 12, torch.tensor(pcs))
 
 
 FIGURE_LABELS = ("0", "(0,1/4]", "(1/4,1/2]", "(1/2,3/4]", "(3/4,1)", "1", "no figure")
@@ -85,25 +93,41 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
     valid.codes = chunk_codes(prior, cache, rows)
     codes = chunk_context(prior.code_windows)
     sums = {"outside_scale_head": 0.0, "outside_scale_real": 0.0, "widens_5_head": 0.0, "widens_5_real": 0.0}
+    # where a tune starts and ends: the first chunk's first note on C, E, G or A; an ending tune's
+    # last chunk (drawn, not a repeat) and the chunk its last repeats (`closes`) ending on C or A
+    edges = {f"{k}_{w}": 0.0 for k in ("start", "end", "closing") for w in ("head", "real", "count")}
+    code_first, code_last = prior.code_edges()
     figures_head, figures_real = torch.zeros(FIGURE_BINS), torch.zeros(FIGURE_BINS)
     count = 0
     for i in range(0, len(valid.lengths), 128):
         b = make_batch(valid, list(range(i, min(i + 128, len(valid.lengths)))), prior.cfg.max_chunks, None)
         zn = prior.standardize(b["z"])
         h = prior.hidden(zn, b["ties"], b["meter"], b["length"], b["ends"])
-        tune = prior.tune_so_far(zn, b["windows"], b["valid"], every=True)
+        tune = prior.tune_so_far(zn, b["windows"], b["valid"], every=True, copies=b["copies"], ends=b["ends"])
         chunks = chunk_context(b["windows"])
+        first, last = edge_pitches(b["windows"])
         new = b["valid"] & ~b["copies"].any(-1)
-        new[:, 0] = False
+        final = (b["valid"].long().cumsum(1) == b["valid"].sum(1, keepdim=True)) & b["valid"]
+        kinds = {"start": torch.zeros_like(new), "end": final & b["ends"][:, None], "closing": tune.closes}
+        kinds["start"][:, 0] = True
         for m in b["meter"].unique().tolist():
             bi, pi = torch.nonzero((b["meter"] == m)[:, None] & new, as_tuple=True)
             if not len(bi):
                 continue
+            p = prior.code_logits(h[bi, pi], m, tune[bi, pi]).softmax(-1)
+            sub = prior.meter_codes(m)
+            for kind, at in kinds.items():
+                rows = at[bi, pi]
+                pcs, real = (START_PCS, first) if kind == "start" else (END_PCS, last)
+                code_pitch = (code_first if kind == "start" else code_last)[sub]
+                edges[f"{kind}_head"] += float((p[rows] * pitch_class_in(code_pitch, pcs)[None]).sum())
+                edges[f"{kind}_real"] += float(pitch_class_in(real[bi[rows], pi[rows]], pcs).sum())
+                edges[f"{kind}_count"] += float(rows.sum())
+            later = pi > 0  # the other measurements: every new chunk after the first
+            bi, pi, p = bi[later], pi[later], p[later]
             here = tune[bi, pi]
             ctx = here.context
-            p = prior.code_logits(h[bi, pi], m, here).softmax(-1)
-            sub = codes[prior.meter_codes(m)]
-
+            sub = codes[sub]
             real = chunks[bi, pi][:, None]
             sums["outside_scale_head"] += float((p * breaks(ctx, sub[None], table)).sum())
             sums["outside_scale_real"] += float(breaks(ctx, real, table).sum())
@@ -118,6 +142,12 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
         {k: v / max(1, count) for k, v in sums.items()}
         | {"figures_played_share_head": share(figures_head), "figures_played_share_real": share(figures_real)}
         | {"new_chunks": count}
+        | {
+            f"{kind}_on_tonic_{w}": edges[f"{kind}_{w}"] / max(1.0, edges[f"{kind}_count"])
+            for kind in ("start", "end", "closing")
+            for w in ("head", "real")
+        }
+        | {f"{kind}_chunks": int(edges[f"{kind}_count"]) for kind in ("start", "end", "closing")}
     )
 
 

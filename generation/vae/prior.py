@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -900,12 +900,19 @@ class LatentPrior(nn.Module):
         self.z_std.copy_((zc @ self.z_basis).std(0).clamp(min=1e-3))
 
     def tune_so_far(
-        self, zn: torch.Tensor, windows: torch.Tensor, valid: torch.Tensor, every: bool = False
+        self,
+        zn: torch.Tensor,
+        windows: torch.Tensor,
+        valid: torch.Tensor,
+        every: bool = False,
+        copies: torch.Tensor | None = None,
+        ends: torch.Tensor | None = None,
     ) -> TuneSoFar:
         """[B, n]: before each position of tunes of chunks with coordinates zn [B, n, Z] and steps
         `windows` [B, n, steps] (`valid` [B, n]), what the tune was (teacher forcing: from its own
         chunks), for the terms this prior has (`every`: also the pitch, context and figure parts of
-        those it has not, for measuring them; code_logits leaves those out)."""
+        those it has not, for measuring them; code_logits leaves those out); with the tunes' repeats
+        `copies` [B, n, n] and `ends` [B], also which chunk closes each (`closing_chunks`)."""
         last = context = recent = played = None
         if self.cfg.boundary_bins or every:
             pitch = edge_pitches(windows)[1]
@@ -917,7 +924,10 @@ class LatentPrior(nn.Module):
         if self.cfg.figure_terms or every:
             hot = self.figure_hot(windows) * valid[..., None]
             played = (hot.cumsum(1) - hot).clamp(max=1)  # the figures of chunks 0..i-1
-        return TuneSoFar(last, context, recent, played)
+        closes = None
+        if (self.cfg.edge_terms or every) and copies is not None and ends is not None:
+            closes = closing_chunks(copies, valid, ends)
+        return TuneSoFar(last, context, recent, played, closes)
 
     # ---- likelihood ----------------------------------------------------------------------------
     def log_likelihood(
@@ -949,9 +959,7 @@ class LatentPrior(nn.Module):
         if self.cfg.codebook:
             codes = self.nearest_code(z) if codes is None else codes.clamp(min=0)
             steps = self.code_windows[codes] if windows is None else windows.to(z.device)
-            tune = self.tune_so_far(zn, steps, valid)
-            if self.cfg.edge_terms:
-                tune = replace(tune, closes=closing_chunks(copies, valid, ends))
+            tune = self.tune_so_far(zn, steps, valid, copies=copies, ends=ends)
             lp_chunk = self.code_log_prob(h, codes, meter, valid & ~is_copy, tune)
         else:
             out.update(self.heads(h))

@@ -6,7 +6,8 @@
 1. The served temperature, copy bias and nucleus are chosen on the VALIDATION split: the lowest
    two-sample AUC (the mean of the 46-feature and the wide test's), averaged over --selection-seeds
    draws at 8 and at 16 chunks, among --temperatures x
-   --copy-biases x --top-ps whose repeat share at 8 chunks lies in 0.2-0.4; then everything below runs
+   --copy-biases x --top-ps whose repeat share at 8 chunks lies in 0.2-0.4 and whose lowest overlap
+   area is at least 0.90 (where any such setting is); then everything below runs
    on the TEST split at that setting and at temperature 1.0. (One draw's AUC moves by up to 0.05:
    one draw at 8 chunks chose temperature 0.8 in session 5, and three draws could not tell 0.9 from
    1.0; the served 0.9 won on six.)
@@ -241,6 +242,17 @@ def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], 
     plt.close(fig)
 
 
+def served_setting(sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    """The validation sweep's row to serve: the lowest AUC among the settings whose repeat share is in
+    the band real tunes show (0.2-0.4) and whose lowest overlap area is at least 0.90 (the issue's
+    targets), each condition dropped where no setting meets it. The AUCs of neighbouring settings
+    differ by less than their intervals, the repeat share and the overlap do not: in session 9 a
+    nucleus cut of 0.9 lowered the AUC by about a draw's noise and the pitch-class overlap below 0.90."""
+    rows = [r for r in sweep if 0.2 <= r["repeat_share"] <= 0.4] or sweep
+    rows = [r for r in rows if r["oa_min"] >= 0.9] or rows
+    return min(rows, key=lambda r: r["auc"])
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -283,10 +295,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         print("valid", sweep[-1], flush=True)
-    # lowest AUC among the settings whose repeat share is in the band real tunes show (0.2-0.4): the
-    # AUCs of neighbouring settings differ by less than their intervals, the repeat share does not
-    in_band = [r for r in sweep if 0.2 <= r["repeat_share"] <= 0.4] or sweep
-    best = min(in_band, key=lambda r: r["auc"])
+    best = served_setting(sweep)
     served, bias, top_p = best["temperature"], best["copy_bias"], best["top_p"]
     composer.default_top_p = top_p  # every sample below at the chosen nucleus (None: the prior's own)
     report["temperature_selection_valid"] = sweep
