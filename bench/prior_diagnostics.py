@@ -9,7 +9,9 @@ Per prior (NAME=PATH):
     the mass the code head gives to chunks that add a pitch class outside the tune's diatonic scale
     so far, to chunks that widen its range by 5 semitones or more, and to chunks by the share of their
     melodic figures the tune has played (prior.figure_bins; any prior is measured, whether or not it
-    scores figures), beside how often real chunks do;
+    scores figures), beside how often real chunks do; and where tunes start and end: the mass on
+    chunks starting on C, E, G or A (key-normalized) at the first chunk, and on chunks ending on C or A
+    at an ending tune's last chunk (drawn new) and at the chunk its last repeats (prior.closing_chunks);
   - samples (`samples`): --draws draws of one tune per validation window of 8 chunks (meter and
     "ends" as the window's), at --temperature / copy bias / top-p, with drawn forms and with the
     pointer's: the mean two-sample AUC and its standard error, the share of wholly diatonic tunes,

@@ -151,7 +151,6 @@ def closing_chunks(copies: torch.Tensor, valid: torch.Tensor, ends: torch.Tensor
     """[B, n] bool: the chunk a tune that ends (`ends` [B]) repeats as its last valid chunk, at its
     first occurrence (`copies` [B, n, n]: chunk i repeats chunk j; `valid` [B, n]); none where the last
     chunk is new."""
-    B, n = valid.shape
     last = (valid.long().cumsum(1) == valid.sum(1, keepdim=True)) & valid  # the last valid chunk
     repeated = (copies & last[:, :, None]).any(1)  # [B, n]: chunks the last one repeats
     first = repeated & ~copies.any(-1)  # the first occurrence is no copy itself
@@ -708,7 +707,9 @@ class LatentPrior(nn.Module):
         after the tune's context (`scale_bins`, `span_bins`), minus (similar_lags) w_l(h) |coords_k -
         recent_l|^2 / Z for the coordinates of the chunks 1..lags back (all zeros: none; a chunk's
         standardized coordinates are never all zero), plus (figure_terms) f(h)[bin of the share of
-        code k's figures the tune has played (`figure_bins`)]."""
+        code k's figures the tune has played (`figure_bins`)], plus (edge_terms) e(h)[pitch class of
+        code k's first note] + e(h)[of its last], and edge_close[of its last] for the rows whose form
+        repeats this chunk as the tune's ending (`tune.closes`)."""
         prev_last, context, recent, figures = (
             (None, None, None, None)
             if tune is None
