@@ -23,7 +23,7 @@ import numpy as np
 
 from .attributes import notes_of
 from .dedup import normalized
-from .metrics import DIATONIC
+from .metrics import DIATONIC, scale_consistency
 from .representation import FIRST_NOTE
 
 
@@ -133,8 +133,6 @@ def degenerate(tokens: np.ndarray, bar: int) -> dict[str, bool]:
 
 def structure_stats(tunes: list[np.ndarray], steps: list[int], bars: list[int]) -> dict[str, float | None]:
     """Means over a set of tunes (each with its chunk and bar lengths)."""
-    from .metrics import scale_consistency
-
     deg = [degenerate(t, b) for t, b in zip(tunes, bars)]
     p4 = [phrase_end_long(t, b, 4) for t, b in zip(tunes, bars)]
     p8 = [phrase_end_long(t, b, 8) for t, b in zip(tunes, bars)]
