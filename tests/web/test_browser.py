@@ -109,6 +109,20 @@ def feed_collections(page, base: str, n: int = 5) -> list[str]:
 
 
 @pytest.mark.worker
+def wait_for_job_page(page, worker, timeout_ms: int = 120_000) -> None:
+    """Wait for the job page to show its job done; on a timeout, say what the job and the worker were
+    doing (a run of the whole suite on SQLite once timed out here, with nothing to tell why)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from generation.models import GenerationJob
+
+    try:
+        page.locator('#job[data-status="done"]').wait_for(timeout=timeout_ms)
+    except PlaywrightTimeout:
+        jobs = list(GenerationJob.objects.order_by("-pk").values("pk", "kind", "status", "error")[:3])
+        raise AssertionError(f"job page not done; latest jobs {jobs}; worker log:\n{worker.log()[-3000:]}") from None
+
+
 def test_a_listener_rates_generates_listens_and_sees_their_taste(
     live_server, browser, shoot, start_worker, model_version, embedded, settings
 ):
@@ -163,7 +177,7 @@ def test_a_listener_rates_generates_listens_and_sees_their_taste(
     page.get_by_role("button", name="More like this").click()
     page.wait_for_url("**/make/jobs/*/")
     page.evaluate("window.__still_here = true")
-    page.locator('#job[data-status="done"]').wait_for(timeout=120_000)
+    wait_for_job_page(page, worker)
     assert page.evaluate("window.__still_here === true")  # htmx polling, not a reload
     generated = page.locator("#job article.card")
     assert generated.count() == 3
