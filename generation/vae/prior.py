@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -120,15 +120,9 @@ PRIOR_TINY = PriorConfig(
     name="prior_tiny", z_dim=16, d_model=32, n_layers=1, n_heads=2, ff_dim=64, mixtures=2, pca_dim=8
 )
 # the served kind (a codebook head with every term), as small: for tests and smoke runs
-PRIOR_TINY_CODES = PriorConfig(
+PRIOR_TINY_CODES = replace(
+    PRIOR_TINY,
     name="prior_tiny_codes",
-    z_dim=16,
-    d_model=32,
-    n_layers=1,
-    n_heads=2,
-    ff_dim=64,
-    mixtures=2,
-    pca_dim=8,
     codebook=12,
     code_embed_dim=4,
     meter_softmax=True,
@@ -710,16 +704,8 @@ class LatentPrior(nn.Module):
         code k's figures the tune has played (`figure_bins`)], plus (edge_terms) e(h)[pitch class of
         code k's first note] + e(h)[of its last], and edge_close[of its last] for the rows whose form
         repeats this chunk as the tune's ending (`tune.closes`)."""
-        prev_last, context, recent, figures = (
-            (None, None, None, None)
-            if tune is None
-            else (
-                tune.last,
-                tune.context,
-                tune.recent,
-                tune.figures,
-            )
-        )
+        tune = TuneSoFar() if tune is None else tune
+        prev_last, context, recent, figures = tune.last, tune.context, tune.recent, tune.figures
         table, bias, first_col, edge_cols = self._code_table(meter)
         query = self.code_query(h)
         pull = None
@@ -761,7 +747,7 @@ class LatentPrior(nn.Module):
         if self.cfg.edge_terms:
             w = self.edge(h)
             logits = logits + w.index_select(-1, edge_cols[:, 0]) + w.index_select(-1, edge_cols[:, 1])
-            if tune is not None and tune.closes is not None:
+            if tune.closes is not None:
                 closing = self.edge_close.index_select(0, edge_cols[:, 1] - EDGE_BINS)
                 logits = logits + tune.closes[:, None].to(logits.dtype) * closing[None]
         return logits
