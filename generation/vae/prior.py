@@ -49,7 +49,7 @@ from torch import nn
 
 from .chunks import WINDOW
 from .metrics import DIATONIC
-from .representation import FIRST_NOTE, MIN_PITCH
+from .representation import FIRST_NOTE, MIN_PITCH, OFF
 
 # The corpus's meters, most frequent first; anything else shares the last index.
 METERS: tuple[tuple[int, int], ...] = ((2, 4), (4, 4), (6, 8), (3, 4), (2, 2), (3, 8), (4, 2), (9, 8), (6, 4), (3, 2))
@@ -106,6 +106,10 @@ class PriorConfig:
     # where a tune starts and ends on its tonic, which the codes' coordinates do not say; and, for a
     # chunk the tune's form repeats as its last (`TuneSoFar.closes`), its last note's once more
     edge_terms: bool = False
+    # codebook priors: a new chunk's logit also scores its rhythm, a learned linear function of the
+    # state over which of its steps start a note and which start a rest (`chunk_rhythm`): how busy and
+    # how dotted a tune is, shared by the many codes of one rhythm
+    rhythm_terms: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +135,7 @@ PRIOR_TINY_CODES = replace(
     similar_lags=2,
     figure_terms=True,
     edge_terms=True,
+    rhythm_terms=True,
 )
 
 
@@ -233,6 +238,13 @@ def edge_pitches(windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 EDGE_BINS = 13  # a note's pitch class, and "no note"
+RHYTHM_DIMS = 2 * WINDOW  # per step of a chunk: a note starts there; a rest starts there
+
+
+def chunk_rhythm(windows: torch.Tensor) -> torch.Tensor:
+    """[..., RHYTHM_DIMS] float: which steps of windows [..., WINDOW] start a note, then which start a
+    rest (a window's steps past its meter's chunk are never either)."""
+    return torch.cat([windows >= FIRST_NOTE, windows == OFF], -1).float()
 
 
 def edge_bins(pitch: torch.Tensor) -> torch.Tensor:
@@ -475,6 +487,14 @@ class LatentPrior(nn.Module):
                 # not know it would close the tune: such endings were on C or A 0.42-0.47 of the time
                 # where drawn last ones were 0.56 and real ones 0.80
                 self.edge_close = nn.Parameter(torch.zeros(EDGE_BINS))
+            if cfg.rhythm_terms:
+                # teacher-forced on validation tunes the head gave 0.146 of its mass at a new 4/4 chunk
+                # to chunks with a dotted eighth (real: 0.222) and 0.206 in 2/4 (0.286), and drew 9.4
+                # notes a 4/4 chunk (10.3): a dotted or a busy chunk is one of many rare codes, each
+                # with little of the head's mass, while a tune keeps its rhythm. Zero at the start.
+                self.rhythm = nn.Linear(d, RHYTHM_DIMS)
+                nn.init.zeros_(self.rhythm.weight)
+                nn.init.zeros_(self.rhythm.bias)
             # what is derived from the codebook (its latents, pitches, per-meter sets and rows), by key:
             # (the versions of the tensors it was derived from, the value); see _derived
             self._derived_cache: dict[object, tuple[object, Any]] = {}
@@ -703,7 +723,8 @@ class LatentPrior(nn.Module):
         standardized coordinates are never all zero), plus (figure_terms) f(h)[bin of the share of
         code k's figures the tune has played (`figure_bins`)], plus (edge_terms) e(h)[pitch class of
         code k's first note] + e(h)[of its last], and edge_close[of its last] for the rows whose form
-        repeats this chunk as the tune's ending (`tune.closes`)."""
+        repeats this chunk as the tune's ending (`tune.closes`), plus (rhythm_terms) m(h) . rhythm_k,
+        code k's `chunk_rhythm`."""
         tune = TuneSoFar() if tune is None else tune
         prev_last, context, recent, figures = tune.last, tune.context, tune.recent, tune.figures
         table, bias, first_col, edge_cols = self._code_table(meter)
@@ -716,8 +737,9 @@ class LatentPrior(nn.Module):
             w = self.similar(h)[:, : recent.shape[1]] * (recent != 0).any(-1) / recent.shape[-1]
             query = query + 2 * (w[..., None] * recent).sum(1)
             pull = w.sum(1)
-        # one product with the codes' [coordinates | embedding] rows: two took 2.7 times as long
-        logits = torch.addmm(bias, torch.cat([query, self.code_embed_query(h)], -1), table.T)
+        # one product with the codes' [coordinates | embedding | rhythm] rows: two took 2.7 times as long
+        parts = [query, self.code_embed_query(h)] + ([self.rhythm(h)] if self.cfg.rhythm_terms else [])
+        logits = torch.addmm(bias, torch.cat(parts, -1), table.T)
         if pull is not None:
             logits = logits - pull[:, None] * table[:, : query.shape[1]].pow(2).sum(-1)[None]
         if self.cfg.boundary_bins and prev_last is not None:
@@ -836,10 +858,10 @@ class LatentPrior(nn.Module):
         return self._derived(("contexts", meter), (self.code_windows, self.code_meters), build)
 
     def _code_table(self, meter: int | None) -> tuple[torch.Tensor, ...]:
-        """([coordinates | embedding], bias, first-pitch column, edge columns [K, 2]: the first and the
-        last note's pitch-class bin, EDGE_BINS apart) of all codes or a meter's. While
-        sampling (no gradients) a meter's rows are gathered once and kept until any of them changes:
-        gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
+        """([coordinates | embedding | rhythm (rhythm_terms)], bias, first-pitch column, edge columns
+        [K, 2]: the first and the last note's pitch-class bin, EDGE_BINS apart) of all codes or a
+        meter's. While sampling (no gradients) a meter's rows are gathered once and kept until any of
+        them changes: gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
         params = (self.code_coords, self.code_embed.weight, self.code_bias)
 
         def table(codes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
@@ -847,9 +869,9 @@ class LatentPrior(nn.Module):
             first_col = (first + 1).clamp(0, 128)  # columns of MIDI pitches -1 ("no note")..127
             edge_cols = torch.stack([edge_bins(first), EDGE_BINS + edge_bins(last)], -1)
             rows = lambda t: t if codes is None else t[codes]  # noqa: E731
-            return torch.cat([rows(self.code_coords), rows(self.code_embed.weight)], -1), *map(
-                rows, (self.code_bias, first_col, edge_cols)
-            )
+            parts = [self.code_coords, self.code_embed.weight]
+            parts += [self.code_rhythms()] if self.cfg.rhythm_terms else []
+            return torch.cat([rows(t) for t in parts], -1), *map(rows, (self.code_bias, first_col, edge_cols))
 
         if meter is None:
             return table()
@@ -857,6 +879,10 @@ class LatentPrior(nn.Module):
         if torch.is_grad_enabled():
             return table(codes)
         return self._derived(("rows", meter), (*params, self.code_windows, self.code_meters), lambda: table(codes))
+
+    def code_rhythms(self) -> torch.Tensor:
+        """[codebook, RHYTHM_DIMS] every code's chunk_rhythm (cached until the codes' steps change)."""
+        return self._derived("rhythms", (self.code_windows,), lambda: chunk_rhythm(self.code_windows.long()))
 
     def code_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(first, last) pitch of every code's chunk, from its steps (cached until they change)."""

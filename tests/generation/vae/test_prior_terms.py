@@ -20,6 +20,7 @@ from generation.vae.prior import (
     LatentPrior,
     chunk_context,
     chunk_figures,
+    chunk_rhythm,
     closing_chunks,
     copy_targets,
     edge_bins,
@@ -158,13 +159,17 @@ def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
 def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     torch.manual_seed(0)
     plain_cfg = dataclasses.replace(
-        PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False, edge_terms=False
+        PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False, edge_terms=False, rhythm_terms=False
     )
     full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
     full.z_std.fill_(1.0)
     with torch.no_grad():
         full.code_coords.copy_(torch.randn(12, PRIOR_CODES.pca_dim))
-        full.code_windows.copy_(torch.randint(0, 40, (12, 32), dtype=torch.int8))
+        # a few notes each, at random steps: codes differ in their scale, range and rhythm
+        full.code_windows.zero_()
+        for k in range(12):
+            steps = torch.randperm(32)[: 2 + k % 4]
+            full.code_windows[k, steps] = (FIRST_NOTE + torch.randint(50, 75, (len(steps),)) - MIN_PITCH).to(torch.int8)
     plain.load_state_dict(full.state_dict(), strict=False)
     full.eval(), plain.eval()
     drawn = [draw(p, chunks=5) for p in (full, plain)]
@@ -175,13 +180,16 @@ def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     with torch.no_grad():
         a, b = (p.log_likelihood(z, *args, *cond)["z"] for p in (full, plain))
         torch.testing.assert_close(a, b)
-        full.context.bias[4] = 3.0
+        full.context.bias.copy_(torch.linspace(-3, 3, len(full.context.bias)))  # every bin its own weight
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
-        full.context.bias[4] = 0.0
+        full.context.bias.zero_()
         full.figure.bias[0] = 3.0
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
         full.figure.bias[0] = 0.0
-        full.edge.bias[EDGE_BINS + 3] = 3.0
+        full.edge.bias[EDGE_BINS:] = torch.linspace(-3, 3, EDGE_BINS)  # by the last note's pitch class
+        assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
+        full.edge.bias.zero_()
+        full.rhythm.bias[:32] = torch.linspace(-3, 3, 32)
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
 
 
@@ -289,6 +297,36 @@ def test_the_edge_term_scores_a_chunks_first_and_last_note_apart():
         prior.edge.bias.zero_()
         prior.edge.bias[2] = 60.0  # begins on D: the rising and the falling code from D
     assert set(first_chunks()) <= {2, 8}
+
+
+def test_chunk_rhythm_marks_the_steps_where_notes_and_rests_start():
+    w = torch.zeros(1, 32, dtype=torch.long)
+    w[0, [0, 3, 4]] = FIRST_NOTE + 39  # a dotted eighth, a sixteenth, a note held on
+    w[0, 10] = OFF
+    rhythm = chunk_rhythm(w)[0]
+    assert rhythm.shape == (64,)
+    assert torch.nonzero(rhythm[:32])[:, 0].tolist() == [0, 3, 4]
+    assert torch.nonzero(rhythm[32:])[:, 0].tolist() == [10]
+
+
+def test_the_rhythm_term_draws_chunks_by_where_their_notes_and_rests_start():
+    """Code k one C starting at step k and a rest at step 12 + k: a weight on a step's note onset, or on
+    a step's rest, draws the one code that has it."""
+    prior = one_note_prior(1)
+    with torch.no_grad():
+        prior.code_windows.zero_()
+        for k in range(12):
+            prior.code_windows[k, k] = FIRST_NOTE + 60 - MIN_PITCH
+            prior.code_windows[k, 12 + k] = OFF
+    first_chunks = lambda: draw(prior, chunks=2)[:, 0].tolist()  # noqa: E731
+    assert len(set(first_chunks())) > 2  # the control: the first chunks vary
+    with torch.no_grad():
+        prior.rhythm.bias[5] = 60.0  # a note starts at step 5
+    assert first_chunks() == [5] * 16
+    with torch.no_grad():
+        prior.rhythm.bias.zero_()
+        prior.rhythm.bias[32 + 12 + 7] = 60.0  # a rest starts at step 19
+    assert first_chunks() == [7] * 16
 
 
 def test_closing_chunks_are_where_the_last_chunk_of_an_ending_tune_first_was():
