@@ -12,6 +12,8 @@ Per prior (NAME=PATH):
     scores figures), beside how often real chunks do; and where tunes start and end: the mass on
     chunks starting on C, E, G or A (key-normalized) at the first chunk, and on chunks ending on C or A
     at an ending tune's last chunk (drawn new) and at the chunk its last repeats (prior.closing_chunks);
+    and per meter the service offers, the notes a new chunk has and the mass on chunks with a dotted
+    eighth (a note of 3 sixteenths), head against real (`rhythm`);
   - samples (`samples`): --draws draws of one tune per validation window of 8 chunks (meter and
     "ends" as the window's), at --temperature / copy bias / top-p, with drawn forms and with the
     pointer's: the mean two-sample AUC and its standard error, the share of wholly diatonic tunes,
@@ -34,9 +36,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from generation.vae.attributes import notes_of  # noqa: E402
 from generation.vae.longform import LongformComposer  # noqa: E402
+from generation.vae.longform_jobs import METERS as SERVED_METERS  # noqa: E402
 from generation.vae.prior import (  # noqa: E402
     FIGURE_BINS,
+    METERS,
     SPAN_EDGES,
     chunk_context,
     edge_pitches,
@@ -86,6 +91,12 @@ def figure_mass(prior, played: torch.Tensor, meter: int, p: torch.Tensor, real: 
     return head, torch.bincount(real_bins, minlength=FIGURE_BINS).float()
 
 
+def rhythm_stats(windows: torch.Tensor) -> torch.Tensor:
+    """[N, 2] float: each window's [N, steps] notes, and whether one of them lasts 3 sixteenths."""
+    notes = [notes_of(w) for w in windows.long().numpy()]
+    return torch.tensor([[len(n), float(any(d == 3 for _, d, _ in n))] for n in notes])
+
+
 @torch.no_grad()
 def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
     table = outside_scale()
@@ -100,6 +111,9 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
     edges = {f"{k}_{w}": 0.0 for k in ("start", "end", "closing") for w in ("head", "real", "count")}
     code_first, code_last = prior.code_edges()
     figures_head, figures_real = torch.zeros(FIGURE_BINS), torch.zeros(FIGURE_BINS)
+    served = {METERS.index(m): f"{m[0]}/{m[1]}" for m in SERVED_METERS}
+    code_rhythm = rhythm_stats(prior.code_windows)
+    rhythm = {name: torch.zeros(5) for name in served.values()}  # head notes, dotted; real notes, dotted; count
     count = 0
     for i in range(0, len(valid.lengths), 128):
         b = make_batch(valid, list(range(i, min(i + 128, len(valid.lengths)))), prior.cfg.max_chunks, None)
@@ -118,6 +132,11 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
                 continue
             p = prior.code_logits(h[bi, pi], m, tune[bi, pi]).softmax(-1)
             sub = prior.meter_codes(m)
+            if m in served:
+                real_rhythm = rhythm_stats(b["windows"][bi, pi])
+                rhythm[served[m]] += torch.cat(
+                    [(p @ code_rhythm[sub]).sum(0), real_rhythm.sum(0), torch.ones(1) * len(bi)]
+                )
             for kind, at in kinds.items():
                 rows = at[bi, pi]
                 pcs, real = (START_PCS, first) if kind == "start" else (END_PCS, last)
@@ -150,6 +169,18 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
             for w in ("head", "real")
         }
         | {f"{kind}_chunks": int(edges[f"{kind}_count"]) for kind in ("start", "end", "closing")}
+        | {
+            "rhythm": {
+                name: dict(
+                    zip(
+                        ("notes_head", "dotted_head", "notes_real", "dotted_real"),
+                        (round(x, 3) for x in (t[:4] / t[4].clamp(min=1)).tolist()),
+                    )
+                )
+                | {"new_chunks": int(t[4])}
+                for name, t in rhythm.items()
+            }
+        }
     )
 
 

@@ -243,7 +243,7 @@ RHYTHM_DIMS = 2 * WINDOW  # per step of a chunk: a note starts there; a rest sta
 
 def chunk_rhythm(windows: torch.Tensor) -> torch.Tensor:
     """[..., RHYTHM_DIMS] float: which steps of windows [..., WINDOW] start a note, then which start a
-    rest (a window's steps past its meter's chunk are never either)."""
+    rest (past a 24-step chunk only its padding's OFF can, where its last note sounds to the end)."""
     return torch.cat([windows >= FIRST_NOTE, windows == OFF], -1).float()
 
 

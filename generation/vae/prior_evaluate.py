@@ -21,6 +21,10 @@
 3. At 8 chunks of 32 steps (2/4, 4/4, 2/2 tunes: 256 steps, what the 16-bar models make), the same
    against the demo 16-bar VAE (mel_16bar.pt, at its served temperature 0.5) and the n-gram and
    LSTM-LM baselines (baselines.py, trained here on the content split's training tunes).
+3b. Per meter the service offers (2/4, 3/4, 4/4, 6/8), 16 bars (4 chunks of 2/4) at the served setting, against every
+   test window of that meter: one sample per window as in 2 (`matched`), and as the service draws
+   them, every one a whole tune that ends (`whole_tunes`). The pooled test of 2 mixes meters, which
+   the classifier must tell apart first; a listener hears one meter at a time.
 4. Whole-tune reconstruction through the chunk path (encode every chunk, decode greedily, join).
 Writes the JSON report and a PNG of piano rolls (real | generated) beside it.
 """
@@ -39,10 +43,11 @@ import torch
 
 from .baselines import LSTMLanguageModel, NGramModel
 from .checkpoint import set_prior_metrics
-from .chunks import TuneChunks, join_chunks, melody_chunks, melody_tokens
+from .chunks import TuneChunks, bars_per_chunk, join_chunks, melody_chunks, melody_tokens
 from .data import DEFAULT_CACHE_DIR, load_melodies
 from .dedup import content_split, normalized
 from .longform import LongformComposer, shift_tokens
+from .longform_jobs import METERS as SERVED_METERS
 from .metrics import FEATURES, compare_sets
 from .representation import steps_per_bar
 from .structure import structure_stats
@@ -242,6 +247,30 @@ def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], 
     plt.close(fig)
 
 
+def per_meter(composer: LongformComposer, real: list[dict], temperature: float, bias: float, seed: int) -> dict:
+    """One meter's real windows against samples drawn like them (`matched`) and as whole tunes that
+    end, as the service draws them (`whole_tunes`): both AUCs with their intervals, the lowest
+    overlap area, the degenerate share."""
+    steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
+    out: dict[str, Any] = {
+        "n_chunks": len(real[0]["windows"]),
+        "n_real": len(real),
+        "n_tunes": len({r["name"] for r in real}),
+        "real_repeat_share": structure_stats([r["tokens"] for r in real], steps, bars)["repeat_share"],
+    }
+    for mode, like in (("matched", real), ("whole_tunes", [dict(r, ends=True) for r in real])):
+        toks, wins, _ = sample_like(composer, like, len(real[0]["windows"]), temperature, seed, bias)
+        s = score_set(toks, steps, bars, None, real, set())
+        out[mode] = {
+            "auc": s["two_sample"],
+            "auc_wide": s["two_sample_wide"],
+            "oa_min": s["overlap"]["min"],
+            "degenerate": s["structure"]["degenerate"],
+            "repeat_share": s["structure"]["repeat_share"],
+        }
+    return out
+
+
 def served_setting(sweep: list[dict[str, Any]]) -> dict[str, Any]:
     """The validation sweep's row to serve: the lowest AUC among the settings whose repeat share is in
     the band real tunes show (0.2-0.4) and whose lowest overlap area is at least 0.90 (the issue's
@@ -376,6 +405,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             comp[k]["structure"]["repeat_share"],
             flush=True,
         )
+
+    # 3b. per served meter, 16 bars (4 chunks of 2/4, 8 of the others)
+    report["per_meter_16bar"] = {}
+    for m in SERVED_METERS:
+        n = int(16 // bars_per_chunk(m))
+        real = [r for r in real_windows(chunked, split["test"], n, 10**9, seed=2) if tuple(r["meter"]) == m]
+        report["per_meter_16bar"][f"{m[0]}/{m[1]}"] = per_meter(composer, real, served, bias, args.seed)
+    for name, entry in report["per_meter_16bar"].items():
+        print("meter", name, json.dumps(entry), flush=True)
 
     # 4. reconstruction through the chunk path
     composer.bf16_decode = False  # reconstruction accuracy in fp32, as the VAE's own figures
