@@ -256,8 +256,9 @@ def per_meter(composer: LongformComposer, real: list[dict], temperature: float, 
         "n_chunks": len(real[0]["windows"]),
         "n_real": len(real),
         "n_tunes": len({r["name"] for r in real}),
-        "real_repeat_share": structure_stats([r["tokens"] for r in real], steps, bars)["repeat_share"],
     }
+    reference = structure_stats([r["tokens"] for r in real], steps, bars)
+    out |= {"real_repeat_share": reference["repeat_share"], "real_degenerate": reference["degenerate"]}
     for mode, like in (("matched", real), ("whole_tunes", [dict(r, ends=True) for r in real])):
         toks, wins, _ = sample_like(composer, like, len(real[0]["windows"]), temperature, seed, bias)
         s = score_set(toks, steps, bars, None, real, set())
