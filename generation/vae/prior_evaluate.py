@@ -21,9 +21,9 @@
 3. At 8 chunks of 32 steps (2/4, 4/4, 2/2 tunes: 256 steps, what the 16-bar models make), the same
    against the demo 16-bar VAE (mel_16bar.pt, at its served temperature 0.5) and the n-gram and
    LSTM-LM baselines (baselines.py, trained here on the content split's training tunes).
-3b. Per meter the service offers (2/4, 3/4, 4/4, 6/8), 16 bars (4 chunks of 2/4) at the served setting, against every
-   test window of that meter: one sample per window as in 2 (`matched`), and as the service draws
-   them, every one a whole tune that ends (`whole_tunes`). The pooled test of 2 mixes meters, which
+3b. Per meter the service offers (2/4, 3/4, 4/4, 6/8), 16 bars (4 chunks of 2/4) at the served
+   setting, against every test window of that meter: one sample per window as in 2 (`matched`),
+   and as the service draws them, every one a whole tune that ends (`whole_tunes`). The pooled test of 2 mixes meters, which
    the classifier must tell apart first; a listener hears one meter at a time.
 4. Whole-tune reconstruction through the chunk path (encode every chunk, decode greedily, join).
 Writes the JSON report and a PNG of piano rolls (real | generated) beside it.
@@ -250,17 +250,16 @@ def plot_rolls(real: list[dict], fake: list[np.ndarray], fake_meta: list[dict], 
 def per_meter(composer: LongformComposer, real: list[dict], temperature: float, bias: float, seed: int) -> dict:
     """One meter's real windows against samples drawn like them (`matched`) and as whole tunes that
     end, as the service draws them (`whole_tunes`): both AUCs with their intervals, the lowest
-    overlap area, the degenerate share."""
+    overlap area, the degenerate share (nothing but the count for a meter without windows)."""
+    if not real:
+        return {"n_real": 0}
+    n = len(real[0]["windows"])
     steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
-    out: dict[str, Any] = {
-        "n_chunks": len(real[0]["windows"]),
-        "n_real": len(real),
-        "n_tunes": len({r["name"] for r in real}),
-    }
+    out: dict[str, Any] = {"n_chunks": n, "n_real": len(real), "n_tunes": len({r["name"] for r in real})}
     reference = structure_stats([r["tokens"] for r in real], steps, bars)
     out |= {"real_repeat_share": reference["repeat_share"], "real_degenerate": reference["degenerate"]}
     for mode, like in (("matched", real), ("whole_tunes", [dict(r, ends=True) for r in real])):
-        toks, wins, _ = sample_like(composer, like, len(real[0]["windows"]), temperature, seed, bias)
+        toks, _, _ = sample_like(composer, like, n, temperature, seed, bias)
         s = score_set(toks, steps, bars, None, real, set())
         out[mode] = {
             "auc": s["two_sample"],
