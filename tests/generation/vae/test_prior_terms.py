@@ -20,6 +20,7 @@ from generation.vae.prior import (
     LatentPrior,
     chunk_context,
     chunk_figures,
+    chunk_pitch_classes,
     chunk_rhythm,
     closing_chunks,
     copy_targets,
@@ -159,7 +160,13 @@ def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
 def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     torch.manual_seed(0)
     plain_cfg = dataclasses.replace(
-        PRIOR_CODES, context_terms=False, similar_lags=0, figure_terms=False, edge_terms=False, rhythm_terms=False
+        PRIOR_CODES,
+        context_terms=False,
+        similar_lags=0,
+        figure_terms=False,
+        edge_terms=False,
+        rhythm_terms=False,
+        pitch_terms=False,
     )
     full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
     full.z_std.fill_(1.0)
@@ -190,6 +197,9 @@ def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
         full.edge.bias.zero_()
         full.rhythm.bias[:32] = torch.linspace(-3, 3, 32)
+        assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
+        full.rhythm.bias.zero_()
+        full.pitch.bias.copy_(torch.linspace(-3, 3, 12))
         assert not torch.allclose(full.log_likelihood(z, *args, *cond)["z"], b)
 
 
@@ -289,7 +299,8 @@ def test_the_edge_term_scores_a_chunks_first_and_last_note_apart():
     that begin there."""
     prior = figure_prior()
     first_chunks = lambda: draw(prior, chunks=2)[:, 0].tolist()  # noqa: E731
-    assert len(set(first_chunks())) > 2  # the control: the first chunks vary
+    before = set(first_chunks())
+    assert before != {0} and not before <= {2, 8}  # the control: without the weights, other codes
     with torch.no_grad():
         prior.edge.bias[EDGE_BINS + 5] = 60.0  # ends on F: only the rising code from C
     assert first_chunks() == [0] * 16
@@ -319,7 +330,8 @@ def test_the_rhythm_term_draws_chunks_by_where_their_notes_and_rests_start():
             prior.code_windows[k, k] = FIRST_NOTE + 60 - MIN_PITCH
             prior.code_windows[k, 12 + k] = OFF
     first_chunks = lambda: draw(prior, chunks=2)[:, 0].tolist()  # noqa: E731
-    assert len(set(first_chunks())) > 2  # the control: the first chunks vary
+    before = set(first_chunks())
+    assert not before <= {5} and not before <= {7}  # the control: without the weights, other codes
     with torch.no_grad():
         prior.rhythm.bias[5] = 60.0  # a note starts at step 5
     assert first_chunks() == [5] * 16
@@ -327,6 +339,28 @@ def test_the_rhythm_term_draws_chunks_by_where_their_notes_and_rests_start():
         prior.rhythm.bias.zero_()
         prior.rhythm.bias[32 + 12 + 7] = 60.0  # a rest starts at step 19
     assert first_chunks() == [7] * 16
+
+
+def test_chunk_pitch_classes_share_the_sounding_steps_among_pitch_classes():
+    w = torch.zeros(3, 32, dtype=torch.long)
+    w[0, 0], w[0, 8], w[0, 12] = FIRST_NOTE + 60 - MIN_PITCH, FIRST_NOTE + 79 - MIN_PITCH, OFF  # C 8 steps, G 4
+    w[1, 4] = FIRST_NOTE + 62 - MIN_PITCH  # steps 0-3 held over from before: not this chunk's
+    w[2, 0] = OFF  # no note
+    pcs = chunk_pitch_classes(w)
+    torch.testing.assert_close(pcs[0, [0, 7]], torch.tensor([2 / 3, 1 / 3]))
+    assert pcs[0].sum() == pytest.approx(1.0)
+    assert pcs[1, 2] == 1.0 and pcs[1].sum() == 1.0
+    assert pcs[2].sum() == 0
+
+
+def test_the_pitch_term_draws_chunks_by_their_pitch_classes():
+    """Code k one note of pitch 60 + k: a weight on a pitch class draws the one code of it."""
+    prior = chromatic_prior()
+    first_chunks = lambda: draw(prior, chunks=2)[:, 0].tolist()  # noqa: E731
+    assert not set(first_chunks()) <= {5}  # the control: without the weight, other codes
+    with torch.no_grad():
+        prior.pitch.bias[5] = 60.0  # F
+    assert first_chunks() == [5] * 16
 
 
 def test_closing_chunks_are_where_the_last_chunk_of_an_ending_tune_first_was():
