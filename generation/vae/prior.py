@@ -49,7 +49,7 @@ from torch import nn
 
 from .chunks import WINDOW
 from .metrics import DIATONIC
-from .representation import FIRST_NOTE, MIN_PITCH, OFF
+from .representation import FIRST_NOTE, HOLD, MIN_PITCH, OFF
 
 # The corpus's meters, most frequent first; anything else shares the last index.
 METERS: tuple[tuple[int, int], ...] = ((2, 4), (4, 4), (6, 8), (3, 4), (2, 2), (3, 8), (4, 2), (9, 8), (6, 4), (3, 2))
@@ -255,7 +255,7 @@ def chunk_pitch_classes(windows: torch.Tensor) -> torch.Tensor:
     """[..., 12] float: the share of each window's [..., WINDOW] sounding steps each pitch class
     takes (zeros for a window with no note; steps held over from before its first event are not its)."""
     steps = torch.arange(windows.shape[-1], device=windows.device).expand_as(windows)
-    last_event = torch.where(windows != 0, steps, -1).cummax(-1).values  # HOLD is 0
+    last_event = torch.where(windows != HOLD, steps, -1).cummax(-1).values
     token = windows.gather(-1, last_event.clamp(min=0))
     sounding = (last_event >= 0) & (token >= FIRST_NOTE)
     pc = (token.long() - FIRST_NOTE + MIN_PITCH) % 12
@@ -506,7 +506,7 @@ class LatentPrior(nn.Module):
                 self.edge_close = nn.Parameter(torch.zeros(EDGE_BINS))
             if cfg.rhythm_terms:
                 # teacher-forced on validation tunes the head gave 0.146 of its mass at a new 4/4 chunk
-                # to chunks with a dotted eighth (real: 0.222) and 0.206 in 2/4 (0.286), and drew 9.4
+                # to chunks with a dotted eighth (real: 0.222) and 0.206 in 2/4 (0.286), and drew 9.3
                 # notes a 4/4 chunk (10.3): a dotted or a busy chunk is one of many rare codes, each
                 # with little of the head's mass, while a tune keeps its rhythm. Zero at the start.
                 self.rhythm = nn.Linear(d, RHYTHM_DIMS)
@@ -764,7 +764,8 @@ class LatentPrior(nn.Module):
             pull = w.sum(1)
         # one product with the codes' [coordinates | embedding | rhythm | pitch classes] rows: two took
         # 2.7 times as long
-        parts = [query, self.code_embed_query(h)] + ([self.rhythm(h)] if self.cfg.rhythm_terms else [])
+        parts = [query, self.code_embed_query(h)]
+        parts += [self.rhythm(h)] if self.cfg.rhythm_terms else []
         parts += [self.pitch(h)] if self.cfg.pitch_terms else []
         logits = torch.addmm(bias, torch.cat(parts, -1), table.T)
         if pull is not None:
@@ -885,10 +886,11 @@ class LatentPrior(nn.Module):
         return self._derived(("contexts", meter), (self.code_windows, self.code_meters), build)
 
     def _code_table(self, meter: int | None) -> tuple[torch.Tensor, ...]:
-        """([coordinates | embedding | rhythm | pitch classes (those terms)], bias, first-pitch column, edge columns
-        [K, 2]: the first and the last note's pitch-class bin, EDGE_BINS apart) of all codes or a
-        meter's. While sampling (no gradients) a meter's rows are gathered once and kept until any of
-        them changes: gathering 17,000 codes' rows at every chunk was half of a tune's sampling time."""
+        """([coordinates | embedding | rhythm | pitch classes (those terms)], bias, first-pitch
+        column, edge columns [K, 2]: the first and the last note's pitch-class bin, EDGE_BINS apart) of
+        all codes or a meter's. While sampling (no gradients) a meter's rows are gathered once and kept
+        until any of them changes: gathering 17,000 codes' rows at every chunk was half of a tune's
+        sampling time."""
         params = (self.code_coords, self.code_embed.weight, self.code_bias)
 
         def table(codes: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
