@@ -108,7 +108,6 @@ def feed_collections(page, base: str, n: int = 5) -> list[str]:
     return page.locator("#feed article.card").evaluate_all(f"els => els.slice(0, {n}).map(e => e.dataset.collection)")
 
 
-@pytest.mark.worker
 def wait_for_job_page(page, worker, timeout_ms: int = 120_000) -> None:
     """Wait for the job page to show its job done; on a timeout, say what the job and the worker were
     doing (a run of the whole suite on SQLite once timed out here, with nothing to tell why)."""
@@ -123,6 +122,7 @@ def wait_for_job_page(page, worker, timeout_ms: int = 120_000) -> None:
         raise AssertionError(f"job page not done; latest jobs {jobs}; worker log:\n{worker.log()[-3000:]}") from None
 
 
+@pytest.mark.worker
 def test_a_listener_rates_generates_listens_and_sees_their_taste(
     live_server, browser, shoot, start_worker, model_version, embedded, settings
 ):
