@@ -46,6 +46,7 @@ from generation.vae.prior import (  # noqa: E402
     chunk_context,
     edge_pitches,
     figure_bins,
+    last_chunks,
     outside_scale,
 )
 from generation.vae.prior_evaluate import held_out_tunes, real_windows, sample_like  # noqa: E402
@@ -123,8 +124,11 @@ def head_mass(prior, cache: dict, split: dict) -> dict[str, float]:
         chunks = chunk_context(b["windows"])
         first, last = edge_pitches(b["windows"])
         new = b["valid"] & ~b["copies"].any(-1)
-        final = (b["valid"].long().cumsum(1) == b["valid"].sum(1, keepdim=True)) & b["valid"]
-        kinds = {"start": torch.zeros_like(new), "end": final & b["ends"][:, None], "closing": tune.closes}
+        kinds = {
+            "start": torch.zeros_like(new),
+            "end": last_chunks(b["valid"]) & b["ends"][:, None],
+            "closing": tune.closes,
+        }
         kinds["start"][:, 0] = True
         for m in b["meter"].unique().tolist():
             bi, pi = torch.nonzero((b["meter"] == m)[:, None] & new, as_tuple=True)

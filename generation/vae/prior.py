@@ -150,12 +150,16 @@ def copy_targets(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return eq & causal & valid[:, :, None] & valid[:, None, :]
 
 
+def last_chunks(valid: torch.Tensor) -> torch.Tensor:
+    """[B, n] bool: each tune's last valid chunk (`valid` [B, n])."""
+    return (valid.long().cumsum(1) == valid.sum(1, keepdim=True)) & valid
+
+
 def closing_chunks(copies: torch.Tensor, valid: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
     """[B, n] bool: the chunk a tune that ends (`ends` [B]) repeats as its last valid chunk, at its
     first occurrence (`copies` [B, n, n]: chunk i repeats chunk j; `valid` [B, n]); none where the last
     chunk is new."""
-    last = (valid.long().cumsum(1) == valid.sum(1, keepdim=True)) & valid  # the last valid chunk
-    repeated = (copies & last[:, :, None]).any(1)  # [B, n]: chunks the last one repeats
+    repeated = (copies & last_chunks(valid)[:, :, None]).any(1)  # [B, n]: chunks the last one repeats
     first = repeated & ~copies.any(-1)  # the first occurrence is no copy itself
     return first & ends[:, None].bool()
 

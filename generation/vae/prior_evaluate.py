@@ -23,8 +23,9 @@
    LSTM-LM baselines (baselines.py, trained here on the content split's training tunes).
 3b. Per meter the service offers (2/4, 3/4, 4/4, 6/8), 16 bars (4 chunks of 2/4) at the served
    setting, against every test window of that meter: one sample per window as in 2 (`matched`),
-   and as the service draws them, every one a whole tune that ends (`whole_tunes`). The pooled test of 2 mixes meters, which
-   the classifier must tell apart first; a listener hears one meter at a time.
+   and as the service draws them, every one a whole tune that ends (`whole_tunes`). The pooled test
+   of 2 mixes meters, which the classifier must tell apart first; a listener hears one meter at a
+   time.
 4. Whole-tune reconstruction through the chunk path (encode every chunk, decode greedily, join).
 Writes the JSON report and a PNG of piano rolls (real | generated) beside it.
 """
@@ -408,12 +409,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     # 3b. per served meter, 16 bars (4 chunks of 2/4, 8 of the others)
     report["per_meter_16bar"] = {}
+    every: dict[int, list[dict]] = {}  # every test window of n chunks, by n
     for m in SERVED_METERS:
         n = int(16 // bars_per_chunk(m))
-        real = [r for r in real_windows(chunked, split["test"], n, 10**9, seed=2) if tuple(r["meter"]) == m]
-        report["per_meter_16bar"][f"{m[0]}/{m[1]}"] = per_meter(composer, real, served, bias, args.seed)
-    for name, entry in report["per_meter_16bar"].items():
-        print("meter", name, json.dumps(entry), flush=True)
+        every.setdefault(n, real_windows(chunked, split["test"], n, 10**9, seed=2))
+        entry = per_meter(composer, [r for r in every[n] if tuple(r["meter"]) == m], served, bias, args.seed)
+        report["per_meter_16bar"][f"{m[0]}/{m[1]}"] = entry
+        print("meter", f"{m[0]}/{m[1]}", json.dumps(entry), flush=True)
 
     # 4. reconstruction through the chunk path
     composer.bf16_decode = False  # reconstruction accuracy in fp32, as the VAE's own figures

@@ -159,15 +159,8 @@ def test_the_similarity_term_pulls_a_new_chunk_towards_the_one_before():
 
 def test_terms_left_at_zero_change_neither_draws_nor_likelihood():
     torch.manual_seed(0)
-    plain_cfg = dataclasses.replace(
-        PRIOR_CODES,
-        context_terms=False,
-        similar_lags=0,
-        figure_terms=False,
-        edge_terms=False,
-        rhythm_terms=False,
-        pitch_terms=False,
-    )
+    terms = ("context_terms", "figure_terms", "edge_terms", "rhythm_terms", "pitch_terms")
+    plain_cfg = dataclasses.replace(PRIOR_CODES, similar_lags=0, **dict.fromkeys(terms, False))
     full, plain = LatentPrior(PRIOR_CODES), LatentPrior(plain_cfg)
     full.z_std.fill_(1.0)
     with torch.no_grad():
