@@ -29,6 +29,7 @@ import torch
 
 from .checkpoint import load_model, load_prior
 from .chunks import WINDOW, chunk_steps, join_chunks, melody_chunks, tonic_shift, transpose_melody, tune_register
+from .keys import key_probs
 from .model import MusicVAE
 from .prior import LatentPrior, first_repeats, meter_index
 from .representation import FIRST_NOTE, VOCAB_SIZE, Melody, MelodyError, extract_melody, tokens_to_midi_bytes
@@ -100,6 +101,9 @@ class LongformComposer:
         self.key_shift_probs = torch.tensor(metrics.get("key_shift_probs", [0.0] * 6 + [1.0] + [0.0] * 5))
         # {"low": pitch of row 0, "counts": [registers, 12]}: training tunes' keys by their register in C
         self.key_shifts_by_register: dict | None = metrics.get("key_shifts_by_register")
+        # keys.fit_key_model's coefficients: a tune's key by its range, pitch classes, meter and length in C
+        # (where present, used instead of the register table)
+        self.key_model: dict | None = metrics.get("key_model")
         # {"meters", "lengths", "pointers"}: the training tunes' forms (prior_train.tune_forms), from which
         # new tunes' repeat structures are drawn (`draw_forms`); `use_forms` False leaves them to the pointer
         self.forms: dict | None = metrics.get("forms")
@@ -240,22 +244,29 @@ class LongformComposer:
         return windows
 
     def _draw_keys(self, z: torch.Tensor, meters, seed: int | None) -> list[int]:
-        """New tunes' keys (semitones from C, -6..5; seeded): drawn as often as training tunes of the
-        same register in C were in each key (`key_shifts_by_register`), or, for a prior without that
-        table, as often as the corpus uses each key. A key drawn regardless of register put tunes
-        written high in C up a fifth more: their mean pitches spread twice as wide as real tunes'."""
+        """New tunes' keys (semitones from C, -6..5; seeded): drawn from the key model (`keys.py`: as
+        training tunes of that range, those pitch classes, meter and length in C were in each key), or,
+        for a prior without one, as often as training tunes of the same register in C were in each
+        key (`key_shifts_by_register`), or as often as the corpus uses each key. A key drawn regardless
+        of register put tunes written high in C up a fifth more: their mean pitches spread twice as
+        wide as real tunes'. One by register alone put 32-bar tunes in D a sixth of the time, where
+        real ones of that length are in D a third of the time."""
         if not self.key_normalized:
             return [0] * len(meters)
         g = _generator(None if seed is None else seed + 7)
         table = self.key_shifts_by_register
-        if table is None:
+        if table is None and self.key_model is None:
             return (torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6).tolist()
-        counts = torch.tensor(table["counts"], dtype=torch.float64)
         windows = self.decode_chunks(z.reshape(-1, z.shape[-1])).reshape(len(meters), z.shape[1], -1)
-        rows = [min(max(tune_register(w) - int(table["low"]), 0), len(counts) - 1) for w in windows]
-        # one tune's worth of the overall shares added to each row: a register no training tune had
-        # gets the overall shares
-        probs = counts[rows] + self.key_shift_probs.double()[None]
+        if self.key_model is not None:
+            probs = torch.from_numpy(np.stack([key_probs(self.key_model, w, m) for w, m in zip(windows, meters)]))
+        else:
+            assert table is not None
+            counts = torch.tensor(table["counts"], dtype=torch.float64)
+            rows = [min(max(tune_register(w) - int(table["low"]), 0), len(counts) - 1) for w in windows]
+            # one tune's worth of the overall shares added to each row: a register no training tune had
+            # gets the overall shares
+            probs = counts[rows] + self.key_shift_probs.double()[None]
         return (torch.multinomial(probs.float(), 1, generator=g)[:, 0] - 6).tolist()
 
     def sample(

@@ -13,7 +13,9 @@ code (its count is set here), a chunk's target is its own code (a held-out chunk
 `meter_softmax=1` normalizes each chunk's code distribution over its meter's codes, the set the
 sampler draws from (a quarter of the codes for the common meters, so a step costs a third as much).
 A key-normalized cache also stores, in the checkpoint's metrics, how far training tunes were moved
-to reach C by their register (`key_shifts`): new tunes are moved back the same way.
+to reach C, by their register (`key_shifts`) and as a model of their range, pitch classes, meter
+and length (`key_model`, keys.py): new tunes are moved back the same way. `--refresh-keys PRIOR`
+fits the key model into a prior trained before it existed.
 The checkpoint's metrics also hold the training tunes' forms (`tune_forms`: which chunk repeats
 which), from which new tunes' repeat structures are drawn.
 `--init` warm-starts from any prior, copying the weights the two share (`--set` then changes its
@@ -32,6 +34,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from tqdm import tqdm
 
 from .checkpoint import save_prior
 from .chunks import tune_register
+from .keys import fit_key_model
 from .prior import METERS, LatentPrior, PriorConfig, first_repeats, meter_index
 
 
@@ -283,6 +287,35 @@ def key_shifts(cache: dict, train_names: set[str]) -> dict:
     }
 
 
+def key_model(cache: dict, train_names: set[str], min_tunes: int = 30) -> dict:
+    """The training tunes' keys as a model of their range, pitch classes, meter and length in C
+    (keys.fit_key_model): how far each was moved to reach C, undone. It knows the meters at least
+    `min_tunes` training tunes have."""
+    off = cache["offsets"].numpy()
+    windows = cache["windows"].numpy()
+    tunes = [
+        (windows[off[i] : off[i + 1]], cache["meters"][i].tolist(), -int(s))
+        for i, (name, s) in enumerate(zip(cache["names"], cache["shifts"].tolist()))
+        if name in train_names and off[i + 1] > off[i]
+    ]
+    counts = Counter(tuple(m) for _, m, _ in tunes)
+    return {"key_model": fit_key_model(tunes, [list(m) for m, k in counts.most_common() if k >= min_tunes])}
+
+
+def refresh_keys(path: Path, latents: str, split_path: str) -> dict:
+    """Fit the key model (`key_model`) on --latents/--split's training tunes and store it in a prior
+    trained before it existed; nothing else changes."""
+    from .checkpoint import set_prior_metrics
+
+    cache = torch.load(latents, weights_only=True)
+    if not cache.get("key_normalized", False):
+        raise SystemExit(f"{latents}: not a key-normalized latent cache (--key-normalize)")
+    split = json.loads(Path(split_path).read_text())
+    model = key_model(cache, set(split["train"]))
+    set_prior_metrics(path, model)
+    return {"tunes": model["key_model"]["tunes"], "meters": model["key_model"]["meters"]}
+
+
 def tune_forms(cache: dict, train_names: set[str], max_chunks: int = 32) -> dict:
     """The training tunes' forms, for drawing new tunes' repeat structure (longform.draw_forms): per tune,
     its meter, its length in chunks and, for each of its first `max_chunks` chunks, the earliest chunk it
@@ -417,9 +450,17 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PRIOR",
         help="do not train: recompute this codebook prior's code meters from --latents/--split and store them",
     )
+    p.add_argument(
+        "--refresh-keys",
+        metavar="PRIOR",
+        help="do not train: fit the key model (keys.py) on --latents/--split's training tunes and store it",
+    )
     args = p.parse_args(argv)
     if args.refresh_codebook:
         print(refresh_codebook(Path(args.refresh_codebook), args.latents, args.split))
+        return
+    if args.refresh_keys:
+        print(refresh_keys(Path(args.refresh_keys), args.latents, args.split))
         return
     over = {}
     for kv in args.set:
@@ -432,6 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict = {"key_normalized": bool(cache.get("key_normalized", False))}
     if extra["key_normalized"]:  # how far each training tune was moved to reach C: undo as often when sampling
         extra.update(key_shifts(cache, set(split["train"])))
+        extra.update(key_model(cache, set(split["train"])))
     extra.update(tune_forms(cache, set(split["train"])))  # new tunes' repeat structures are drawn from these
     report = train_prior(
         cache,

@@ -13,28 +13,10 @@ import torch
 from generation.vae.checkpoint import CheckpointError, load_model, load_prior, save_checkpoint, save_prior
 from generation.vae.config import MEL_TINY
 from generation.vae.longform import LatentTune, LongformComposer
-from generation.vae.model import MusicVAE
-from generation.vae.prior import PRIOR_TINY, PRIOR_TINY_CODES, LatentPrior, copy_targets, meter_index
+from generation.vae.prior import PRIOR_TINY, LatentPrior, copy_targets, meter_index
 from generation.vae.representation import FIRST_NOTE
 
-from .conftest import write_melody
-
-# the served kind: a codebook normalized per meter, with the boundary, context and similarity terms
-PRIOR_CODES = PRIOR_TINY_CODES
-
-
-@pytest.fixture(params=["mixture", "codebook"])
-def composer(request) -> LongformComposer:
-    """Both kinds of prior: a new chunk drawn from the Gaussian mixture, or one of a codebook's chunks."""
-    torch.manual_seed(0)
-    vae = MusicVAE(MEL_TINY)
-    prior = LatentPrior(PRIOR_TINY if request.param == "mixture" else PRIOR_CODES)
-    # spread the untrained mixture so different draws give different latents
-    prior.z_std.fill_(1.0)
-    if request.param == "codebook":  # twelve "chunks": random coordinates, sounding as the decoder renders them
-        prior.code_coords.copy_(torch.randn(PRIOR_CODES.codebook, PRIOR_CODES.pca_dim))
-        prior.code_windows.copy_(vae.generate(prior.code_latents(), greedy=True).to(torch.int8))
-    return LongformComposer(vae, prior, temperature=1.0)
+from .conftest import PRIOR_CODES, write_melody
 
 
 def test_encode_decode_whole_tunes_in_one_batch(tmp_path, composer):
