@@ -38,6 +38,7 @@ from generation.vae.metrics import scale_consistency  # noqa: E402
 from generation.vae.prior_evaluate import draw_roll  # noqa: E402
 from generation.vae.representation import steps_per_bar  # noqa: E402
 from generation.vae.structure import longest_note, pitch_span, repeat_share  # noqa: E402
+from theory.keys import estimate_key  # noqa: E402
 
 SAMPLE_METERS = [(4, 4), (6, 8), (3, 4), (2, 4), (4, 4), (6, 8), (3, 4), (4, 4), (2, 4), (6, 8)]
 
@@ -52,7 +53,15 @@ def describe(tokens: np.ndarray, meter: tuple[int, int], steps: int) -> dict:
         "longest_note_bars": longest_note(tokens) / bar,
         "in_scale": scale_consistency(tokens),
         "repeat_share": repeat_share(tokens, steps),
+        "key": estimate_key(pitch_class_durations(tokens)),
     }
+
+
+def pitch_class_durations(tokens: np.ndarray) -> np.ndarray:
+    hist = np.zeros(12)
+    for _, d, p in notes_of(tokens):
+        hist[p % 12] += d
+    return hist
 
 
 def register_drift(composer: LongformComposer, melodies: dict, names: list[str], seed: int) -> dict:
