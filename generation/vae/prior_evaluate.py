@@ -14,7 +14,8 @@
 2. Prior samples of 8 and 16 chunks (16 and 32 bars of 4/4; 3/4 and 6/8 chunks are 2 bars) against
    real held-out windows of as many chunks, one sample per real window with the same meter and the
    same "ends the tune" flag (repeat structures drawn from the training tunes' forms when the prior
-   has them, and, at the served temperature, left to the pointer as well): structure statistics (structure.py), MGEval overlap areas (metrics.py),
+   has them, and, at the served temperature, left to the pointer as well; and as the service draws
+   them, every one a whole tune that ends, `..._whole_tunes`): structure statistics (structure.py), MGEval overlap areas (metrics.py),
    share of samples containing a training window (8 chunks, up to transposition), and the classifier
    two-sample tests (two_sample.py: 46 features, and the wide set of 140) with their real-vs-real
    controls.
@@ -350,16 +351,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "real_vs_real_auc_wide": real_vs_real(xr_wide, names),
             },
         }
-        # the served temperature and 1.0, and (the ablation) the served one with repeats left to the pointer
-        runs = [(temp, None, f"prior_T{temp:g}") for temp in sorted({served, 1.0})]
-        runs += [(served, False, f"prior_T{served:g}_pointer_forms")] if composer.forms else []
-        for temp, forms, name in runs:
-            toks, wins, copied = sample_like(composer, real, n, temp, args.seed, bias, forms=forms)
+        # the served temperature and 1.0, (the ablation) the served one with repeats left to the pointer,
+        # and the served one as the service draws new tunes: every one a whole tune that ends
+        runs = [(temp, None, f"prior_T{temp:g}", False) for temp in sorted({served, 1.0})]
+        runs += [(served, False, f"prior_T{served:g}_pointer_forms", False)] if composer.forms else []
+        runs += [(served, None, f"prior_T{served:g}_whole_tunes", True)]
+        for temp, forms, name, whole in runs:
+            like = [dict(r, ends=True) for r in real] if whole else real
+            toks, wins, copied = sample_like(composer, like, n, temp, args.seed, bias, forms=forms)
             res = score_set(toks, steps, bars, wins, real, train_keys)
             res["copy_choices_share"] = copied
             entry[name] = res
             print(n, name, json.dumps({k: v for k, v in res.items() if k != "overlap"}), flush=True)
-            if temp == served and forms is None:
+            if temp == served and forms is None and not whole:
                 examples[n] = (real, toks)
         report["test"][f"{n}_chunks"] = entry
 
