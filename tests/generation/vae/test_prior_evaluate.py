@@ -24,3 +24,15 @@ def test_a_condition_no_setting_meets_is_dropped():
     assert served_setting(low_overlap)["name"] == "b"  # the repeat band still holds
     out_of_band = [row("a", 0.72, repeat=0.5), row("b", 0.70, repeat=0.1, overlap=0.8)]
     assert served_setting(out_of_band)["name"] == "a"  # then the overlap
+
+
+def test_a_nucleus_cut_must_win_by_more_than_its_draws_noise():
+    def draws(centre: float, spread: float) -> dict:
+        return {k: [centre - spread, centre + spread] * 3 for k in ("auc_8", "auc_16", "auc_wide_8", "auc_wide_16")}
+
+    cut = {**row("top-p 0.9", 0.688), "top_p": 0.9, **draws(0.688, 0.03)}  # standard error about 0.006
+    uncut = {**row("no cut", 0.690), "top_p": 1.0, **draws(0.690, 0.03)}
+    assert served_setting([cut, uncut])["name"] == "no cut"
+    clearly = {**cut, "auc": 0.670, **draws(0.670, 0.03)}
+    assert served_setting([clearly, uncut])["name"] == "top-p 0.9"
+    assert served_setting([{**cut, "oa_min": 0.85}, {**uncut, "auc": 0.75}])["name"] == "no cut"  # targets first
