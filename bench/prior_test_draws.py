@@ -3,7 +3,8 @@
     python bench/prior_test_draws.py --data /tmp/corpus_midi --out bench/results/prior_test_draws.json
 
 For 8 and 16 chunks (16 and 32 bars of 4/4) and each --temperatures, draws one sample per real test
-window (same meter and "ends the tune" flag) with each of --seeds, at the served copy bias and nucleus
+window (same meter and "ends the tune" flag; then again as the service draws them, every one a whole
+tune that ends: `whole_tunes`) with each of --seeds, at the served copy bias and nucleus
 (or --copy-bias), and scores it as prior_evaluate does (two-sample AUCs, repeat share, degenerate
 share, lowest overlap area, in-scale ratio, copies of training windows). Writes JSON.
 """
@@ -46,12 +47,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         real = real_windows(chunked, split["test"], n, 400, seed=0)
         steps, bars = [r["steps"] for r in real], [steps_per_bar(*r["meter"]) for r in real]
         for temperature in temperatures:
-            for seed in args.seeds:
-                toks, wins, _ = sample_like(composer, real, n, temperature, seed, bias)
+            for seed, whole in [(seed, whole) for whole in (False, True) for seed in args.seeds]:
+                like = [dict(r, ends=True) for r in real] if whole else real
+                toks, wins, _ = sample_like(composer, like, n, temperature, seed, bias)
                 s = score_set(toks, steps, bars, wins, real, train_keys)
                 runs.append(
                     {
                         "chunks": n,
+                        "whole_tunes": whole,
                         "T": temperature,
                         "copy_bias": bias,
                         "seed": seed,

@@ -463,6 +463,20 @@ def test_new_tunes_take_their_repeat_structure_from_a_training_tune_of_their_met
     )  # reproducible with a seed
 
 
+def test_a_tune_that_ends_takes_a_section_that_ends_where_a_training_tunes_sections_end():
+    """Of 4/4 training tunes of 4, 6 and 8 chunks, a 4-chunk tune that ends takes the whole 4-chunk
+    tune's form or the 8-chunk one's first half, never the first 4 of 6; one that does not end, a
+    longer tune's opening."""
+    composer = LongformComposer(MusicVAE(MEL_TINY), chromatic_prior(), temperature=1.0)
+    forms = [[-1, 0, -1, 0], [-1, -1, -1, 1, 2, 0], [-1, -1, 0, 1, -1, -1, 4, 5]]
+    composer.forms = {"meters": [[4, 4]] * 3, "lengths": [4, 6, 8], "pointers": forms}
+    ends = {tuple(f) for f in composer.draw_forms(4, [(4, 4)] * 60, [True] * 60, seed=0).tolist()}
+    assert ends == {tuple(forms[0]), tuple(forms[2][:4])}
+    opens = {tuple(f) for f in composer.draw_forms(4, [(4, 4)] * 60, [False] * 60, seed=0).tolist()}
+    assert opens == {tuple(forms[1][:4]), tuple(forms[2][:4])}
+    assert composer.draw_forms(5, [(4, 4)], [True], seed=0)[0].tolist() in (forms[1][:5], forms[2][:5])  # none of 5, 10
+
+
 def test_a_continuation_takes_a_form_that_begins_as_its_prompt_does():
     from generation.vae.longform import LatentTune
     from generation.vae.prior_train import tune_forms
