@@ -321,7 +321,7 @@ class LongformComposer:
         """[B, n_chunks]: each new tune's repeat structure, for chunk i the chunk it repeats (-1: a new
         chunk): the first n_chunks chunks of a training tune of its meter, drawn at random among those
         whose length is a multiple of n_chunks for a tune that ends there (`ends`: a whole tune of that
-        length, or the opening section of one twice or three times as long, which ends where the tune's
+        length, or the opening section of one twice or more as long, which ends where the tune's
         sections end), of more chunks for one that does not, and of at least n_chunks when there are
         none such; -2 (the pointer decides) where no training tune of its meter is that long. `prefixes` (a continuation's): each tune's form must begin as this
         one does (its prompt's repeat structure, `repeat_structure`), or the pointer decides. None for a
