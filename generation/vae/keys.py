@@ -40,8 +40,9 @@ def _one_hot(value: int, low: int, n: int) -> np.ndarray:
     return x
 
 
-def key_features(windows: np.ndarray, meter, meters: list[list[int]]) -> np.ndarray:
-    """The model's features of one tune in C: its chunk windows [n, WINDOW] and meter."""
+def key_features(windows: np.ndarray, meter, meters: list[list[int]], length: int | None = None) -> np.ndarray:
+    """The model's features of one tune in C: its chunk windows [n, WINDOW] and meter; `length`: the
+    tune's length in chunks where the windows are a section of it (default: n)."""
     steps = chunk_steps(tuple(meter))
     notes = [nt for w in np.asarray(windows, dtype=np.int64) for nt in notes_of(w[:steps])]
     pcs = np.zeros(12)
@@ -59,7 +60,11 @@ def key_features(windows: np.ndarray, meter, meters: list[list[int]]) -> np.ndar
             _one_hot(low, PITCH_LOW, PITCHES),
             _one_hot(high, PITCH_LOW, PITCHES),
             np.array([list(meter) == list(m) for m in meters], dtype=float),
-            _one_hot(int(np.searchsorted(LENGTH_EDGES, len(windows), side="right")), 0, len(LENGTH_EDGES) + 1),
+            _one_hot(
+                int(np.searchsorted(LENGTH_EDGES, len(windows) if length is None else length, side="right")),
+                0,
+                len(LENGTH_EDGES) + 1,
+            ),
             pcs,
         ]
     )
@@ -90,9 +95,9 @@ def fit_key_model(tunes: list[tuple[np.ndarray, Any, int]], meters: list[list[in
     }
 
 
-def key_probs(model: dict[str, Any], windows: np.ndarray, meter) -> np.ndarray:
-    """p(shift) over -6..5 (index k: shift k - 6) for one tune in C."""
-    x = key_features(windows, meter, model["meters"])
+def key_probs(model: dict[str, Any], windows: np.ndarray, meter, length: int | None = None) -> np.ndarray:
+    """p(shift) over -6..5 (index k: shift k - 6) for one tune in C (`length`: see key_features)."""
+    x = key_features(windows, meter, model["meters"], length)
     logits = np.asarray(model["coef"]) @ x + np.asarray(model["intercept"])
     p = np.exp(logits - logits.max())
     return p / p.sum()

@@ -209,7 +209,19 @@ class LongformComposer:
         return self.prior
 
     def _fill(
-        self, z, ties, known, meters, ends, temperature, seed, shifts=None, copy_bias=None, top_p=None, form=None
+        self,
+        z,
+        ties,
+        known,
+        meters,
+        ends,
+        temperature,
+        seed,
+        shifts=None,
+        copy_bias=None,
+        top_p=None,
+        form=None,
+        key_lengths=None,
     ) -> list[LatentTune]:
         prior = self._prior()
         temperature = self.default_temperature if temperature is None else temperature
@@ -228,7 +240,7 @@ class LongformComposer:
             form,
         )
         if shifts is None:
-            shifts = self._draw_keys(z, meters, seed)
+            shifts = self._draw_keys(z, meters, seed, key_lengths)
         return [LatentTune(z[b], ties[b], tuple(meters[b]), source[b], int(shifts[b])) for b in range(len(meters))]
 
     def _known_windows(self, z: torch.Tensor, known: torch.Tensor) -> torch.Tensor | None:
@@ -243,14 +255,16 @@ class LongformComposer:
         windows[known] = torch.from_numpy(self.decode_chunks(z[known].float()))
         return windows
 
-    def _draw_keys(self, z: torch.Tensor, meters, seed: int | None) -> list[int]:
+    def _draw_keys(self, z: torch.Tensor, meters, seed: int | None, lengths: list | None = None) -> list[int]:
         """New tunes' keys (semitones from C, -6..5; seeded): drawn from the key model (`keys.py`: as
-        training tunes of that range, those pitch classes, meter and length in C were in each key), or,
+        training tunes of that range, those pitch classes, meter and length in C were in each key; the
+        length is that of the training tune whose form a tune took, `lengths`, where it took one), or,
         for a prior without one, as often as training tunes of the same register in C were in each
         key (`key_shifts_by_register`), or as often as the corpus uses each key. A key drawn regardless
         of register put tunes written high in C up a fifth more: their mean pitches spread twice as
         wide as real tunes'. One by register alone put 32-bar tunes in D a sixth of the time, where
-        real ones of that length are in D a third of the time."""
+        real ones of that length are in D a third of the time. Why the form's length: a 16-bar tune
+        shaped as the first strain of a 32-bar jig is in the keys jigs are in."""
         if not self.key_normalized:
             return [0] * len(meters)
         g = _generator(None if seed is None else seed + 7)
@@ -259,7 +273,10 @@ class LongformComposer:
             return (torch.multinomial(self.key_shift_probs, len(meters), replacement=True, generator=g) - 6).tolist()
         windows = self.decode_chunks(z.reshape(-1, z.shape[-1])).reshape(len(meters), z.shape[1], -1)
         if self.key_model is not None:
-            probs = torch.from_numpy(np.stack([key_probs(self.key_model, w, m) for w, m in zip(windows, meters)]))
+            lengths = lengths or [None] * len(meters)
+            probs = torch.from_numpy(
+                np.stack([key_probs(self.key_model, w, m, n) for w, m, n in zip(windows, meters, lengths)])
+            )
         else:
             assert table is not None
             counts = torch.tensor(table["counts"], dtype=torch.float64)
@@ -305,9 +322,20 @@ class LongformComposer:
         B, Z = len(meters), self.vae.cfg.z_dim
         zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
         use = self.use_forms if forms is None else forms
-        form = self.draw_forms(n_chunks, meters, ends, seed) if use else None
+        form, lengths = self._pick_forms(n_chunks, meters, ends, seed) if use else (None, None)
         return self._fill(
-            torch.zeros(B, n_chunks, Z), zeros, zeros, meters, ends, temperature, seed, None, copy_bias, top_p, form
+            torch.zeros(B, n_chunks, Z),
+            zeros,
+            zeros,
+            meters,
+            ends,
+            temperature,
+            seed,
+            None,
+            copy_bias,
+            top_p,
+            form,
+            lengths,
         )
 
     def draw_forms(
@@ -336,8 +364,14 @@ class LongformComposer:
         twice), and were told from them with AUC 0.80 on validation tunes (four draws); 0.74 with these
         forms, and 0.73 with the opening of any longer tune, which at 32 bars did worse (0.67 against
         0.65; whole 16-chunk jigs and reels beat the first half of a tune of 17 to 31 chunks)."""
+        return self._pick_forms(n_chunks, meters, ends, seed, prefixes)[0]
+
+    def _pick_forms(
+        self, n_chunks: int, meters, ends, seed: int | None = None, prefixes=None
+    ) -> tuple[torch.Tensor | None, list[int | None] | None]:
+        """draw_forms's forms, and the length of the training tune each was taken from (None: none)."""
         if not self.forms:
-            return None
+            return None, None
         if self._forms_by_meter is None:
             by: dict[tuple[int, ...], list[int]] = {}
             for k, m in enumerate(self.forms["meters"]):
@@ -346,6 +380,7 @@ class LongformComposer:
             self._forms_by_meter = {m: (np.asarray(ks), lengths[ks]) for m, ks in by.items()}
         g = _generator(None if seed is None else seed + 11)
         out = torch.full((len(meters), n_chunks), -2, dtype=torch.long)
+        picked: list[int | None] = [None] * len(meters)
         pointers = self.forms["pointers"]
         for b, (meter, end) in enumerate(zip(meters, ends)):
             tunes, lengths = self._forms_by_meter.get(tuple(meter), (np.zeros(0, int), np.zeros(0, int)))
@@ -362,7 +397,8 @@ class LongformComposer:
             if len(pool):
                 pick = int(pool[int(torch.randint(len(pool), (1,), generator=g))])
                 out[b] = torch.tensor(pointers[pick][:n_chunks])
-        return out
+                picked[b] = int(self.forms["lengths"][pick])
+        return out, picked
 
     @staticmethod
     def repeat_structure(z: torch.Tensor) -> list[int]:

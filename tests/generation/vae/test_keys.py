@@ -91,6 +91,28 @@ def test_a_key_normalized_composer_draws_keys_from_its_key_model(composer):
     assert {t.shift for t in composer.sample(4, meter=(4, 4), seed=0, count=8)} == {0}
 
 
+@pytest.mark.parametrize("composer", ["codebook"], indirect=True)
+def test_a_tune_shaped_as_a_longer_tunes_section_draws_its_key_as_tunes_of_that_length(composer):
+    """A key model that puts tunes under 8 chunks up 2 and tunes of 16-23 chunks down 3: a 4-chunk
+    tune that takes the form of a whole 4-chunk tune is moved up 2, one that takes the first section
+    of a 16-chunk tune down 3; left to the pointer, its own length decides."""
+    composer.key_normalized = True
+    at = 3 * PITCHES + 1  # after the one meter's one-hot: the length buckets
+    coef = np.zeros((12, at + len(LENGTH_EDGES) + 1 + 12))
+    coef[6 + 2, at + 0] = 50.0  # under 8 chunks
+    coef[6 - 3, at + 2] = 50.0  # 16-23 chunks
+    composer.key_model = {"meters": [[4, 4]], "coef": coef.tolist(), "intercept": [0.0] * 12}
+    whole, long = [-1, 0, -1, 0], [-1, -1, 0, 1] + [-1] * 12
+    composer.forms = {"meters": [[4, 4]] * 2, "lengths": [4, 16], "pointers": [whole, long]}
+    tunes = composer.sample(4, meter=(4, 4), seed=0, count=24)
+    by_form = {tuple(t.source.tolist()): set() for t in tunes}
+    for t in tunes:
+        by_form[tuple(t.source.tolist())].add(t.shift)
+    assert by_form == {tuple(whole): {2}, tuple(long[:4]): {-3}}
+    pointer = composer.sample_batch(4, [(4, 4)] * 8, [True] * 8, seed=0, forms=False)
+    assert {t.shift for t in pointer} == {2}
+
+
 def test_refresh_keys_stores_the_model_the_composer_loads(tmp_path, composer):
     from generation.vae.prior_train import refresh_keys
 
