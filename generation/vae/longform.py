@@ -255,7 +255,9 @@ class LongformComposer:
         windows[known] = torch.from_numpy(self.decode_chunks(z[known].float()))
         return windows
 
-    def _draw_keys(self, z: torch.Tensor, meters, seed: int | None, lengths: list | None = None) -> list[int]:
+    def _draw_keys(
+        self, z: torch.Tensor, meters, seed: int | None, lengths: list[int | None] | None = None
+    ) -> list[int]:
         """New tunes' keys (semitones from C, -6..5; seeded): drawn from the key model (`keys.py`: as
         training tunes of that range, those pitch classes, meter and length in C were in each key; the
         length is that of the training tune whose form a tune took, `lengths`, where it took one), or,
@@ -323,19 +325,19 @@ class LongformComposer:
         zeros = torch.zeros(B, n_chunks, dtype=torch.bool)
         use = self.use_forms if forms is None else forms
         form, lengths = self._pick_forms(n_chunks, meters, ends, seed) if use else (None, None)
+        z = torch.zeros(B, n_chunks, Z)
         return self._fill(
-            torch.zeros(B, n_chunks, Z),
+            z,
             zeros,
             zeros,
             meters,
             ends,
             temperature,
             seed,
-            None,
-            copy_bias,
-            top_p,
-            form,
-            lengths,
+            copy_bias=copy_bias,
+            top_p=top_p,
+            form=form,
+            key_lengths=lengths,
         )
 
     def draw_forms(
